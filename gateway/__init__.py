@@ -1,0 +1,1 @@
+"""The gateway: an async Starlette server in front of speech and scheduler."""

@@ -1,0 +1,132 @@
+"""Settings: defaults from a TOML file, overridden by GATEWAY_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "GATEWAY_"
+DEFAULT_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "config" / "settings.toml"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: str = "var"
+    database_url: str = ""
+    timezone: str = "Asia/Shanghai"
+    log_level: str = "info"
+
+    model_name: str = "vosk-model-small-cn-0.22"
+    model_sha256: str = "3af8b0e7e0f835ae9d414ce5df580237a3cfb08d586c9fbbb0f7ff29ad5b14ba"
+    model_url: str = "https://alphacephei.com/vosk/models/vosk-model-small-cn-0.22.zip"
+    model_mirrors: tuple[str, ...] = ()
+    model_cache_dir: str = ""
+
+    api_keys: tuple[str, ...] = ()
+    twilio_auth_token: str = ""
+    public_url: str = ""
+
+    max_calls: int = 32
+    max_message_bytes: int = 262144
+    idle_timeout_s: float = 30.0
+    max_call_s: float = 3600.0
+    recognizer_workers: int = 0
+
+    vad_enabled: bool = True
+    vad_preroll_ms: int = 300
+    trailing_silence_ms: int = 600
+    max_utterance_s: float = 20.0
+
+    webhook_url: str = ""
+
+    # Derived paths ---------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def model_cache_path(self) -> Path:
+        if self.model_cache_dir:
+            return Path(self.model_cache_dir).expanduser().resolve()
+        return self.data_path / "models"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_path / 'gateway.db'}"
+
+    @property
+    def workers(self) -> int:
+        return self.recognizer_workers or (os.cpu_count() or 1)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **_coerce_all(changes))
+
+
+def _field_types() -> dict[str, Any]:
+    defaults = Settings()
+    return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    try:
+        if kind is tuple:
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        if kind is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered in {"1", "true", "yes", "on"}:
+                    return True
+                if lowered in {"0", "false", "no", "off", ""}:
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {name!r}: cannot read {value!r} as {kind.__name__}") from None
+
+
+def _coerce_all(values: Mapping[str, Any]) -> dict[str, Any]:
+    types = _field_types()
+    out = {}
+    for name, value in values.items():
+        if name not in types:
+            raise SettingsError(f"unknown setting {name!r}")
+        out[name] = _coerce(name, types[name], value)
+    return out
+
+
+def load_settings(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file (default config/settings.toml), then GATEWAY_* variables."""
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get(ENV_PREFIX + "SETTINGS") or DEFAULT_SETTINGS_FILE)
+    values: dict[str, Any] = {}
+    if path.exists():
+        with path.open("rb") as fh:
+            try:
+                values.update(tomllib.load(fh))
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"{path}: {exc}") from None
+    elif environ.get(ENV_PREFIX + "SETTINGS"):
+        raise SettingsError(f"settings file {path} does not exist")
+    types = _field_types()
+    for name in types:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = environ[env_name]
+    return Settings(**_coerce_all(values))

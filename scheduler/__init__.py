@@ -1,0 +1,1 @@
+"""Campaign scheduling (renewal, missing-document and survey reminders)."""
