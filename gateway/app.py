@@ -1,0 +1,69 @@
+"""Assemble the Starlette app from settings: routes, services, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+
+from .auth import Authenticator
+from .calls import CallRegistry
+from .database import Database
+from .metrics import Metrics
+from .model_fetch import ModelSpec, ensure_model
+from .routes import routes
+from .services import Services
+from .settings import Settings
+from .speech_service import SpeechService
+from .webhook import forward_events
+
+log = logging.getLogger(__name__)
+
+
+def model_spec(settings: Settings) -> ModelSpec:
+    return ModelSpec(
+        name=settings.model_name,
+        sha256=settings.model_sha256,
+        url=settings.model_url,
+        mirrors=settings.model_mirrors,
+        cache_dir=settings.model_cache_path,
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        model_path: Path = await asyncio.to_thread(ensure_model, model_spec(settings))
+        speech = await asyncio.to_thread(SpeechService, model_path, settings.workers)
+        database = Database.from_url(settings.effective_database_url)
+        await database.create_schema()
+        auth = Authenticator(frozenset(settings.api_keys))
+        if auth.open_loopback_only:
+            log.warning("no API keys configured: serving loopback clients only")
+        services = Services(
+            settings=settings,
+            auth=auth,
+            registry=CallRegistry(settings.max_calls),
+            metrics=Metrics(),
+            database=database,
+            speech=speech,
+        )
+        app.state.services = services
+        background = []
+        if settings.webhook_url:
+            background.append(asyncio.create_task(forward_events(services.registry, settings.webhook_url)))
+        log.info("gateway ready: model %s at %d Hz, %d recognizer threads, up to %d calls",
+                 model_path.name, speech.sample_rate, speech.workers, settings.max_calls)
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await database.close()
+            speech.close()
+
+    return Starlette(routes=routes(), lifespan=lifespan)

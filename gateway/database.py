@@ -1,0 +1,147 @@
+"""Storage: SQLite by default, PostgreSQL when a URL is given (SQLAlchemy async)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("call_id", String(128), nullable=False, index=True),
+    Column("protocol", String(32), nullable=False),
+    Column("caller_number", String(64)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("end_reason", String(128)),
+    Column("audio_seconds", Float, nullable=False, default=0.0),
+)
+
+transcript_segments = Table(
+    "transcript_segments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("call_pk", Integer, ForeignKey("calls.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("start_s", Float),
+    Column("end_s", Float),
+    Column("confidence", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # WAL: readers (the API) don't block the writer (calls); foreign keys for cascades.
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+class Database:
+    """The gateway's tables and the few queries calls need."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> "Database":
+        return cls(create_engine(url))
+
+    async def create_schema(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    async def start_call(self, call_id: str, protocol: str, caller_number: str | None) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                insert(calls)
+                .values(call_id=call_id, protocol=protocol, caller_number=caller_number, started_at=utcnow(), audio_seconds=0.0)
+                .returning(calls.c.id)
+            )
+            return int(result.scalar_one())
+
+    async def add_segment(
+        self, call_pk: int, seq: int, text: str, start: float | None, end: float | None, confidence: float | None
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(transcript_segments).values(
+                    call_pk=call_pk, seq=seq, text=text, start_s=start, end_s=end, confidence=confidence, created_at=utcnow()
+                )
+            )
+
+    async def end_call(self, call_pk: int, reason: str, audio_seconds: float) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(calls)
+                .where(calls.c.id == call_pk)
+                .values(ended_at=utcnow(), end_reason=reason, audio_seconds=audio_seconds)
+            )
+
+    async def call_transcript(self, call_id: str) -> list[dict]:
+        """Every stored final segment of the most recent call with this id, in order."""
+        async with self.engine.connect() as conn:
+            call_pk = (
+                await conn.execute(
+                    select(calls.c.id).where(calls.c.call_id == call_id).order_by(calls.c.id.desc()).limit(1)
+                )
+            ).scalar_one_or_none()
+            if call_pk is None:
+                return []
+            rows = await conn.execute(
+                select(transcript_segments).where(transcript_segments.c.call_pk == call_pk).order_by(transcript_segments.c.seq)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    async def get_call(self, call_id: str) -> dict | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(calls).where(calls.c.call_id == call_id).order_by(calls.c.id.desc()).limit(1))
+            ).first()
+            return dict(row._mapping) if row else None

@@ -1,0 +1,166 @@
+"""HTTP and WebSocket endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .auth import Verdict, check_twilio_signature
+from .services import Services
+from .session import CallSession
+from .telephony.base import Adapter
+from .telephony.freeswitch import FreeswitchAdapter
+from .telephony.generic import GenericCallAdapter
+from .telephony.twilio import TwilioAdapter
+from .telephony.vosk_server import VoskServerAdapter
+
+log = logging.getLogger(__name__)
+
+
+def _services(conn: Request | WebSocket) -> Services:
+    return conn.app.state.services
+
+
+async def _authorize(ws: WebSocket, services: Services) -> Verdict:
+    host = ws.client.host if ws.client else None
+    verdict = services.auth.check_upgrade(host, ws.headers, ws.query_params)
+    if verdict is Verdict.DENIED:
+        services.metrics.count_refusal("auth")
+        log.warning("refused %s upgrade from %s: %s", ws.url.path, host,
+                    "not a loopback client and no API keys configured" if services.auth.open_loopback_only
+                    else "invalid API key")
+        # Closing before accept makes the server answer the upgrade with HTTP 403.
+        await ws.close(code=1008)
+    return verdict
+
+
+def _call_endpoint(make_adapter: Callable[[WebSocket, Services], Adapter]):
+    async def endpoint(ws: WebSocket) -> None:
+        services = _services(ws)
+        verdict = await _authorize(ws, services)
+        if verdict is Verdict.DENIED:
+            return
+        await CallSession(ws, make_adapter(ws, services), services, verdict).run()
+
+    return endpoint
+
+
+def _call_id(ws: WebSocket) -> str:
+    return ws.query_params.get("call_id") or ws.headers.get("x-call-id") or f"ws-{id(ws):x}"
+
+
+async def twilio_endpoint(ws: WebSocket) -> None:
+    services = _services(ws)
+    token = services.settings.twilio_auth_token
+    if token:
+        url = services.settings.public_url.rstrip("/") + ws.url.path
+        if ws.url.query:
+            url += "?" + ws.url.query
+        if not check_twilio_signature(token, url, ws.headers.get("x-twilio-signature")):
+            services.metrics.count_refusal("auth")
+            log.warning("refused /ws/twilio upgrade: bad or missing X-Twilio-Signature")
+            await ws.close(code=1008)
+            return
+    await _call_endpoint(lambda _ws, _s: TwilioAdapter())(ws)
+
+
+async def events_endpoint(ws: WebSocket) -> None:
+    """Live call events for supervisors and downstream systems (optionally one call: ?call_id=)."""
+    services = _services(ws)
+    verdict = await _authorize(ws, services)
+    if verdict is Verdict.DENIED:
+        return
+    if verdict is Verdict.DEFERRED:
+        await ws.close(code=1008)
+        return
+    await ws.accept()
+    sub = services.registry.subscribe(ws.query_params.get("call_id"))
+
+    async def pump() -> None:
+        while True:
+            await ws.send_json(await sub.queue.get())
+
+    sender = asyncio.create_task(pump())
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sender.cancel()
+        services.registry.unsubscribe(sub)
+
+
+async def healthz(request: Request) -> Response:
+    services = _services(request)
+    try:
+        await services.database.ping()
+    except Exception as exc:  # the database being down is exactly what this reports
+        return JSONResponse({"status": "unhealthy", "database": str(exc)}, status_code=503)
+    return JSONResponse(
+        {"status": "ok", "active_calls": services.registry.active, "max_calls": services.settings.max_calls,
+         "model": services.speech.model_path.name}
+    )
+
+
+async def metrics(request: Request) -> Response:
+    services = _services(request)
+    body = services.metrics.render(
+        active_calls=services.registry.active,
+        max_calls=services.settings.max_calls,
+        decode_lag=services.registry.max_decode_lag(),
+    )
+    return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
+
+
+async def call_transcript(request: Request) -> Response:
+    services = _services(request)
+    if not _http_authorized(request, services):
+        return JSONResponse({"error": "missing or invalid API key"}, status_code=401)
+    call_id = request.path_params["call_id"]
+    call = await services.database.get_call(call_id)
+    if call is None:
+        return JSONResponse({"error": f"no call {call_id}"}, status_code=404)
+    segments = await services.database.call_transcript(call_id)
+    return JSONResponse(
+        {
+            "call_id": call_id,
+            "protocol": call["protocol"],
+            "started_at": call["started_at"].isoformat() if call["started_at"] else None,
+            "ended_at": call["ended_at"].isoformat() if call["ended_at"] else None,
+            "end_reason": call["end_reason"],
+            "segments": [
+                {"seq": s["seq"], "text": s["text"], "start": s["start_s"], "end": s["end_s"], "confidence": s["confidence"]}
+                for s in segments
+            ],
+        }
+    )
+
+
+def _http_authorized(request: Request, services: Services) -> bool:
+    host = request.client.host if request.client else None
+    return services.auth.check_upgrade(host, request.headers, request.query_params) is Verdict.ALLOWED
+
+
+def routes() -> list[Route | WebSocketRoute]:
+    return [
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
+        Route("/api/calls/{call_id}/transcript", call_transcript),
+        WebSocketRoute("/ws/asr", _call_endpoint(lambda ws, s: VoskServerAdapter(call_id=_call_id(ws)))),
+        WebSocketRoute("/ws/twilio", twilio_endpoint),
+        WebSocketRoute(
+            "/ws/freeswitch",
+            _call_endpoint(lambda ws, s: FreeswitchAdapter(call_id=_call_id(ws), sample_rate=ws.query_params.get("sample_rate", 8000))),
+        ),
+        WebSocketRoute("/ws/call", _call_endpoint(lambda ws, s: GenericCallAdapter())),
+        WebSocketRoute("/ws/events", events_endpoint),
+    ]

@@ -1,0 +1,376 @@
+"""The async shell around one call: WebSocket frames ↔ adapter ↔ audio input ↔ recognizer.
+
+All protocol knowledge lives in the adapter and all signal processing in
+`speech`; this module only moves bytes and events between them, enforces the
+limits, and makes sure a call that ends in any way still yields its last
+transcript and frees its recognizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from speech.codecs import CodecError
+from speech.pipeline import AudioInput
+from speech.recognizer import Recognizer
+from speech.results import Transcript
+from speech.vad import SpeechAudio, SpeechEnd, VadConfig
+
+from .auth import Verdict
+from .calls import LiveCall
+from .privacy import mask_number
+from .services import Services
+from .telephony.base import (
+    Adapter,
+    AudioIn,
+    CallStart,
+    CallStop,
+    ConfigUpdate,
+    DtmfIn,
+    FlushRequest,
+    Frame,
+    InboundEvent,
+    MarkIn,
+    ProtocolError,
+    TextIn,
+)
+
+log = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+
+
+@dataclass
+class RecognitionOutcome:
+    finals: list[Transcript] = field(default_factory=list)
+    partial: Transcript | None = None
+    audio_seconds: float = 0.0
+    elapsed: float = 0.0
+
+
+def recognize(recognizer: Recognizer, gate_events: list[Any], flush: bool = False) -> RecognitionOutcome:
+    """Feed gated audio to the recognizer (runs in the recognition pool)."""
+    out = RecognitionOutcome()
+    started = time.perf_counter()
+    for event in gate_events:
+        if isinstance(event, SpeechAudio):
+            result = recognizer.accept(event.pcm16, event.t)
+            out.audio_seconds += len(event.pcm16) / 2 / recognizer.sample_rate
+            if result.final:
+                if result.text:
+                    out.finals.append(result)
+                out.partial = None
+            else:
+                out.partial = result
+        elif isinstance(event, SpeechEnd) and recognizer.utterance_has_audio:
+            result = recognizer.finish()
+            if result.text:
+                out.finals.append(result)
+            out.partial = None
+    if flush and recognizer.utterance_has_audio:
+        result = recognizer.finish()
+        if result.text:
+            out.finals.append(result)
+        out.partial = None
+    out.elapsed = time.perf_counter() - started
+    return out
+
+
+class CallSession:
+    def __init__(self, websocket: WebSocket, adapter: Adapter, services: Services, verdict: Verdict) -> None:
+        self.ws = websocket
+        self.adapter = adapter
+        self.services = services
+        self.verdict = verdict
+        self.live: LiveCall | None = None
+        self.start: CallStart | None = None
+        self.audio: AudioInput | None = None
+        self.recognizer: Recognizer | None = None
+        self.call_pk: int | None = None
+        self.segments = 0
+        self.partial: Transcript | None = None
+        self.last_published_partial = ""
+        self.end_reason = "disconnect"
+        self.connected = True
+        self.flushed = False
+
+    # Lifecycle ---------------------------------------------------------------
+    async def run(self) -> None:
+        settings = self.services.settings
+        await self.ws.accept()
+        self.live = self.services.registry.open(self.adapter.name)
+        if self.live is None:
+            self.services.metrics.count_refusal("capacity")
+            log.warning("refused %s call: at capacity (%d calls)", self.adapter.name, settings.max_calls)
+            await self._close(CLOSE_TRY_AGAIN, f"gateway at capacity ({settings.max_calls} calls), try again later")
+            return
+        self.services.metrics.count_call(self.adapter.name)
+        try:
+            await self._receive_loop()
+        except Exception:
+            log.exception("call %s failed", self.call_id)
+            self.end_reason = "internal error"
+            await self._close(1011, "internal error")
+        finally:
+            try:
+                await self._finish()
+            finally:
+                self.services.registry.close(self.live)
+
+    @property
+    def call_id(self) -> str:
+        return self.start.call_id if self.start else "-"
+
+    async def _receive_loop(self) -> None:
+        settings = self.services.settings
+        deadline = time.monotonic() + settings.max_call_s
+        while self.connected:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                await self._end("maximum call duration reached", CLOSE_NORMAL)
+                return
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), min(settings.idle_timeout_s, remaining))
+            except TimeoutError:
+                if deadline - time.monotonic() <= 0:
+                    await self._end("maximum call duration reached", CLOSE_NORMAL)
+                else:
+                    await self._end(f"no message for {settings.idle_timeout_s:g} s", CLOSE_POLICY, reason="idle timeout")
+                return
+            if message["type"] == "websocket.disconnect":
+                self.connected = False
+                return
+            data, text = message.get("bytes"), message.get("text")
+            size = len(data) if data is not None else len((text or "").encode())
+            if size > settings.max_message_bytes:
+                await self._protocol_error(
+                    ProtocolError(f"message of {size} bytes exceeds the limit of {settings.max_message_bytes}", CLOSE_TOO_BIG)
+                )
+                return
+            events = self.adapter.receive_bytes(data) if data is not None else self.adapter.receive_text(text or "")
+            await self._handle(events)
+
+    # Events ------------------------------------------------------------------
+    async def _handle(self, events: list[InboundEvent]) -> None:
+        outcome = RecognitionOutcome()
+        for event in events:
+            if isinstance(event, ProtocolError):
+                await self._protocol_error(event)
+                return
+            if isinstance(event, CallStart):
+                if not await self._start_call(event):
+                    return
+            elif isinstance(event, AudioIn):
+                if not await self._audio(event, outcome):
+                    return
+            elif isinstance(event, ConfigUpdate):
+                await self._configure(event, outcome)
+            elif isinstance(event, FlushRequest):
+                if self.recognizer is not None:
+                    self._merge(outcome, await self.services.speech.run(recognize, self.recognizer, [], True))
+            elif isinstance(event, CallStop):
+                self.end_reason = event.reason
+                self._merge(outcome, await self._flush())
+                self.connected = False  # leave the loop after replying
+            elif isinstance(event, DtmfIn):
+                self._publish({"type": "dtmf", "digits": event.digits})
+            elif isinstance(event, MarkIn):
+                self._publish({"type": "mark", "name": event.name})
+            elif isinstance(event, TextIn):
+                self._publish({"type": "text", "text": event.text})
+        # Every message gets the adapter's say; it knows which ones its protocol answers.
+        partial = outcome.partial if outcome.partial is not None else self.partial
+        await self._send(self.adapter.results(outcome.finals, partial))
+        await self._deliver(outcome)
+        if not self.connected and self.ws.application_state == WebSocketState.CONNECTED:
+            await self._close(CLOSE_NORMAL, self.end_reason)
+
+    async def _start_call(self, event: CallStart) -> bool:
+        svc = self.services
+        if self.start is not None:
+            await self._protocol_error(ProtocolError("the call was already started", CLOSE_POLICY))
+            return False
+        if self.verdict is Verdict.DEFERRED and not svc.auth.check_key(event.token):
+            svc.metrics.count_refusal("auth")
+            log.warning("refused %s call %s: missing or invalid API key", self.adapter.name, event.call_id)
+            await self._end("missing or invalid API key", CLOSE_POLICY, reason="unauthorized")
+            return False
+        self.start = event
+        assert self.live is not None
+        self.live.call_id = event.call_id
+        try:
+            self.audio = AudioInput(event.encoding, event.sample_rate, svc.speech.sample_rate, self._vad_config(event))
+        except ValueError as exc:
+            await self._protocol_error(ProtocolError(f"unsupported audio format: {exc}", 1003))
+            return False
+        self.recognizer = await svc.speech.run(
+            lambda: svc.speech.new_recognizer(
+                phrases=event.phrases, words=event.words, max_alternatives=event.max_alternatives
+            )
+        )
+        log.info(
+            "call %s started on %s from %s (%s %d Hz)",
+            event.call_id, self.adapter.name, mask_number(event.caller_number), event.encoding.value, event.sample_rate,
+        )
+        self.call_pk = await svc.database.start_call(event.call_id, self.adapter.name, event.caller_number)
+        self._publish(
+            {"type": "call.started", "protocol": self.adapter.name, "caller_number": event.caller_number,
+             "stream_id": event.stream_id, "params": event.params}
+        )
+        return True
+
+    def _vad_config(self, event: CallStart) -> VadConfig:
+        s = self.services.settings
+        params = event.params
+        try:
+            trailing = int(params.get("trailing_silence_ms", s.trailing_silence_ms))
+            return VadConfig(
+                enabled=params.get("vad", "on" if s.vad_enabled else "off").lower() not in {"off", "0", "false"},
+                preroll_ms=s.vad_preroll_ms,
+                trailing_silence_ms=trailing,
+                hangover_ms=min(VadConfig.hangover_ms, trailing),
+                max_utterance_s=float(params.get("max_utterance_s", s.max_utterance_s)),
+            )
+        except ValueError:
+            log.warning("call %s: ignoring malformed endpointing parameters", event.call_id)
+            return VadConfig(enabled=s.vad_enabled, preroll_ms=s.vad_preroll_ms,
+                             trailing_silence_ms=s.trailing_silence_ms,
+                             hangover_ms=min(VadConfig.hangover_ms, s.trailing_silence_ms),
+                             max_utterance_s=s.max_utterance_s)
+
+    async def _audio(self, event: AudioIn, outcome: RecognitionOutcome) -> bool:
+        if self.audio is None or self.recognizer is None:
+            await self._protocol_error(ProtocolError("audio before the call started", CLOSE_POLICY))
+            return False
+        assert self.live is not None
+        if self.live.first_audio is None:
+            self.live.first_audio = time.monotonic()
+        before = self.audio.seconds_in
+        try:
+            gate_events = self.audio.feed(event.payload)
+        except CodecError as exc:
+            await self._protocol_error(ProtocolError(f"bad audio: {exc}", 1007))
+            return False
+        self.services.metrics.audio_seconds_in += self.audio.seconds_in - before
+        self._merge(outcome, await self.services.speech.run(recognize, self.recognizer, gate_events))
+        self.live.audio_seconds_processed = self.audio.seconds_in
+        return True
+
+    async def _configure(self, event: ConfigUpdate, outcome: RecognitionOutcome) -> None:
+        if self.recognizer is None or self.start is None:
+            return
+        recognizer = self.recognizer
+        if event.phrases is not None:
+            await self.services.speech.run(recognizer.set_phrases, event.phrases or None)
+        if event.words is not None or event.max_alternatives is not None:
+            await self.services.speech.run(
+                lambda: recognizer.set_output(words=event.words, max_alternatives=event.max_alternatives)
+            )
+        if event.sample_rate and event.sample_rate != self.start.sample_rate and self.audio is not None:
+            # The input format changed: finish what was said, then decode at the new rate.
+            self._merge(outcome, await self._flush())
+            self.flushed = False
+            self.audio = AudioInput(self.start.encoding, event.sample_rate, self.services.speech.sample_rate,
+                                    self._vad_config(self.start))
+
+    async def _flush(self) -> RecognitionOutcome:
+        """End of audio: whatever is buffered goes through the recognizer one last time."""
+        if self.flushed or self.audio is None or self.recognizer is None:
+            return RecognitionOutcome()
+        self.flushed = True
+        return await self.services.speech.run(recognize, self.recognizer, self.audio.flush(), True)
+
+    def _merge(self, outcome: RecognitionOutcome, more: RecognitionOutcome) -> None:
+        outcome.finals.extend(more.finals)
+        outcome.partial = more.partial
+        outcome.audio_seconds += more.audio_seconds
+        outcome.elapsed += more.elapsed
+        if more.finals:
+            self.partial = None
+        if more.partial is not None:
+            self.partial = more.partial
+
+    # Output ------------------------------------------------------------------
+    async def _deliver(self, outcome: RecognitionOutcome) -> None:
+        """Publish and store what recognition produced."""
+        metrics = self.services.metrics
+        metrics.audio_seconds_decoded += outcome.audio_seconds
+        metrics.recognizer_seconds += outcome.elapsed
+        for final in outcome.finals:
+            metrics.transcripts_final += 1
+            self.segments += 1
+            self._publish(
+                {"type": "transcript", "final": True, "text": final.text, "start": final.start, "end": final.end,
+                 "confidence": final.confidence, "words": [w.__dict__ for w in final.words]}
+            )
+            if self.call_pk is not None:
+                await self.services.database.add_segment(
+                    self.call_pk, self.segments, final.compact_text, final.start, final.end, final.confidence
+                )
+            self.last_published_partial = ""
+        partial = outcome.partial
+        if partial is not None and partial.text != self.last_published_partial:
+            self.last_published_partial = partial.text
+            self._publish({"type": "transcript", "final": False, "text": partial.text})
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        if self.start is None:
+            return
+        self.services.registry.publish({"call_id": self.start.call_id, **event})
+
+    async def _send(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            if self.ws.application_state != WebSocketState.CONNECTED:
+                return
+            try:
+                if isinstance(frame, bytes):
+                    await self.ws.send_bytes(frame)
+                else:
+                    await self.ws.send_text(frame)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.connected = False
+                return
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.connected = False
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await self.ws.close(code, reason[:120])  # a close reason must fit in 123 bytes
+            except (RuntimeError, OSError):
+                pass
+
+    async def _end(self, message: str, code: int, reason: str | None = None) -> None:
+        self.end_reason = reason or message
+        outcome = await self._flush()
+        await self._send(self.adapter.results(outcome.finals, None) if outcome.finals else [])
+        await self._deliver(outcome)
+        await self._send(self.adapter.error(message) if code != CLOSE_NORMAL else [])
+        await self._close(code, message)
+
+    async def _protocol_error(self, error: ProtocolError) -> None:
+        self.services.metrics.protocol_errors += 1
+        log.warning("call %s on %s: protocol error: %s", self.call_id, self.adapter.name, error.message)
+        await self._end(error.message, error.close_code, reason=f"protocol error: {error.message}")
+
+    async def _finish(self) -> None:
+        """However the call ended: last transcript out, recognizer freed, call row closed."""
+        outcome = await self._flush()
+        await self._deliver(outcome)
+        if self.start is None:
+            return
+        audio_seconds = self.audio.seconds_in if self.audio else 0.0
+        if self.call_pk is not None:
+            await self.services.database.end_call(self.call_pk, self.end_reason, audio_seconds)
+        self._publish({"type": "call.ended", "reason": self.end_reason, "audio_seconds": round(audio_seconds, 3)})
+        log.info("call %s ended: %s (%.1f s of audio)", self.call_id, self.end_reason, audio_seconds)
+        self.recognizer = None
+        self.audio = None

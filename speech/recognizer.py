@@ -1,0 +1,171 @@
+"""One Vosk recognizer per call, fed only the audio the voice gate passes.
+
+Vosk reports word times in seconds of audio *it was fed*. The gate skips
+silence, so we keep anchors (recognizer time → call time) and map every word
+back to the call's own clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+import vosk
+
+from .results import Alternative, Transcript, Word
+
+log = logging.getLogger(__name__)
+
+# Vosk's C++ side logs every utterance at info level; keep only its errors.
+vosk.SetLogLevel(-1)
+
+UNKNOWN_WORD = "[unk]"
+
+
+def load_model(path: Path | str) -> vosk.Model:
+    """Load a Vosk model directory (one per process; shared by every call)."""
+    return vosk.Model(str(path))
+
+
+class Recognizer:
+    """Streaming recognition of one call. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self,
+        model: vosk.Model,
+        sample_rate: int,
+        *,
+        phrases: Iterable[str] | None = None,
+        words: bool = True,
+        max_alternatives: int = 0,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.words = words
+        self.max_alternatives = max_alternatives
+        self._model = model
+        self._phrases = tuple(phrases) if phrases else None
+        self._rec = self._new_recognizer()
+        self._fed_samples = 0
+        # Parallel lists: recognizer time where a contiguous run starts, and its call time.
+        self._anchor_rec: list[float] = [0.0]
+        self._anchor_call: list[float] = [0.0]
+        self._next_call_time: float | None = None
+        self._last_partial = ""
+        self.utterance_has_audio = False
+
+    def _new_recognizer(self) -> vosk.KaldiRecognizer:
+        if self._phrases:
+            grammar = json.dumps([*self._phrases, UNKNOWN_WORD], ensure_ascii=False)
+            rec = vosk.KaldiRecognizer(self._model, self.sample_rate, grammar)
+        else:
+            rec = vosk.KaldiRecognizer(self._model, self.sample_rate)
+        rec.SetWords(self.words)
+        rec.SetPartialWords(self.words)
+        if self.max_alternatives:
+            rec.SetMaxAlternatives(self.max_alternatives)
+        return rec
+
+    # Configuration -----------------------------------------------------------
+    def set_phrases(self, phrases: Iterable[str] | None) -> None:
+        """Restrict recognition to these phrases (None: the full vocabulary), from the next utterance."""
+        self._phrases = tuple(phrases) if phrases else None
+        if self._phrases:
+            self._rec.SetGrammar(json.dumps([*self._phrases, UNKNOWN_WORD], ensure_ascii=False))
+        else:
+            # Vosk cannot drop a grammar from a live recognizer; build a new one at the same clock.
+            self._rec = self._new_recognizer()
+            self._rebase()
+
+    def set_output(self, *, words: bool | None = None, max_alternatives: int | None = None) -> None:
+        if words is not None:
+            self.words = words
+            self._rec.SetWords(words)
+            self._rec.SetPartialWords(words)
+        if max_alternatives is not None:
+            self.max_alternatives = max_alternatives
+            self._rec.SetMaxAlternatives(max_alternatives)
+
+    # Audio -------------------------------------------------------------------
+    def accept(self, pcm16: bytes, call_time: float) -> Transcript:
+        """Feed audio whose first sample is at `call_time`; a final or partial result."""
+        if self._next_call_time is None or abs(call_time - self._next_call_time) > 1e-3:
+            self._anchor_rec.append(self._fed_samples / self.sample_rate)
+            self._anchor_call.append(call_time)
+        n = len(pcm16) // 2
+        self._fed_samples += n
+        self._next_call_time = call_time + n / self.sample_rate
+        if n:
+            self.utterance_has_audio = True
+        if self._rec.AcceptWaveform(pcm16):
+            return self._final(self._rec.Result())
+        return self.partial()
+
+    def partial(self) -> Transcript:
+        raw = json.loads(self._rec.PartialResult())
+        text = raw.get("partial", "")
+        self._last_partial = text
+        words = self._words(raw.get("partial_result", []))
+        return Transcript(text=text, final=False, words=words)
+
+    def finish(self) -> Transcript:
+        """End the current utterance and return its final result."""
+        return self._final(self._rec.FinalResult())
+
+    # Results -----------------------------------------------------------------
+    def _final(self, raw_json: str) -> Transcript:
+        self.utterance_has_audio = False
+        self._last_partial = ""
+        raw: dict[str, Any] = json.loads(raw_json)
+        if "alternatives" in raw:
+            alternatives = tuple(
+                Alternative(
+                    text=_clean(alt.get("text", "")),
+                    confidence=float(alt.get("confidence", 0.0)),
+                    words=self._words(alt.get("result", [])),
+                )
+                for alt in raw["alternatives"]
+            )
+            best = alternatives[0] if alternatives else Alternative("", 0.0)
+            text, words = best.text, best.words
+        else:
+            alternatives = ()
+            text, words = _clean(raw.get("text", "")), self._words(raw.get("result", []))
+        words = tuple(w for w in words if w.word != UNKNOWN_WORD)
+        confidence = sum(w.conf for w in words) / len(words) if words else None
+        return Transcript(
+            text=text,
+            final=True,
+            words=words,
+            confidence=confidence,
+            start=words[0].start if words else None,
+            end=words[-1].end if words else None,
+            alternatives=alternatives,
+        )
+
+    def _words(self, items: list[dict[str, Any]]) -> tuple[Word, ...]:
+        return tuple(
+            Word(
+                word=item["word"],
+                start=round(self._call_time(float(item["start"])), 3),
+                end=round(self._call_time(float(item["end"])), 3),
+                conf=float(item.get("conf", 1.0)),
+            )
+            for item in items
+        )
+
+    def _call_time(self, rec_time: float) -> float:
+        i = bisect.bisect_right(self._anchor_rec, rec_time) - 1
+        return self._anchor_call[i] + (rec_time - self._anchor_rec[i])
+
+    def _rebase(self) -> None:
+        # A new Vosk recognizer counts time from zero again.
+        self._fed_samples = 0
+        self._anchor_rec = [0.0]
+        self._anchor_call = [self._next_call_time or 0.0]
+
+
+def _clean(text: str) -> str:
+    return " ".join(w for w in text.split() if w != UNKNOWN_WORD)

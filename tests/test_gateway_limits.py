@@ -1,0 +1,218 @@
+"""The gateway as a running server: auth, limits, bad input, disconnects, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from gateway.auth import twilio_signature
+from conftest import running_gateway
+from calls import AUDIO, frames, generic_call, load_pcm, silence, twilio_messages, to_rate, wait_for_transcript
+
+HELLO = AUDIO / "real" / "fireredasr2s_hello_zh.wav"  # 你好世界, 2.3 s
+
+
+async def close_code(ws) -> int:
+    """Wait until the server closes; its close code."""
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), 20)
+    return ws.close_code
+
+
+async def test_health_and_metrics(gateway):
+    async with httpx.AsyncClient(base_url=f"http://{gateway}") as client:
+        health = (await client.get("/healthz")).json()
+        assert health["status"] == "ok" and health["active_calls"] == 0
+        body = (await client.get("/metrics")).text
+    for name in ["gateway_active_calls", "gateway_audio_seconds_in_total", "gateway_audio_seconds_decoded_total",
+                 "gateway_decode_lag_seconds", "gateway_real_time_factor", "gateway_calls_refused_total"]:
+        assert f"# TYPE {name} " in body
+
+
+async def test_a_call_is_transcribed_stored_and_counted(gateway):
+    pcm, rate = load_pcm(HELLO)
+    events = await generic_call(gateway, pcm, rate, "limits-basic")
+    finals = [e for e in events if e["event"] == "transcript" and e["final"]]
+    assert [f["text"].replace(" ", "") for f in finals] == ["你好世界"]
+    assert finals[0]["words"][0]["start"] < finals[0]["words"][-1]["end"]
+    stored = await wait_for_transcript(gateway, "limits-basic")
+    assert [s["text"] for s in stored["segments"]] == ["你好世界"]
+    assert stored["end_reason"] == "hangup"
+    async with httpx.AsyncClient(base_url=f"http://{gateway}") as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'gateway_calls_total{protocol="call"} 1' in metrics
+    audio_in = float(next(l for l in metrics.splitlines() if l.startswith("gateway_audio_seconds_in_total")).split()[1])
+    decoded = float(next(l for l in metrics.splitlines() if l.startswith("gateway_audio_seconds_decoded_total")).split()[1])
+    assert audio_in == pytest.approx(len(pcm) / 2 / rate + 1.0, abs=0.05)
+    assert 0 < decoded < audio_in  # the trailing second of silence was not decoded
+
+
+async def test_disconnect_mid_utterance_keeps_the_final_transcript(gateway):
+    pcm, rate = load_pcm(HELLO)
+    subscriber = await connect(f"ws://{gateway}/ws/events?call_id=limits-cut")
+    async with connect(f"ws://{gateway}/ws/call") as ws:
+        await ws.send(json.dumps({"event": "start", "call_id": "limits-cut", "sample_rate": rate}))
+        for frame in frames(pcm[: int(len(pcm) * 0.8)], rate):  # cut off while still speaking
+            await ws.send(frame)
+        await asyncio.sleep(0.3)
+    # The socket closed without a stop: the gateway still flushes the recognizer.
+    stored = await wait_for_transcript(gateway, "limits-cut")
+    assert stored["end_reason"] == "disconnect"
+    assert "".join(s["text"] for s in stored["segments"]).startswith("你好")
+    seen = []
+    while not seen or seen[-1]["type"] != "call.ended":
+        seen.append(json.loads(await asyncio.wait_for(subscriber.recv(), 10)))
+    await subscriber.close()
+    assert [e["type"] for e in seen][0] == "call.started"
+    assert any(e["type"] == "transcript" and e["final"] for e in seen)
+
+
+async def test_over_capacity_is_refused_with_1013_and_others_carry_on(make_settings):
+    with running_gateway(make_settings(max_calls=2)) as address:
+        first = await connect(f"ws://{address}/ws/call")
+        second = await connect(f"ws://{address}/ws/call")
+        third = await connect(f"ws://{address}/ws/call")
+        assert await close_code(third) == 1013
+        assert "capacity" in third.close_reason
+        pcm, rate = load_pcm(HELLO)
+        for n, ws in enumerate([first, second]):
+            await ws.send(json.dumps({"event": "start", "call_id": f"cap-{n}", "sample_rate": rate}))
+            for frame in frames(pcm + silence(1.0, rate), rate):
+                await ws.send(frame)
+            await ws.send(json.dumps({"event": "stop"}))
+            texts = [json.loads(m) async for m in ws]
+            assert any(t["event"] == "transcript" and t["final"] for t in texts)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://{address}/metrics")).text
+        assert 'gateway_calls_refused_total{reason="capacity"} 1' in metrics
+
+
+async def test_api_keys_on_the_upgrade(make_settings):
+    with running_gateway(make_settings(api_keys=("secret-key",))) as address:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(f"ws://{address}/ws/call", additional_headers={"Authorization": "Bearer wrong"})
+        assert info.value.response.status_code == 403
+        with pytest.raises(InvalidStatus):
+            await connect(f"ws://{address}/ws/asr?token=wrong")
+        pcm, rate = load_pcm(HELLO)
+        events = await generic_call(address, pcm, rate, "auth-ok", headers={"Authorization": "Bearer secret-key"})
+        assert any(e["event"] == "transcript" and e["final"] for e in events)
+        # Without a header the key may come inside the protocol (here: the generic start's token)...
+        async with connect(f"ws://{address}/ws/call") as ws:
+            await ws.send(json.dumps({"event": "start", "call_id": "auth-none", "sample_rate": 16000}))
+            assert await close_code(ws) == 1008
+        async with connect(f"ws://{address}/ws/call") as ws:
+            await ws.send(json.dumps({"event": "start", "call_id": "auth-tok", "sample_rate": 16000,
+                                      "token": "secret-key"}))
+            await ws.send(json.dumps({"event": "stop"}))
+            assert await close_code(ws) == 1000
+        # ...and Twilio carries it in customParameters.
+        pcm8k = to_rate(pcm, rate, 8000)
+        async with connect(f"ws://{address}/ws/twilio") as ws:
+            for message in twilio_messages(pcm8k, "CA" + "1" * 32, {"token": "wrong"})[:3]:
+                await ws.send(message)
+            assert await close_code(ws) == 1008
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://{address}/api/calls/auth-ok/transcript")).status_code == 401
+            ok = await client.get(f"http://{address}/api/calls/auth-ok/transcript",
+                                  headers={"Authorization": "Bearer secret-key"})
+            assert ok.status_code == 200
+
+
+async def test_twilio_signature_is_checked_when_configured(make_settings):
+    settings = make_settings(twilio_auth_token="tw-token", public_url="wss://gw.example.com")
+    with running_gateway(settings) as address:
+        with pytest.raises(InvalidStatus):
+            await connect(f"ws://{address}/ws/twilio", additional_headers={"X-Twilio-Signature": "bad"})
+        signature = twilio_signature("tw-token", "wss://gw.example.com/ws/twilio")
+        async with connect(f"ws://{address}/ws/twilio", additional_headers={"X-Twilio-Signature": signature}) as ws:
+            pcm, rate = load_pcm(HELLO)
+            for message in twilio_messages(to_rate(pcm, rate, 8000), "CA" + "2" * 32):
+                await ws.send(message)
+            assert await close_code(ws) == 1000
+
+
+async def test_idle_timeout_closes_the_call_but_keeps_what_was_said(make_settings):
+    with running_gateway(make_settings(idle_timeout_s=1.0)) as address:
+        pcm, rate = load_pcm(HELLO)
+        async with connect(f"ws://{address}/ws/call") as ws:
+            await ws.send(json.dumps({"event": "start", "call_id": "idle", "sample_rate": rate}))
+            for frame in frames(pcm, rate):
+                await ws.send(frame)
+            messages = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    messages.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            assert ws.close_code == 1008
+        assert any(m["event"] == "transcript" and m["final"] for m in messages)
+        assert messages[-1]["event"] == "error" and "no message" in messages[-1]["message"]
+        stored = await wait_for_transcript(address, "idle")
+        assert stored["end_reason"] == "idle timeout" and stored["segments"]
+
+
+async def test_maximum_call_duration(make_settings):
+    with running_gateway(make_settings(max_call_s=1.0)) as address:
+        async with connect(f"ws://{address}/ws/call") as ws:
+            await ws.send(json.dumps({"event": "start", "call_id": "long", "sample_rate": 8000}))
+            for _ in range(150):  # 3 s of silence, faster than real time
+                await ws.send(silence(0.02, 8000))
+                await asyncio.sleep(0.01)
+                if ws.close_code is not None:
+                    break
+            assert await close_code(ws) == 1000
+            assert "maximum call duration" in ws.close_reason
+
+
+@pytest.mark.parametrize(
+    "path, messages, code",
+    [
+        ("/ws/call", ["{not json"], 1007),
+        ("/ws/call", [json.dumps({"event": "dance"})], 1003),
+        ("/ws/call", [b"\x00\x01" * 160], 1008),  # audio before start
+        ("/ws/call", [json.dumps({"event": "start", "call_id": "odd", "sample_rate": 8000}), b"\x01\x02\x03"], 1007),
+        ("/ws/twilio", [json.dumps({"event": "start", "streamSid": "MZ1", "start": {
+            "callSid": "CA1", "streamSid": "MZ1", "customParameters": {},
+            "mediaFormat": {"encoding": "audio/x-opus", "sampleRate": 48000, "channels": 1}}})], 1003),
+        ("/ws/twilio", [json.dumps({"event": "start", "streamSid": "MZ1", "start": {
+            "callSid": "CA1", "streamSid": "MZ1", "customParameters": {},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}),
+            json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": "!!not base64!!"}})], 1007),
+        ("/ws/freeswitch", ["[1, 2, 3]"], 1007),
+        ("/ws/asr", ['{"config": {"sample_rate": "fast"}}'], 1007),
+    ],
+)
+async def test_bad_input_closes_only_that_call(gateway, path, messages, code):
+    pcm, rate = load_pcm(HELLO)
+    healthy = asyncio.create_task(generic_call(gateway, pcm, rate, f"healthy-{code}-{path[4:]}", pace=0.002))
+    async with connect(f"ws://{gateway}{path}") as ws:
+        for message in messages:
+            await ws.send(message)
+        assert await close_code(ws) == code
+    events = await healthy
+    assert any(e["event"] == "transcript" and e["final"] for e in events)
+
+
+async def test_oversized_frame_is_refused(make_settings):
+    with running_gateway(make_settings(max_message_bytes=4096)) as address:
+        async with connect(f"ws://{address}/ws/call", max_size=None) as ws:
+            await ws.send(json.dumps({"event": "start", "call_id": "big", "sample_rate": 8000}))
+            await ws.send(bytes(8192))
+            assert await close_code(ws) == 1009
+
+
+async def test_non_loopback_clients_are_refused_without_keys(make_settings):
+    # The same check the server makes on every upgrade, on a client address it cannot be given here.
+    from gateway.auth import Authenticator, Verdict
+
+    auth = Authenticator(frozenset())
+    assert auth.check_upgrade("127.0.0.1", {}, {}) is Verdict.ALLOWED
+    assert auth.check_upgrade("::1", {}, {}) is Verdict.ALLOWED
+    assert auth.check_upgrade("10.1.2.3", {}, {}) is Verdict.DENIED
+    assert auth.check_upgrade("203.0.113.9", {"authorization": "Bearer x"}, {}) is Verdict.DENIED

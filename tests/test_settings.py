@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_come_from_the_config_file():
+    settings = load_settings(environ={})
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.timezone == "Asia/Shanghai"
+    assert settings.model_name == "vosk-model-small-cn-0.22"
+    assert settings.api_keys == ()
+
+
+def test_environment_overrides_every_kind_of_setting(tmp_path):
+    settings = load_settings(
+        environ={
+            "GATEWAY_DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1/test",
+            "GATEWAY_MODEL_MIRRORS": "/srv/models, https://mirror.example/vosk",
+            "GATEWAY_API_KEYS": "k1,k2",
+            "GATEWAY_MAX_CALLS": "7",
+            "GATEWAY_IDLE_TIMEOUT_S": "2.5",
+            "GATEWAY_VAD_ENABLED": "off",
+            "GATEWAY_DATA_DIR": str(tmp_path),
+        }
+    )
+    assert settings.effective_database_url == "postgresql+asyncpg://u@127.0.0.1/test"
+    assert settings.model_mirrors == ("/srv/models", "https://mirror.example/vosk")
+    assert settings.api_keys == ("k1", "k2")
+    assert settings.max_calls == 7
+    assert settings.idle_timeout_s == 2.5
+    assert settings.vad_enabled is False
+    assert settings.model_cache_path == tmp_path / "models"
+
+
+def test_sqlite_is_the_embedded_default(tmp_path):
+    settings = load_settings(environ={"GATEWAY_DATA_DIR": str(tmp_path)})
+    assert settings.effective_database_url == f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+
+
+def test_bad_values_are_named_in_the_error():
+    with pytest.raises(SettingsError, match="max_calls"):
+        load_settings(environ={"GATEWAY_MAX_CALLS": "many"})
+    with pytest.raises(SettingsError, match="vad_enabled"):
+        load_settings(environ={"GATEWAY_VAD_ENABLED": "perhaps"})
+
+
+def test_settings_file_from_environment(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_text('port = 9100\napi_keys = ["abc"]\n')
+    settings = load_settings(environ={"GATEWAY_SETTINGS": str(path)})
+    assert settings.port == 9100 and settings.api_keys == ("abc",)
+    with pytest.raises(SettingsError, match="unknown setting 'colour'"):
+        path.write_text('colour = "red"\n')
+        load_settings(environ={"GATEWAY_SETTINGS": str(path)})
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(environ={"GATEWAY_SETTINGS": str(tmp_path / "missing.toml")})
+
+
+def test_every_setting_is_in_the_default_file():
+    import dataclasses
+    import tomllib
+
+    from gateway.settings import DEFAULT_SETTINGS_FILE
+
+    documented = set(tomllib.loads(DEFAULT_SETTINGS_FILE.read_text()))
+    assert documented == {f.name for f in dataclasses.fields(Settings)}
