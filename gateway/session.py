@@ -65,6 +65,8 @@ def recognize(recognizer: Recognizer, gate_events: list[Any], flush: bool = Fals
         if isinstance(event, SpeechAudio):
             result = recognizer.accept(event.pcm16, event.t)
             out.audio_seconds += len(event.pcm16) / 2 / recognizer.sample_rate
+            if result is None:
+                continue
             if result.final:
                 if result.text:
                     out.finals.append(result)
@@ -100,7 +102,8 @@ class CallSession:
         self.partial: Transcript | None = None
         self.last_published_partial = ""
         self.end_reason = "disconnect"
-        self.connected = True
+        self.connected = True  # still reading the peer's messages
+        self.can_send = True  # the peer may be gone while its last messages are still queued
         self.flushed = False
 
     # Lifecycle ---------------------------------------------------------------
@@ -214,7 +217,8 @@ class CallSession:
             return False
         self.recognizer = await svc.speech.run(
             lambda: svc.speech.new_recognizer(
-                phrases=event.phrases, words=event.words, max_alternatives=event.max_alternatives
+                phrases=event.phrases, words=event.words, max_alternatives=event.max_alternatives,
+                partial_interval_s=svc.settings.partial_interval_ms / 1000,
             )
         )
         log.info(
@@ -329,7 +333,7 @@ class CallSession:
 
     async def _send(self, frames: list[Frame]) -> None:
         for frame in frames:
-            if self.ws.application_state != WebSocketState.CONNECTED:
+            if not self.can_send or self.ws.application_state != WebSocketState.CONNECTED:
                 return
             try:
                 if isinstance(frame, bytes):
@@ -337,7 +341,8 @@ class CallSession:
                 else:
                     await self.ws.send_text(frame)
             except (WebSocketDisconnect, RuntimeError, OSError):
-                self.connected = False
+                # Keep reading: audio the peer sent before hanging up still gets recognized.
+                self.can_send = False
                 return
 
     async def _close(self, code: int, reason: str) -> None:

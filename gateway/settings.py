@@ -46,6 +46,7 @@ class Settings:
     vad_preroll_ms: int = 300
     trailing_silence_ms: int = 600
     max_utterance_s: float = 20.0
+    partial_interval_ms: int = 200
 
     webhook_url: str = ""
 

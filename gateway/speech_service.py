@@ -34,9 +34,17 @@ class SpeechService:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recognizer")
 
     def new_recognizer(
-        self, *, phrases: Iterable[str] | None = None, words: bool = True, max_alternatives: int = 0
+        self,
+        *,
+        phrases: Iterable[str] | None = None,
+        words: bool = True,
+        max_alternatives: int = 0,
+        partial_interval_s: float = 0.0,
     ) -> Recognizer:
-        return Recognizer(self._model, self.sample_rate, phrases=phrases, words=words, max_alternatives=max_alternatives)
+        return Recognizer(
+            self._model, self.sample_rate, phrases=phrases, words=words,
+            max_alternatives=max_alternatives, partial_interval_s=partial_interval_s,
+        )
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

@@ -1,0 +1,162 @@
+"""Policy records: confirm names and numbers against the insurer's data instead of trusting recognition.
+
+`RecordLookup` is what the engine needs; the gateway may implement it over its database.
+`RecordIndex` is an in-memory implementation (pure Python) for tests, small deployments and
+the shared evaluation data (`load_policies_csv`).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Iterable, Protocol
+
+CSV_FIELDS = (
+    "policy_number",
+    "product",
+    "holder_name",
+    "insured_name",
+    "insured_id_number",
+    "phone",
+    "start_date",
+    "expiry_date",
+)
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    policy_number: str
+    product: str
+    holder_name: str
+    insured_name: str
+    insured_id_number: str
+    phone: str
+    start_date: date
+    expiry_date: date
+
+
+class RecordLookup(Protocol):
+    def find(self, id_number: str | None, phone: str | None, name: str | None) -> list[PolicyRecord]:
+        """Records matching the (possibly misrecognized) ID number / phone / insured's name."""
+        ...
+
+
+def _digits(phone: str | None) -> str:
+    return "".join(ch for ch in phone or "" if ch.isdigit())
+
+
+def _norm_id(id_number: str | None) -> str:
+    return (id_number or "").strip().upper()
+
+
+def edit_distance(a: str, b: str, limit: int = 2) -> int:
+    """Levenshtein distance, stopping early once every path exceeds `limit` (returns limit + 1)."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return min(previous[-1], limit + 1)
+
+
+class RecordIndex:
+    """In-memory `RecordLookup` that tolerates recognition errors.
+
+    Matching, in order:
+    1. the ID number exactly;
+    2. an ID number within edit distance `max_id_distance` of a record whose insured's (or
+       holder's) name, or phone, also agrees - a lone near-miss ID is not evidence enough;
+    3. the phone exactly (narrowed to the records whose name agrees, when some do).
+    A name alone never matches: names are not unique.
+    """
+
+    def __init__(self, records: Iterable[PolicyRecord], max_id_distance: int = 2) -> None:
+        self.records = tuple(records)
+        self.max_id_distance = max_id_distance
+        self._by_id: dict[str, list[PolicyRecord]] = defaultdict(list)
+        self._by_phone: dict[str, list[PolicyRecord]] = defaultdict(list)
+        self._by_name: dict[str, list[PolicyRecord]] = defaultdict(list)
+        for record in self.records:
+            self._by_id[_norm_id(record.insured_id_number)].append(record)
+            self._by_phone[_digits(record.phone)].append(record)
+            self._by_name[record.insured_name].append(record)
+            if record.holder_name != record.insured_name:
+                self._by_name[record.holder_name].append(record)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def find(self, id_number: str | None, phone: str | None, name: str | None) -> list[PolicyRecord]:
+        id_key, phone_key = _norm_id(id_number), _digits(phone)
+        if id_key:
+            exact = self._by_id.get(id_key)
+            if exact:
+                return list(exact)
+            # Only records that agree on something else are compared: fast, and safe against
+            # a misrecognized ID landing near some stranger's ID.
+            candidates = list(self._by_name.get(name, [])) if name else []
+            if phone_key:
+                candidates += self._by_phone.get(phone_key, [])
+            near = _unique(
+                r for r in candidates
+                if edit_distance(id_key, _norm_id(r.insured_id_number), self.max_id_distance) <= self.max_id_distance
+            )
+            if near:
+                return near
+        if phone_key:
+            by_phone = self._by_phone.get(phone_key, [])
+            if name:
+                agreeing = [r for r in by_phone if name in (r.insured_name, r.holder_name)]
+                if agreeing:
+                    return agreeing
+            return list(by_phone)
+        return []
+
+
+def _unique(records: Iterable[PolicyRecord]) -> list[PolicyRecord]:
+    seen: dict[str, PolicyRecord] = {}
+    for record in records:
+        seen.setdefault(record.policy_number, record)
+    return list(seen.values())
+
+
+class PolicyCsvError(ValueError):
+    pass
+
+
+def load_policies_csv(path: str | Path) -> list[PolicyRecord]:
+    """Read a policy CSV (header: policy_number, product, holder_name, insured_name,
+    insured_id_number, phone, start_date, expiry_date; dates ISO)."""
+    path = Path(path)
+    records: list[PolicyRecord] = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [name for name in CSV_FIELDS if name not in (reader.fieldnames or ())]
+        if missing:
+            raise PolicyCsvError(f"{path}: header lacks {', '.join(missing)}")
+        for row in reader:
+            try:
+                values = {name: (row[name] or "").strip() for name in CSV_FIELDS}
+                records.append(
+                    PolicyRecord(
+                        policy_number=values["policy_number"],
+                        product=values["product"],
+                        holder_name=values["holder_name"],
+                        insured_name=values["insured_name"],
+                        insured_id_number=values["insured_id_number"].upper(),
+                        phone=values["phone"],
+                        start_date=date.fromisoformat(values["start_date"]),
+                        expiry_date=date.fromisoformat(values["expiry_date"]),
+                    )
+                )
+            except (ValueError, AttributeError) as e:
+                raise PolicyCsvError(f"{path}:{reader.line_num}: {e}") from None
+    return records

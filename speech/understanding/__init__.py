@@ -1,0 +1,1 @@
+"""Chinese understanding: normalizers and the extractors that fill claim-report slots."""

@@ -1,0 +1,57 @@
+"""What understanding gives the dialogue engine: slot values found in one utterance.
+
+Contract between `speech.understanding` (extractors, normalizers) and
+`speech.dialogue` (the form engine). Slot names and normalized forms are
+those of the claim-report contract (shared/eval/CONTRACT.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+SLOTS = (
+    "reporter_name",
+    "reporter_phone",
+    "relationship",
+    "insured_name",
+    "insured_id_number",
+    "incident_date",
+    "incident_type",
+    "hospital",
+    "diagnosis",
+)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    started_at: datetime  # timezone-aware; relative dates resolve against it in its own zone
+    caller_number: str | None = None
+    expected_slot: str | None = None  # the slot the bot just asked for ("confirm" during read-back)
+
+
+@dataclass(frozen=True)
+class SlotValue:
+    slot: str
+    value: str  # normalized per the contract
+    confidence: float = 1.0  # 0..1
+    span: str = ""  # the words it was read from
+
+
+@dataclass(frozen=True)
+class SlotProblem:
+    """Something that looked like a value for the slot but is not valid; drives a specific re-prompt."""
+
+    slot: str
+    code: str  # e.g. "id_checksum", "id_length", "id_birth_date", "phone_format", "date_future"
+    span: str = ""
+
+
+@dataclass(frozen=True)
+class Extraction:
+    values: dict[str, SlotValue] = field(default_factory=dict)
+    problems: dict[str, SlotProblem] = field(default_factory=dict)
+    affirm: bool | None = None  # yes (对/是的/没错) / no (不对/不是/错了) / neither
+    correction: bool = False  # the caller says something earlier was wrong (不对，… / 错了，是…)
+    use_caller_number: bool = False  # "就用这个号码": the phone is the caller's number
+    wants_human: bool = False  # 转人工 / 人工客服
