@@ -10,11 +10,14 @@ from typing import AsyncIterator
 
 from starlette.applications import Starlette
 
+from .api import api_routes
 from .auth import Authenticator
+from .claim_calls import Dialogues
 from .calls import CallRegistry
 from .database import Database
 from .metrics import Metrics
 from .model_fetch import ModelSpec, ensure_model
+from .outbox import OutboxWorker
 from .routes import routes
 from .services import Services
 from .settings import Settings
@@ -34,7 +37,8 @@ def model_spec(settings: Settings) -> ModelSpec:
     )
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starlette:
+    """The gateway app. `dialogues` may be passed in when already loaded (they take seconds)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         model_path: Path = await asyncio.to_thread(ensure_model, model_spec(settings))
@@ -52,10 +56,19 @@ def create_app(settings: Settings) -> Starlette:
             database=database,
             speech=speech,
         )
+        services.dialogues = dialogues or await asyncio.to_thread(Dialogues.from_config, settings.config_path)
+        await services.reload_records()
         app.state.services = services
         background = []
         if settings.webhook_url:
             background.append(asyncio.create_task(forward_events(services.registry, settings.webhook_url)))
+        if settings.claims_webhook_url:
+            worker = OutboxWorker(database.engine, settings.claims_webhook_url, settings.claims_webhook_secret,
+                                  base_backoff_s=settings.claims_webhook_backoff_s)
+            services.outbox_wake = worker.wake
+            background.append(asyncio.create_task(worker.run()))
+        elif settings.claims_webhook_secret:
+            log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         log.info("gateway ready: model %s at %d Hz, %d recognizer threads, up to %d calls",
                  model_path.name, speech.sample_rate, speech.workers, settings.max_calls)
         try:
@@ -63,7 +76,8 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             for task in background:
                 task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await database.close()
             speech.close()
 
-    return Starlette(routes=routes(), lifespan=lifespan)
+    return Starlette(routes=[*routes(), *api_routes()], lifespan=lifespan)

@@ -6,7 +6,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (
+    JSON,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -15,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     event,
     func,
     insert,
@@ -50,6 +53,57 @@ transcript_segments = Table(
     Column("end_s", Float),
     Column("confidence", Float),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# The insurer's policy records, imported by API or CSV; claim calls look the insured up here
+# and reminder campaigns reuse the table.
+policies = Table(
+    "policies",
+    metadata,
+    Column("policy_number", String(64), primary_key=True),
+    Column("product", String(128), nullable=False, default=""),
+    Column("holder_name", String(64), nullable=False, default=""),
+    Column("insured_name", String(64), nullable=False),
+    Column("insured_id_number", String(18), nullable=False, index=True),
+    Column("phone", String(32), nullable=False, default="", index=True),
+    Column("start_date", Date),
+    Column("expiry_date", Date),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+claim_reports = Table(
+    "claim_reports",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("call_id", String(128), nullable=False, index=True),
+    Column("flow", String(64), nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # in_progress, complete, partial, transferred
+    Column("caller_number", String(64)),
+    Column("policy_number", String(64)),
+    Column("slots", JSON, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("transcript", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Deliveries to the claims system, written in the same transaction as the report they
+# carry, so a restart neither loses nor repeats one (unique per report and event).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("report_id", String(32), ForeignKey("claim_reports.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("leased_until", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    UniqueConstraint("report_id", "event", name="uq_outbox_report_event"),
 )
 
 

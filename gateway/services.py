@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from speech.dialogue.records import RecordIndex
+
+from . import policies
 from .auth import Authenticator
 from .calls import CallRegistry
 from .database import Database
@@ -20,3 +26,20 @@ class Services:
     metrics: Metrics
     database: Database
     speech: SpeechService
+    records: RecordIndex = field(default_factory=lambda: RecordIndex(()))
+    dialogues: Any = None  # gateway.claim_calls.Dialogues, when flows are configured
+    outbox_wake: Any = None  # asyncio.Event of the outbox worker, when delivery is configured
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.timezone)
+
+    def now(self) -> datetime:
+        return datetime.now(self.zone)
+
+    def today(self) -> date:
+        return self.now().date()
+
+    async def reload_records(self) -> None:
+        """Policy records changed: rebuild the in-memory look-up index calls use."""
+        self.records = await policies.load_index(self.database.engine)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -24,6 +25,8 @@ from speech.vad import SpeechAudio, SpeechEnd, VadConfig
 
 from .auth import Verdict
 from .calls import LiveCall
+from .claim_calls import FlowCall
+from .claim_calls import Outcome as FlowOutcome
 from .privacy import mask_number
 from .services import Services
 from .telephony.base import (
@@ -96,6 +99,8 @@ class CallSession:
         self.live: LiveCall | None = None
         self.start: CallStart | None = None
         self.audio: AudioInput | None = None
+        self.audio_rate = 0
+        self.earlier_audio_seconds = 0.0  # audio received before a change of sample rate
         self.recognizer: Recognizer | None = None
         self.call_pk: int | None = None
         self.segments = 0
@@ -105,6 +110,7 @@ class CallSession:
         self.connected = True  # still reading the peer's messages
         self.can_send = True  # the peer may be gone while its last messages are still queued
         self.flushed = False
+        self.flow: FlowCall | None = None
 
     # Lifecycle ---------------------------------------------------------------
     async def run(self) -> None:
@@ -165,6 +171,7 @@ class CallSession:
     # Events ------------------------------------------------------------------
     async def _handle(self, events: list[InboundEvent]) -> None:
         outcome = RecognitionOutcome()
+        texts: list[TextIn | DtmfIn] = []  # typed caller input, for a flow after the transcripts went out
         for event in events:
             if isinstance(event, ProtocolError):
                 await self._protocol_error(event)
@@ -186,16 +193,55 @@ class CallSession:
                 self.connected = False  # leave the loop after replying
             elif isinstance(event, DtmfIn):
                 self._publish({"type": "dtmf", "digits": event.digits})
+                texts.append(event)
             elif isinstance(event, MarkIn):
                 self._publish({"type": "mark", "name": event.name})
             elif isinstance(event, TextIn):
                 self._publish({"type": "text", "text": event.text})
+                texts.append(event)
         # Every message gets the adapter's say; it knows which ones its protocol answers.
         partial = outcome.partial if outcome.partial is not None else self.partial
         await self._send(self.adapter.results(outcome.finals, partial))
         await self._deliver(outcome)
+        if self.flow is not None:
+            await self._converse(outcome.finals, texts)
         if not self.connected and self.ws.application_state == WebSocketState.CONNECTED:
+            if self.end_reason in {"hangup", "transfer"}:
+                await self._linger()
             await self._close(CLOSE_NORMAL, self.end_reason)
+
+    async def _linger(self, seconds: float = 2.0) -> None:
+        """After the bot hung up or transferred, let the peer close first (it may still be
+        answering the last prompt); what it sends now is not part of the call."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), remaining)
+            except (TimeoutError, WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                self.can_send = False
+                return
+
+    async def _converse(self, finals: list[Transcript], texts: list[TextIn | DtmfIn]) -> None:
+        """Caller turns (recognized speech, typed text, keypad) go to the call's flow in order."""
+        assert self.flow is not None
+        for item in [*finals, *texts]:
+            if self.flow.final_status is not None and self.flow.dialogue.finished:
+                return
+            if isinstance(item, Transcript):
+                result = await self.flow.on_text(item.text, item.confidence)
+            elif isinstance(item, TextIn):
+                result = await self.flow.on_text(item.text)
+            else:
+                result = await self.flow.on_dtmf(item.digits)
+            await self._flow_outcome(result)
+
+    async def _flow_outcome(self, result: FlowOutcome) -> None:
+        await self._send(result.frames)
+        if result.end is not None:
+            self.end_reason = result.end
+            self.connected = False
 
     async def _start_call(self, event: CallStart) -> bool:
         svc = self.services
@@ -210,17 +256,8 @@ class CallSession:
         self.start = event
         assert self.live is not None
         self.live.call_id = event.call_id
-        try:
-            self.audio = AudioInput(event.encoding, event.sample_rate, svc.speech.sample_rate, self._vad_config(event))
-        except ValueError as exc:
-            await self._protocol_error(ProtocolError(f"unsupported audio format: {exc}", 1003))
+        if not await self._open_audio(event.sample_rate, event.phrases, event.words, event.max_alternatives):
             return False
-        self.recognizer = await svc.speech.run(
-            lambda: svc.speech.new_recognizer(
-                phrases=event.phrases, words=event.words, max_alternatives=event.max_alternatives,
-                partial_interval_s=svc.settings.partial_interval_ms / 1000,
-            )
-        )
         log.info(
             "call %s started on %s from %s (%s %d Hz)",
             event.call_id, self.adapter.name, mask_number(event.caller_number), event.encoding.value, event.sample_rate,
@@ -229,6 +266,48 @@ class CallSession:
         self._publish(
             {"type": "call.started", "protocol": self.adapter.name, "caller_number": event.caller_number,
              "stream_id": event.stream_id, "params": event.params}
+        )
+        flow_name = FlowCall.flow_name(event)
+        if flow_name:
+            return await self._start_flow(flow_name, event)
+        return True
+
+    async def _start_flow(self, name: str, event: CallStart) -> bool:
+        svc = self.services
+        flows = svc.dialogues.flows if svc.dialogues is not None else {}
+        if name not in flows:
+            known = ", ".join(sorted(flows)) or "none configured"
+            await self._protocol_error(ProtocolError(f"unknown flow {name!r} (flows: {known})", CLOSE_POLICY))
+            return False
+        try:
+            started_at = datetime.fromisoformat(event.started_at) if event.started_at else svc.now()
+        except ValueError:
+            await self._protocol_error(ProtocolError(f"started_at {event.started_at!r} is not ISO 8601", 1007))
+            return False
+        if started_at.tzinfo is None:
+            started_at = started_at.replace(tzinfo=svc.zone)
+        self.flow = FlowCall(svc, self.adapter, event, flows[name], started_at)
+        await self._flow_outcome(await self.flow.begin())
+        return True
+
+    async def _open_audio(
+        self, rate: int, phrases: tuple[str, ...] | None, words: bool, max_alternatives: int
+    ) -> bool:
+        """Audio input and recognizer for the call's audio format."""
+        assert self.start is not None
+        speech = self.services.speech
+        recognizer_rate = speech.input_rate(rate)
+        self.audio_rate = rate
+        try:
+            self.audio = AudioInput(self.start.encoding, rate, recognizer_rate, self._vad_config(self.start))
+        except ValueError as exc:
+            await self._protocol_error(ProtocolError(f"unsupported audio format: {exc}", 1003))
+            return False
+        self.recognizer = await speech.run(
+            lambda: speech.new_recognizer(
+                recognizer_rate, phrases=phrases, words=words, max_alternatives=max_alternatives,
+                partial_interval_s=self.services.settings.partial_interval_ms / 1000,
+            )
         )
         return True
 
@@ -266,7 +345,7 @@ class CallSession:
             return False
         self.services.metrics.audio_seconds_in += self.audio.seconds_in - before
         self._merge(outcome, await self.services.speech.run(recognize, self.recognizer, gate_events))
-        self.live.audio_seconds_processed = self.audio.seconds_in
+        self.live.audio_seconds_processed = self.earlier_audio_seconds + self.audio.seconds_in
         return True
 
     async def _configure(self, event: ConfigUpdate, outcome: RecognitionOutcome) -> None:
@@ -279,12 +358,12 @@ class CallSession:
             await self.services.speech.run(
                 lambda: recognizer.set_output(words=event.words, max_alternatives=event.max_alternatives)
             )
-        if event.sample_rate and event.sample_rate != self.start.sample_rate and self.audio is not None:
+        if event.sample_rate and event.sample_rate != self.audio_rate:
             # The input format changed: finish what was said, then decode at the new rate.
             self._merge(outcome, await self._flush())
             self.flushed = False
-            self.audio = AudioInput(self.start.encoding, event.sample_rate, self.services.speech.sample_rate,
-                                    self._vad_config(self.start))
+            self.earlier_audio_seconds += self.audio.seconds_in if self.audio else 0.0
+            await self._open_audio(event.sample_rate, recognizer.phrases, recognizer.words, recognizer.max_alternatives)
 
     async def _flush(self) -> RecognitionOutcome:
         """End of audio: whatever is buffered goes through the recognizer one last time."""
@@ -347,7 +426,7 @@ class CallSession:
 
     async def _close(self, code: int, reason: str) -> None:
         self.connected = False
-        if self.ws.application_state == WebSocketState.CONNECTED:
+        if self.can_send and self.ws.application_state == WebSocketState.CONNECTED:
             try:
                 await self.ws.close(code, reason[:120])  # a close reason must fit in 123 bytes
             except (RuntimeError, OSError):
@@ -372,7 +451,12 @@ class CallSession:
         await self._deliver(outcome)
         if self.start is None:
             return
-        audio_seconds = self.audio.seconds_in if self.audio else 0.0
+        if self.flow is not None:
+            if outcome.finals and self.flow.final_status is None:
+                self.can_send = False  # the caller is gone; their last words still count
+                await self._converse(outcome.finals, [])
+            await self.flow.on_hangup()
+        audio_seconds = self.earlier_audio_seconds + (self.audio.seconds_in if self.audio else 0.0)
         if self.call_pk is not None:
             await self.services.database.end_call(self.call_pk, self.end_reason, audio_seconds)
         self._publish({"type": "call.ended", "reason": self.end_reason, "audio_seconds": round(audio_seconds, 3)})

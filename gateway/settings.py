@@ -50,6 +50,15 @@ class Settings:
 
     webhook_url: str = ""
 
+    # Flows (config/flows/*.yaml) and dictionaries (config/dictionaries/); empty: the bundled config/.
+    config_dir: str = ""
+    # Finished claim reports are POSTed here, signed with the secret (HMAC-SHA256).
+    claims_webhook_url: str = ""
+    claims_webhook_secret: str = ""
+    claims_webhook_backoff_s: float = 2.0
+    # API keys that may see personal data (names, ID and phone numbers) unmasked.
+    pii_api_keys: tuple[str, ...] = ()
+
     # Derived paths ---------------------------------------------------------
     @property
     def data_path(self) -> Path:
@@ -60,6 +69,12 @@ class Settings:
         if self.model_cache_dir:
             return Path(self.model_cache_dir).expanduser().resolve()
         return self.data_path / "models"
+
+    @property
+    def config_path(self) -> Path:
+        if self.config_dir:
+            return Path(self.config_dir).expanduser().resolve()
+        return DEFAULT_SETTINGS_FILE.parent
 
     @property
     def effective_database_url(self) -> str:

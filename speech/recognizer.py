@@ -74,6 +74,10 @@ class Recognizer:
         return rec
 
     # Configuration -----------------------------------------------------------
+    @property
+    def phrases(self) -> tuple[str, ...] | None:
+        return self._phrases
+
     def set_phrases(self, phrases: Iterable[str] | None) -> None:
         """Restrict recognition to these phrases (None: the full vocabulary), from the next utterance."""
         self._phrases = tuple(phrases) if phrases else None

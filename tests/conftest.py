@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from gateway.app import create_app, model_spec
+from gateway.claim_calls import Dialogues
 from gateway.model_fetch import ensure_model
 from gateway.settings import Settings, load_settings
 
@@ -64,12 +65,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_dialogues: list[Dialogues] = []
+
+
+def shared_dialogues() -> Dialogues:
+    """Flows and understanding of config/, loaded once for the whole test run (they take seconds)."""
+    if not _dialogues:
+        _dialogues.append(Dialogues.from_config(ROOT / "config"))
+    return _dialogues[0]
+
+
 @contextlib.contextmanager
 def running_gateway(settings: Settings) -> Iterator[str]:
     """Run a real gateway (uvicorn, websockets) on a loopback port in a thread; yield its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings.replace(port=port)),
+        create_app(settings.replace(port=port), shared_dialogues() if not settings.config_dir else None),
         host="127.0.0.1",
         port=port,
         ws="websockets-sansio",

@@ -9,7 +9,7 @@ transfer) and gets back frames to send. No sockets, clocks or threads inside.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Union
+from typing import Any, Protocol, Union
 
 from speech.codecs import Encoding
 from speech.results import Transcript
@@ -118,4 +118,9 @@ class Adapter(Protocol):
 
     def error(self, message: str) -> list[Frame]:
         """Frames telling the peer what went wrong before the shell closes."""
+        ...
+
+    def bot_event(self, event: dict[str, Any]) -> list[Frame]:
+        """Frames carrying a dialogue event (`prompt`, `report`, `hangup`; shapes of the
+        generic protocol) to platforms that can take it ([] when they cannot)."""
         ...

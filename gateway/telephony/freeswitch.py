@@ -26,6 +26,7 @@ Gateway -> FreeSWITCH (text frames; mod_audio_fork turns `transcription`, `trans
   {"type": "killAudio"}
   {"type": "transfer", "data": {"reason": "...", "target": "..."}}
   {"type": "error", "data": {"message": "..."}}
+  {"type": "json", "data": {"event": "prompt" | "report" | "hangup", ...}}   dialogue events
 Neither module has playback marks, so `play(mark=...)` sends no mark.
 """
 
@@ -173,6 +174,10 @@ class FreeswitchAdapter:
 
     def error(self, message: str) -> list[Frame]:
         return [dumps({"type": "error", "data": {"message": message}})]
+
+    def bot_event(self, event: dict[str, Any]) -> list[Frame]:
+        # Both modules raise an unknown JSON type as an event the dialplan can act on.
+        return [dumps({"type": "json", "data": event})]
 
 
 def _resample(pcm16: bytes, in_rate: int, out_rate: int) -> bytes:

@@ -162,6 +162,9 @@ class GenericCallAdapter:
     def error(self, message: str) -> list[Frame]:
         return [dumps({"event": "error", "message": message})]
 
+    def bot_event(self, event: dict[str, Any]) -> list[Frame]:
+        return [dumps(event)]
+
 
 # --- frames for the dialogue engine ------------------------------------------------
 def prompt_event(text: str, slot: str | None, slots: Mapping[str, Any]) -> str:

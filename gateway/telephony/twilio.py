@@ -187,6 +187,9 @@ class TwilioAdapter:
     def error(self, message: str) -> list[Frame]:
         return []  # Twilio has no inbound error message; it logs the close
 
+    def bot_event(self, event: dict[str, Any]) -> list[Frame]:
+        return []  # prompts reach Twilio callers as audio (play), reports through the API
+
 
 def _to_ulaw_8k(pcm16: bytes, sample_rate: int) -> bytes:
     # Imported here: speech.codecs/resample are shared with the recognizer path

@@ -254,6 +254,9 @@ class VoskServerAdapter:
         # vosk-server has no error message; clients only see the close reason.
         return []
 
+    def bot_event(self, event: dict[str, Any]) -> list[Frame]:
+        return []  # a pure recognition protocol: one reply per message, nothing unsolicited
+
 
 def _best(t: Transcript) -> Alternative:
     return Alternative(text=t.text, confidence=t.confidence if t.confidence is not None else 1.0, words=t.words)

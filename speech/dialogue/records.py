@@ -34,8 +34,8 @@ class PolicyRecord:
     insured_name: str
     insured_id_number: str
     phone: str
-    start_date: date
-    expiry_date: date
+    start_date: date | None
+    expiry_date: date | None
 
 
 class RecordLookup(Protocol):

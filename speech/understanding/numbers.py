@@ -144,9 +144,12 @@ def digits_by_sound(text: str, *, allow_x: bool = True) -> str:
             i += len(word)
             continue
         elif "\u4e00" <= ch <= "\u9fff":
-            digit = PINYIN_DIGITS.get(_pinyin(ch))
+            sound = _pinyin(ch)
+            digit = PINYIN_DIGITS.get(sound)
             if digit:
                 out.append(digit)
+            elif allow_x and sound == "cha" and len(out) == 17:  # 叉 heard as 差 / 插
+                out.append("X")
         i += 1
     return "".join(out)
 

@@ -1,0 +1,1145 @@
+#!/usr/bin/env python3
+"""Load benchmark of the gateway's live recognition path (not a test).
+
+    .venv/bin/python bench/asr_load.py            # full run, <= ~15 min
+    .venv/bin/python bench/asr_load.py --quick    # smoke check, < 3 min
+    .venv/bin/python bench/asr_load.py --calls 8 12 16 --step-seconds 30
+
+Everything is reported against a baseline measured in the same run, because
+the machine is shared and noisy:
+
+1. raw Vosk in this process (no gateway): CPU seconds per second of audio
+   (RTF, thread CPU time) for the same call audio, 1 and 2 threads; the raw
+   ceiling is 1/RTF real-time streams per core, x cores for the machine;
+2. the gateway as a subprocess (`gateway serve`), N simulated calls in real
+   time (20 ms frames paced by the wall clock), caller utterances from
+   shared/audio/callers-dev separated by 2-5 s of faint line noise; half over
+   /ws/twilio (transcripts read from /ws/events), half over /ws/asr
+   (vosk-server protocol, 100 ms chunks, lock-step: one reply awaited per
+   chunk). N is ramped until decode lag (gateway_decode_lag_seconds) reaches
+   1 s or audio is dropped; the sustained N is then run once with VAD off;
+3. gateway CPU (psutil, server pid and children) per second of decoded audio
+   over raw Vosk CPU per second of the same kind of audio - 1 = overhead;
+4. end-of-speech -> final transcript latency at ~80 % of the sustained N;
+5. RSS per call; 6. targets with PASS/FAIL.
+
+Loopback only; every phase is bounded in time; the server subprocess is
+killed at the end, on error too. Progress goes to stderr; the table and one
+final JSON line go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+from speech.codecs import Encoding, decode, ulaw_encode  # noqa: E402
+from speech.resample import StreamResampler  # noqa: E402
+from speech.wavfile import read_wav  # noqa: E402
+
+SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
+CALLERS = SHARED / "audio" / "callers-dev"
+MIRROR = SHARED / "models"
+MODEL_CACHE = ROOT / "var" / "models"
+GATEWAY_BIN = ROOT / ".venv" / "bin" / "gateway"
+if not GATEWAY_BIN.exists():  # run from another venv: the console script next to this interpreter
+    GATEWAY_BIN = Path(sys.executable).with_name("gateway")
+
+RATE = 8000  # telephone audio, as Twilio and the recordings carry it
+FRAME_S = 0.020  # Twilio media frame
+ASR_CHUNK_S = 0.100  # vosk-server client chunk
+MODEL_RATE = 16000  # vosk-model-small-cn-0.22 features (conf/mfcc.conf)
+NOISE_AMPLITUDE = 24  # faint line noise between utterances, like eval/simcaller.py
+GAP_S = (2.0, 5.0)  # noise between utterances
+UTTERANCE_S = (1.2, 6.0)  # recordings used (single utterances)
+PREROLL_S, HANGOVER_S = 0.3, 0.2  # gateway VAD defaults: what the gate passes around speech
+LAG_LIMIT_S = 1.0
+
+# Targets (item 6 of the brief).
+TARGET_OVERHEAD = 0.10
+TARGET_CAPACITY_RATIO = 1.5
+TARGET_P95_S = 0.8
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def r(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(x, nd)
+
+
+# --------------------------------------------------------------------------------------------
+# Audio: utterance pool, call streams, protocol messages
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Utterance:
+    name: str
+    pcm: bytes  # PCM16 at 8 kHz
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / 2 / RATE
+
+
+def load_candidates(seed: int) -> list[Utterance]:
+    files = sorted(CALLERS.glob("*.wav"))
+    if not files:
+        raise SystemExit(f"no recordings in {CALLERS}")
+    out = []
+    for path in files:
+        encoding, rate, channels, payload = read_wav(path)
+        if rate != RATE or channels != 1:
+            continue
+        pcm = decode(encoding, payload)
+        if UTTERANCE_S[0] <= len(pcm) / 2 / RATE <= UTTERANCE_S[1]:
+            out.append(Utterance(path.name, pcm))
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def noise(rng: np.random.Generator, seconds: float) -> bytes:
+    n = max(0, int(round(seconds * RATE)))
+    return rng.integers(-NOISE_AMPLITUDE, NOISE_AMPLITUDE + 1, size=n).astype("<i2").tobytes()
+
+
+def to_16k(pcm8k: bytes) -> bytes:
+    rs = StreamResampler(RATE, MODEL_RATE)
+    return rs.process(pcm8k) + rs.flush()
+
+
+@dataclass
+class CallPlan:
+    index: int
+    kind: str  # "twilio" | "asr"
+    call_id: str
+    pcm: bytes  # the whole call, PCM16 8 kHz
+    utts: list[tuple[int, int]]  # sample ranges of the utterances
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / 2 / RATE
+
+    @property
+    def speech_seconds(self) -> float:
+        return sum(e - s for s, e in self.utts) / RATE
+
+
+def make_stream(pool: list[Utterance], seconds: float, seed: int) -> tuple[bytes, list[tuple[int, int]]]:
+    """Line noise, then utterances separated by 2-5 s of noise; >= 2 s of noise at the end."""
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    total = int(seconds * RATE)
+    parts = [noise(nrng, rng.uniform(0.5, 2.0))]
+    pos = len(parts[0]) // 2
+    utts = []
+    while True:
+        u = rng.choice(pool)
+        n = len(u.pcm) // 2
+        gap = noise(nrng, rng.uniform(*GAP_S))
+        if pos + n + len(gap) // 2 > total:
+            break
+        parts += [u.pcm, gap]
+        utts.append((pos, pos + n))
+        pos += n + len(gap) // 2
+    parts.append(noise(nrng, (total - pos) / RATE))
+    return b"".join(parts), utts
+
+
+def make_plan(index: int, kind: str, seconds: float, pool: list[Utterance], seed: int, tag: str) -> CallPlan:
+    pcm, utts = make_stream(pool, seconds, seed)
+    if kind == "twilio":
+        call_id = "CA" + random.Random(seed).getrandbits(128).to_bytes(16, "big").hex()
+    else:
+        call_id = f"bench-{tag}-{index}-{seed % 100000}"
+    return CallPlan(index, kind, call_id, pcm, utts)
+
+
+def twilio_messages(plan: CallPlan) -> tuple[list[str], list[str], str]:
+    """(head messages, one media message per 20 ms frame, stop), shaped as in tests/calls.py."""
+    sid = plan.call_id
+    stream_sid = "MZ" + sid[2:]
+    account = "AC" + "0" * 32
+    head = [
+        json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
+        json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+                    "start": {"accountSid": account, "streamSid": stream_sid, "callSid": sid,
+                              "tracks": ["inbound"], "customParameters": {},
+                              "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": RATE, "channels": 1}}}),
+    ]
+    ulaw = ulaw_encode(plan.pcm)
+    step = int(RATE * FRAME_S)
+    media = []
+    for i, off in enumerate(range(0, len(ulaw), step), start=1):
+        payload = base64.b64encode(ulaw[off:off + step]).decode()
+        media.append(
+            '{"event":"media","sequenceNumber":"%d","streamSid":"%s","media":{"track":"inbound",'
+            '"chunk":"%d","timestamp":"%d","payload":"%s"}}' % (i + 1, stream_sid, i, i * 20, payload)
+        )
+    stop = json.dumps({"event": "stop", "sequenceNumber": str(len(media) + 2), "streamSid": stream_sid,
+                       "stop": {"accountSid": account, "callSid": sid}})
+    return head, media, stop
+
+
+def chunks(pcm: bytes, seconds: float) -> list[bytes]:
+    step = int(RATE * seconds) * 2
+    return [pcm[i:i + step] for i in range(0, len(pcm), step)]
+
+
+# --------------------------------------------------------------------------------------------
+# Raw Vosk baseline (in this process, no gateway)
+#
+# Vosk's small models compose their graph on the fly (HCLr.fst + Gr.fst) with a cache that
+# belongs to each KaldiRecognizer: a new recognizer decodes several times slower than a warm
+# one. The gateway opens a new recognizer per call, so the baseline does the same: one fresh
+# recognizer per simulated call, calls as long as the load steps', fed exactly the audio the
+# gateway's gate would pass (speech.pipeline.AudioInput run ahead of time, outside the timing).
+# --------------------------------------------------------------------------------------------
+def _new_rec(vosk: Any, model: Any, partial_words: bool = False) -> Any:
+    rec = vosk.KaldiRecognizer(model, MODEL_RATE)
+    rec.SetWords(True)  # the gateway asks for words too
+    if partial_words:
+        rec.SetPartialWords(True)
+    return rec
+
+
+def call_events(plan: CallPlan, vad: bool) -> list[list[Any]]:
+    """The gate events the gateway derives from this call, message by message (20 ms / 100 ms)."""
+    from speech.pipeline import AudioInput
+    from speech.vad import VadConfig
+
+    if plan.kind == "twilio":
+        step = int(RATE * FRAME_S) * 2
+        encoding, payloads = Encoding.MULAW, [ulaw_encode(plan.pcm[i:i + step]) for i in range(0, len(plan.pcm), step)]
+    else:
+        encoding, payloads = Encoding.PCM16, chunks(plan.pcm, ASR_CHUNK_S)
+    audio = AudioInput(encoding, RATE, MODEL_RATE, VadConfig(enabled=vad))  # gateway defaults
+    return [audio.feed(p) for p in payloads] + [audio.flush()]
+
+
+def raw_call(vosk: Any, model: Any, events: list[list[Any]], partials: bool = False) -> dict:
+    """Vosk alone on one call's gate events: AcceptWaveform per event, FinalResult per SpeechEnd."""
+    from speech.vad import SpeechAudio, SpeechEnd
+
+    rec = _new_rec(vosk, model, partial_words=partials)
+    audio = 0.0
+    t0, w0 = time.thread_time(), time.perf_counter()
+    for batch in events:
+        for ev in batch:
+            if isinstance(ev, SpeechAudio):
+                audio += len(ev.pcm16) / 2 / MODEL_RATE
+                if rec.AcceptWaveform(ev.pcm16):
+                    rec.Result()
+                elif partials:  # what speech.recognizer.Recognizer.accept adds
+                    json.loads(rec.PartialResult())
+            elif isinstance(ev, SpeechEnd):
+                rec.FinalResult()
+    rec.FinalResult()
+    return {"cpu": time.thread_time() - t0, "wall": time.perf_counter() - w0, "audio": audio}
+
+
+def raw_calls(vosk: Any, model: Any, events: list[list[list[Any]]], threads: int, partials: bool = False) -> dict:
+    jobs = [events[i::threads] for i in range(threads)]
+
+    def job(calls: list[list[list[Any]]]) -> dict:
+        parts = [raw_call(vosk, model, ev, partials) for ev in calls]
+        return {k: sum(p[k] for p in parts) for k in ("cpu", "wall", "audio")}
+
+    results, wall = in_threads(job, [(j,) for j in jobs])
+    cpu = sum(x["cpu"] for x in results)
+    audio = sum(x["audio"] for x in results)
+    return {"rtf": cpu / audio if audio else float("nan"), "cpu_s": cpu, "audio_s": audio, "wall_s": wall,
+            "wall_streams": audio / wall if wall else None, "threads": threads, "calls": len(events)}
+
+
+def in_threads(fn: Any, jobs: list[tuple]) -> tuple[list[dict], float]:
+    results: list[dict | None] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = fn(*jobs[i])
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(jobs))]
+    w0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results, time.perf_counter() - w0  # type: ignore[return-value]
+
+
+def check_pool(vosk: Any, model: Any, pool: list[Utterance], seed: int) -> list[Utterance]:
+    """Keep the recordings Vosk hears some text in (else "no final" would not mean lost audio)."""
+    def job(utts: list[Utterance]) -> list[str]:
+        rec = _new_rec(vosk, model)
+        nrng = np.random.default_rng(seed)
+        heard = []
+        for u in utts:
+            pcm = to_16k(noise(nrng, PREROLL_S) + u.pcm + noise(nrng, HANGOVER_S))
+            rec.AcceptWaveform(pcm)
+            if json.loads(rec.FinalResult()).get("text", "").replace("[unk]", "").strip():
+                heard.append(u.name)
+        return heard
+
+    results, _ = in_threads(job, [(pool[0::2],), (pool[1::2],)])
+    names = set(results[0]) | set(results[1])
+    return [u for u in pool if u.name in names]
+
+
+def baseline_plans(pool: list[Utterance], seconds: float, seed: int, n: int) -> list[CallPlan]:
+    return [make_plan(i, "twilio" if i % 2 == 0 else "asr", seconds, pool, seed + 7 * i, "raw") for i in range(n)]
+
+
+def raw_baseline(model_dir: Path, pool: list[Utterance], seconds: float, seed: int, *,
+                 check: bool = True, one_thread: bool = True, partials: bool = True) -> tuple[dict, list[Utterance]]:
+    import vosk
+
+    vosk.SetLogLevel(-1)
+    t0 = time.perf_counter()
+    model = vosk.Model(str(model_dir))
+    out: dict[str, Any] = {"model_load_s": time.perf_counter() - t0}
+    kept = pool
+    if check:
+        kept = check_pool(vosk, model, pool, seed)
+        out["pool_checked"] = {"utterances": len(pool), "with_text": len(kept)}
+    plans = baseline_plans(kept, seconds, seed, 4)
+    ungated = [call_events(p, vad=False) for p in plans[:2]]
+    gated = [call_events(p, vad=True) for p in plans]
+    # Ungated: every second of call audio decoded (the raw ceiling, and the VAD-off reference).
+    if one_thread:
+        out["ungated_1t"] = raw_calls(vosk, model, ungated, 1)
+    out["ungated_2t"] = raw_calls(vosk, model, ungated, 2)
+    # Gated: the same kind of calls, only what the VAD passes (the VAD-on reference).
+    out["gated_2t"] = raw_calls(vosk, model, gated, 2)
+    if partials:
+        # What speech.recognizer.Recognizer.accept adds inside Vosk: PartialResult (with words) per message.
+        out["gated_2t_partials"] = raw_calls(vosk, model, gated, 2, partials=True)
+    out["speech_fraction"] = sum(p.speech_seconds for p in plans) / sum(p.seconds for p in plans)
+    out["gated_fraction"] = out["gated_2t"]["audio_s"] / (sum(p.seconds for p in plans))
+    del model
+    return out, kept
+
+
+# --------------------------------------------------------------------------------------------
+# Per-message cost breakdown of the gateway's audio path, in process (no sockets)
+# --------------------------------------------------------------------------------------------
+def breakdown(pool: list[Utterance], seed: int, seconds: float = 20.0) -> dict:
+    """Microseconds per 20 ms frame spent outside Vosk by the audio path of one call."""
+    from speech.pipeline import AudioInput
+    from speech.vad import VadConfig
+
+    out: dict[str, Any] = {}
+    pcm, _ = make_stream(pool, seconds, seed)
+    plan = CallPlan(0, "twilio", "CA" + "1" * 32, pcm, [])
+    head, media, _ = twilio_messages(plan)
+    n = len(media)
+    try:
+        from gateway.telephony.twilio import TwilioAdapter
+
+        adapter = TwilioAdapter()
+        for m in head:
+            adapter.receive_text(m)
+        t0 = time.thread_time()
+        payloads = [adapter.receive_text(m)[0].payload for m in media]
+        out["twilio_parse_us"] = (time.thread_time() - t0) / n * 1e6
+    except Exception as exc:  # noqa: BLE001 - informative only
+        out["twilio_parse_error"] = repr(exc)
+        payloads = [ulaw_encode(pcm[i:i + 320]) for i in range(0, len(pcm), 320)]
+    for label, enabled in (("audio_input_vad_us", True), ("audio_input_novad_us", False)):
+        ai = AudioInput(Encoding.MULAW, RATE, MODEL_RATE, VadConfig(enabled=enabled))
+        t0 = time.thread_time()
+        for p in payloads:
+            ai.feed(p)
+        out[label] = (time.thread_time() - t0) / n * 1e6
+    out["vad_us"] = out["audio_input_vad_us"] - out["audio_input_novad_us"]
+
+    async def hops() -> float:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(2) as pool_:
+            k = 3000
+            t0 = time.process_time()
+            for _ in range(k):
+                await loop.run_in_executor(pool_, int)
+            return (time.process_time() - t0) / k * 1e6
+
+    out["executor_hop_us"] = asyncio.run(hops())
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway subprocess
+# --------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gateway_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        GATEWAY_DATA_DIR=str(data_dir),
+        GATEWAY_MODEL_MIRRORS=str(MIRROR),
+        GATEWAY_MODEL_CACHE_DIR=str(MODEL_CACHE),
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_MAX_CALLS="512",
+        GATEWAY_API_KEYS="",
+        GATEWAY_WEBHOOK_URL="",
+        GATEWAY_TWILIO_AUTH_TOKEN="",
+    )
+    env.update(extra)
+    return env
+
+
+def fetch_model(data_dir: Path) -> Path:
+    proc = subprocess.run([str(GATEWAY_BIN), "model", "fetch"], env=gateway_env(data_dir), cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"gateway model fetch failed: {proc.stderr.strip()[-500:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, port: int, env_extra: dict[str, str], label: str) -> None:
+        self.port = port
+        self.addr = f"127.0.0.1:{port}"
+        self.label = label
+        self.log_path = data_dir / f"gateway-{label}.log"
+        self.env = gateway_env(data_dir, **env_extra)
+        self.proc: subprocess.Popen | None = None
+        self.ps: psutil.Process | None = None
+
+    def start(self, timeout: float = 180.0) -> float:
+        t0 = time.monotonic()
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [str(GATEWAY_BIN), "serve", "--port", str(self.port)], env=self.env, cwd=ROOT,
+                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.ps = psutil.Process(self.proc.pid)
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"http://{self.addr}/healthz", timeout=2).status_code == 200:
+                    return time.monotonic() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gateway not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def cpu(self) -> float:
+        assert self.ps is not None
+        t = self.ps.cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def thread_cpu(self) -> tuple[float, float]:
+        """(event-loop thread, all other threads) CPU seconds: where the gateway's time goes."""
+        assert self.ps is not None
+        main = other = 0.0
+        for t in self.ps.threads():
+            if t.id == self.ps.pid:
+                main += t.user_time + t.system_time
+            else:
+                other += t.user_time + t.system_time
+        return main, other
+
+    def rss(self) -> int:
+        assert self.ps is not None
+        rss = self.ps.memory_info().rss
+        with contextlib.suppress(psutil.Error):
+            rss += sum(c.memory_info().rss for c in self.ps.children(recursive=True))
+        return rss
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+async def scrape(client: httpx.AsyncClient, addr: str) -> dict[str, float]:
+    resp = await client.get(f"http://{addr}/metrics", timeout=10)
+    resp.raise_for_status()
+    out: dict[str, float] = {}
+    for line in resp.text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        name = key.split("{", 1)[0]
+        out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Simulated calls
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CallResult:
+    plan: CallPlan
+    end_sent: dict[int, float] = field(default_factory=dict)  # utterance -> send time of its last frame
+    finals: list[tuple[float, str, float | None, float | None]] = field(default_factory=list)
+    slip_max: float = 0.0  # how late (s) a frame left against its wall-clock schedule
+    errors: list[str] = field(default_factory=list)
+    completed: bool = False
+    server_audio_s: float | None = None
+
+
+def _final_from(d: dict, arrival: float) -> tuple[float, str, float | None, float | None]:
+    words = d.get("result") or d.get("words") or []
+    start = d.get("start")
+    end = d.get("end")
+    if start is None and words:
+        start, end = words[0].get("start"), words[-1].get("end")
+    return (arrival, d.get("text", ""), start, end)
+
+
+WS_OPTS = dict(compression=None, ping_interval=None, max_size=2 ** 22, open_timeout=20, close_timeout=10)
+
+
+async def sleep_until(t: float) -> None:
+    d = t - time.monotonic()
+    if d > 0:
+        await asyncio.sleep(d)
+
+
+async def twilio_call(addr: str, plan: CallPlan, t_start: float, res: CallResult) -> None:
+    head, media, stop = twilio_messages(plan)
+    step = int(RATE * FRAME_S)
+    last_frame = {(e - 1) // step: i for i, (_, e) in enumerate(plan.utts)}
+    ended = asyncio.Event()
+    async with connect(f"ws://{addr}/ws/events?call_id={plan.call_id}", **WS_OPTS) as events:
+        async def read_events() -> None:
+            async for raw in events:
+                arrival = time.monotonic()
+                ev = json.loads(raw)
+                kind = ev.get("type")
+                if kind == "transcript" and ev.get("final"):
+                    res.finals.append(_final_from(ev, arrival))
+                elif kind == "call.ended":
+                    res.server_audio_s = ev.get("audio_seconds")
+                    ended.set()
+                    return
+
+        reader = asyncio.create_task(read_events())
+        try:
+            async with connect(f"ws://{addr}/ws/twilio", **WS_OPTS) as ws:
+                async def drain() -> None:
+                    with contextlib.suppress(ConnectionClosed):
+                        async for _ in ws:
+                            pass
+
+                drainer = asyncio.create_task(drain())
+                await sleep_until(t_start)
+                for m in head:
+                    await ws.send(m)
+                for k, m in enumerate(media):
+                    due = t_start + k * FRAME_S
+                    await sleep_until(due)
+                    await ws.send(m)
+                    now = time.monotonic()
+                    res.slip_max = max(res.slip_max, now - due)
+                    if k in last_frame:
+                        res.end_sent[last_frame[k]] = now
+                await ws.send(stop)
+                await asyncio.wait_for(drainer, 20)  # the gateway closes the stream after stop
+            await asyncio.wait_for(ended.wait(), 20)
+            res.completed = True
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+
+async def asr_call(addr: str, plan: CallPlan, t_start: float, res: CallResult) -> None:
+    parts = chunks(plan.pcm, ASR_CHUNK_S)
+    step = int(RATE * ASR_CHUNK_S)
+    last_chunk = {(e - 1) // step: i for i, (_, e) in enumerate(plan.utts)}
+
+    def handle(raw: str | bytes) -> None:
+        arrival = time.monotonic()
+        d = json.loads(raw)
+        if d.get("text"):
+            res.finals.append(_final_from(d, arrival))
+
+    async with connect(f"ws://{addr}/ws/asr?call_id={plan.call_id}", **WS_OPTS) as ws:
+        await sleep_until(t_start)
+        await ws.send(json.dumps({"config": {"sample_rate": RATE, "words": 1}}))
+        for k, part in enumerate(parts):
+            due = t_start + k * ASR_CHUNK_S
+            await sleep_until(due)
+            await ws.send(part)
+            now = time.monotonic()
+            res.slip_max = max(res.slip_max, now - due)
+            if k in last_chunk:
+                res.end_sent[last_chunk[k]] = now
+            handle(await asyncio.wait_for(ws.recv(), 20))  # lock-step, as vosk-server clients do
+        await ws.send('{"eof" : 1}')
+        handle(await asyncio.wait_for(ws.recv(), 20))
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)  # the gateway closes after the eof reply
+    res.completed = True
+
+
+def attribute(res: CallResult) -> dict:
+    """Match finals to utterances by their word times (call clock); latency per utterance."""
+    spans = [(s / RATE, e / RATE) for s, e in res.plan.utts]
+    by_utt: dict[int, list[float]] = {i: [] for i in range(len(spans))}
+    spurious = 0
+    for arrival, _text, start, end in res.finals:
+        best = None
+        if start is not None and end is not None:
+            overlaps = [min(end, e + 0.35) - max(start, s - 0.35) for s, e in spans]
+            i = int(np.argmax(overlaps)) if overlaps else -1
+            if i >= 0 and overlaps[i] > 0:
+                best = i
+            elif spans:
+                mid = (start + end) / 2
+                dist = [abs(mid - (s + e) / 2) for s, e in spans]
+                j = int(np.argmin(dist))
+                best = j if dist[j] < 2.0 else None
+        else:  # no word times: the latest utterance whose end was sent before the final arrived
+            sent = [(t, i) for i, t in res.end_sent.items() if t <= arrival]
+            best = max(sent)[1] if sent else None
+        if best is None:
+            spurious += 1
+        else:
+            by_utt[best].append(arrival)
+    latencies = []
+    missing = 0
+    for i, arrivals in by_utt.items():
+        if not arrivals or i not in res.end_sent:
+            missing += 1
+            continue
+        latencies.append(max(arrivals) - res.end_sent[i])
+    return {"utterances": len(spans), "missing": missing, "spurious": spurious, "latencies": latencies}
+
+
+async def run_call(addr: str, plan: CallPlan, t_start: float, limit: float) -> CallResult:
+    res = CallResult(plan)
+    fn = twilio_call if plan.kind == "twilio" else asr_call
+    try:
+        await asyncio.wait_for(fn(addr, plan, t_start, res), limit)
+    except Exception as exc:  # noqa: BLE001 - every failure is a result of the step
+        res.errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# One load step
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Snap:
+    t: float
+    server_cpu: float
+    loop_cpu: float
+    pool_cpu: float
+    self_cpu: float
+    sys_busy: float
+    sys_steal: float
+    m: dict[str, float]
+
+
+async def snap(server: Server, client: httpx.AsyncClient) -> Snap:
+    m = await scrape(client, server.addr)
+    st = psutil.cpu_times()
+    busy = st.user + st.nice + st.system + getattr(st, "irq", 0) + getattr(st, "softirq", 0)
+    me = psutil.Process().cpu_times()
+    return Snap(time.monotonic(), server.cpu(), *server.thread_cpu(), me.user + me.system, busy,
+                getattr(st, "steal", 0.0), m)
+
+
+async def wait_idle(server: Server, client: httpx.AsyncClient, timeout: float = 30.0) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if (await scrape(client, server.addr)).get("gateway_active_calls", 0) == 0:
+            return True
+        await asyncio.sleep(0.25)
+    return False
+
+
+async def run_step(server: Server, label: str, n: int, seconds: float, pool: list[Utterance], seed: int,
+                   raw_ref: float, vad: bool, idle_ref: int | None = None) -> dict:
+    async with httpx.AsyncClient() as client:
+        await wait_idle(server, client)
+        await asyncio.sleep(0.5)
+        idle_rss = server.rss()
+        idle_ref = idle_ref or idle_rss
+        plans = [make_plan(i, "twilio" if i % 2 == 0 else "asr", seconds, pool, seed * 7919 + i * 31 + n, label)
+                 for i in range(n)]
+        before = await snap(server, client)
+        t0 = time.monotonic() + 1.0
+        stagger = 1.0  # calls start spread over 1 s, so frames do not all land at once
+        starts = [t0 + stagger * i / max(1, n) for i in range(n)]
+        t_all = t0 + stagger + 1.0  # every call is streaming
+        t_send_end = t0 + seconds  # the first call to finish
+        samples: list[tuple[float, float, float, int]] = []
+        stop = asyncio.Event()
+
+        async def poll() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    m = await scrape(client, server.addr)
+                    samples.append((time.monotonic(), m.get("gateway_decode_lag_seconds", 0.0),
+                                    m.get("gateway_active_calls", 0.0), server.rss()))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+
+        async def window() -> tuple[Snap, Snap]:
+            await sleep_until(t_all)
+            a = await snap(server, client)
+            await sleep_until(t_send_end - 0.1)
+            return a, await snap(server, client)
+
+        poller = asyncio.create_task(poll())
+        win = asyncio.create_task(window())
+        results = await asyncio.gather(*(run_call(server.addr, p, s, seconds + 30) for p, s in zip(plans, starts)))
+        w0, w1 = await win
+        stop.set()
+        await poller
+        settled = await wait_idle(server, client)
+        after = await snap(server, client)
+
+    dm = {k: after.m.get(k, 0.0) - before.m.get(k, 0.0) for k in after.m}
+    audio_sent = sum(p.seconds for p in plans)
+    audio_in = dm.get("gateway_audio_seconds_in_total", 0.0)
+    decoded = dm.get("gateway_audio_seconds_decoded_total", 0.0)
+    att = [attribute(x) for x in results]
+    lat = [v for a in att for v in a["latencies"]]
+    utts = sum(a["utterances"] for a in att)
+    missing = sum(a["missing"] for a in att)
+    errors = [f"{x.plan.kind}#{x.plan.index}: {e}" for x in results for e in x.errors]
+    incomplete = sum(1 for x in results if not x.completed)
+    lags = [lag for t, lag, _, _ in samples if t0 + 0.5 <= t <= t_send_end + stagger]
+    win_rss = [rss for t, _, _, rss in samples if w0.t <= t <= w1.t]
+    peak_rss = max(win_rss) if win_rss else None
+    # Shares of the machine: over the window where all N calls stream.
+    dt = w1.t - w0.t
+    gw_cpu_w = w1.server_cpu - w0.server_cpu
+    self_cpu = w1.self_cpu - w0.self_cpu
+    busy = w1.sys_busy - w0.sys_busy
+    # Cost per audio second: over the whole step (call setup, flush and close are gateway work too),
+    # as the raw baseline covers whole calls.
+    gw_cpu = after.server_cpu - before.server_cpu
+    loop_cpu = after.loop_cpu - before.loop_cpu
+    pool_cpu = after.pool_cpu - before.pool_cpu
+    rec_s = dm.get("gateway_recognizer_seconds_total", 0.0)
+    cpu_per_dec = gw_cpu / decoded if decoded > 0 else None
+    audio_diff = audio_in - audio_sent
+    drop_ok = (missing == 0 and abs(audio_diff) <= 0.002 * n + 1e-6 and not errors and incomplete == 0
+               and dm.get("gateway_calls_refused_total", 0) == 0 and dm.get("gateway_protocol_errors_total", 0) == 0)
+    lag_max = max(lags) if lags else None
+    ok = drop_ok and lag_max is not None and lag_max < LAG_LIMIT_S
+    return {
+        "label": label, "vad": vad, "calls": n, "seconds": seconds,
+        "twilio": sum(p.kind == "twilio" for p in plans), "asr": sum(p.kind == "asr" for p in plans),
+        "audio_sent_s": r(audio_sent, 2), "audio_in_s": r(audio_in, 2), "audio_diff_s": r(audio_diff, 4),
+        "speech_fraction": r(sum(p.speech_seconds for p in plans) / audio_sent, 3),
+        "decoded_fraction": r(decoded / audio_in if audio_in else None, 3),
+        "lag_max_s": r(lag_max), "lag_p95_s": r(pct(lags, 95)),
+        "client_slip_max_s": r(max((x.slip_max for x in results), default=0.0)),
+        "utterances": utts, "utterances_missing": missing,
+        "spurious_finals": sum(a["spurious"] for a in att),
+        "latency_p50_s": r(pct(lat, 50)), "latency_p95_s": r(pct(lat, 95)), "latency_max_s": r(max(lat) if lat else None),
+        "latency_n": len(lat),
+        "errors": errors[:5], "error_count": len(errors), "incomplete_calls": incomplete,
+        "refused": dm.get("gateway_calls_refused_total", 0), "protocol_errors": dm.get("gateway_protocol_errors_total", 0),
+        "settled": settled,
+        "window_s": r(dt, 2),
+        "gw_cpu_s": r(gw_cpu, 2), "decoded_s": r(decoded, 2),
+        "gw_cpu_per_decoded_s": r(cpu_per_dec, 4),
+        "gw_cpu_per_audio_in_s": r(gw_cpu / audio_in if audio_in > 0 else None, 4),
+        "loop_cpu_per_audio_in_s": r(loop_cpu / audio_in if audio_in > 0 else None, 4),
+        "threads_cpu_per_decoded_s": r(pool_cpu / decoded if decoded > 0 else None, 4),
+        "gw_recognizer_wall_rtf": r(rec_s / decoded if decoded > 0 else None, 4),
+        "raw_ref_rtf": r(raw_ref, 4),
+        "overhead": r(cpu_per_dec / raw_ref - 1 if cpu_per_dec else None, 3),
+        "gw_cores": r(gw_cpu_w / dt if dt > 0 else None, 2),
+        "client_cores": r(self_cpu / dt if dt > 0 else None, 2),
+        "other_cores": r(max(0.0, busy - gw_cpu_w - self_cpu) / dt if dt > 0 else None, 2),
+        "steal_cores": r((w1.sys_steal - w0.sys_steal) / dt if dt > 0 else None, 2),
+        "idle_rss_mb": r(idle_ref / 2 ** 20, 1), "pre_step_rss_mb": r(idle_rss / 2 ** 20, 1),
+        "peak_rss_mb": r(peak_rss / 2 ** 20 if peak_rss else None, 1),
+        "rss_per_call_mb": r((peak_rss - idle_ref) / n / 2 ** 20 if peak_rss else None, 2),
+        "drop_ok": drop_ok, "pass": ok,
+    }
+
+
+def step_line(s: dict) -> str:
+    def f(x: Any, fmt: str) -> str:
+        return "-" if x is None else format(x, fmt)
+
+    lat = f"{f(s['latency_p50_s'], '.2f')}/{f(s['latency_p95_s'], '.2f')}"
+    return (f"{s['label']:<9}{'on' if s['vad'] else 'off':>4}{s['calls']:>4}{s['audio_in_s']:>8.0f}"
+            f"{f(s['decoded_fraction'] and 100 * s['decoded_fraction'], '.0f'):>5}"
+            f"{f(s['lag_max_s'], '.2f'):>7}{f(s['client_slip_max_s'], '.2f'):>6}"
+            f"{s['utterances'] - s['utterances_missing']:>5}/{s['utterances']:<4}{f(s['audio_diff_s'], '.2f'):>7}"
+            f"{lat:>11}{f(s['gw_cpu_per_decoded_s'], '.3f'):>7}{f(s['overhead'] and 100 * s['overhead'], '+.0f'):>6}"
+            f"{f(s['gw_cores'], '.2f'):>6}{f(s['client_cores'], '.2f'):>5}{f(s['other_cores'], '.2f'):>6}"
+            f"{f(s['rss_per_call_mb'], '.1f'):>6}  {'PASS' if s['pass'] else 'FAIL'}"
+            + ("" if s["drop_ok"] else " (drops/errors)"))
+
+
+STEP_HEADER = (f"{'step':<9}{'vad':>4}{'N':>4}{'in_s':>8}{'dec%':>5}{'lagmx':>7}{'slip':>6}"
+               f"{'finals':>10}{'diff':>7}{'p50/p95 s':>11}{'cpu/s':>7}{'ovh%':>6}"
+               f"{'gwC':>6}{'cli':>5}{'oth':>6}{'MB/c':>6}  result")
+
+
+# --------------------------------------------------------------------------------------------
+# Orchestration
+# --------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, nargs="+", metavar="N",
+                    help="ramp exactly these N, no extension or bisection (default: 4 8 12 16 20 24 28 32 40 48, "
+                         "then bisect between the last pass and the first failure)")
+    ap.add_argument("--quick", action="store_true", help="smoke check: 15 s steps, N 4 and 8, < 3 min")
+    ap.add_argument("--step-seconds", type=float, help="length of every simulated call (default 40, quick 15)")
+    ap.add_argument("--pool", type=int, help="recordings drawn from callers-dev (default 32, quick 16)")
+    ap.add_argument("--max-minutes", type=float, help="time budget (default 14.5, quick 2.8)")
+    ap.add_argument("--workers", type=int, default=0, help="GATEWAY_RECOGNIZER_WORKERS (default 0: one per core)")
+    ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
+    ap.add_argument("--seed", type=int, default=20240611)
+    ap.add_argument("--no-vad-off", action="store_true", help="skip the VAD-off comparison")
+    args = ap.parse_args(argv)
+    q = args.quick
+    args.step_seconds = args.step_seconds or (15.0 if q else 40.0)
+    args.pool = args.pool or (16 if q else 32)
+    args.max_minutes = args.max_minutes or (2.8 if q else 14.5)
+    args.explicit_calls = bool(args.calls)
+    args.calls = sorted(set(args.calls)) if args.calls else ([4, 8] if q else [4, 8, 12, 16, 20, 24, 28, 32, 40, 48])
+    return args
+
+
+async def ramp(args: argparse.Namespace, data_dir: Path, pool: list[Utterance], raw: dict, deadline: float,
+               servers: list[Server]) -> dict:
+    ref_on = raw["gated_2t"]["rtf"]
+    ref_off = raw["ungated_2t"]["rtf"]
+    step_cost = args.step_seconds + 12.0
+    out: dict[str, Any] = {"steps": [], "notes": []}
+    env = {"GATEWAY_VAD_ENABLED": "true"}
+    if args.workers:
+        env["GATEWAY_RECOGNIZER_WORKERS"] = str(args.workers)
+
+    def reserve() -> float:  # what must still fit after a ramp step: latency step, VAD-off, closing baseline
+        return step_cost + (0 if args.no_vad_off else step_cost + 20.0) + (0 if args.quick else 30.0)
+
+    server = Server(data_dir, args.port or free_port(), env, "vad-on")
+    servers.append(server)
+    log(f"starting gateway on {server.addr} (VAD on)")
+    out["server_start_s"] = r(server.start(), 2)
+    out["server_rss_after_start_mb"] = r(server.rss() / 2 ** 20, 1)
+    warm = await run_step(server, "warmup", 2, min(8.0, args.step_seconds), pool, args.seed + 1, ref_on, True)
+    log(f"warm-up: {step_line(warm)}")
+    if not warm["drop_ok"]:
+        out["notes"].append(f"warm-up had errors: {warm['errors']}")
+    await asyncio.sleep(1.0)
+    idle_ref = server.rss()
+    out["idle_rss_mb"] = r(idle_ref / 2 ** 20, 1)
+
+    tried: dict[int, dict] = {}
+
+    async def step(n: int, label: str, seed: int) -> dict:
+        log(f"step {label}: {n} calls x {args.step_seconds:.0f} s")
+        st = await run_step(server, label, n, args.step_seconds, pool, seed, ref_on, True, idle_ref)
+        out["steps"].append(st)
+        log(step_line(st))
+        return st
+
+    lo, hi = 0, None  # largest passing N, smallest failing N
+    queue = list(args.calls)
+    while queue:
+        n = queue.pop(0)
+        if time.monotonic() + step_cost + reserve() > deadline:
+            out["notes"].append(f"ramp stopped before N={n}: time budget")
+            break
+        st = tried[n] = await step(n, f"ramp{n}", args.seed + n)
+        if not st["pass"]:
+            hi = n
+            break
+        lo = n
+        if not queue and not args.explicit_calls and n < 96:
+            queue.append(n + 8)
+    bisections = 0
+    while (hi is not None and hi - lo >= 2 and bisections < 2 and not args.quick and not args.explicit_calls
+           and time.monotonic() + step_cost + reserve() <= deadline):
+        n = (lo + hi) // 2
+        bisections += 1
+        st = tried[n] = await step(n, f"bisect{n}", args.seed + n)
+        lo, hi = (n, hi) if st["pass"] else (lo, n)
+    out["sustained"] = lo
+    out["sustained_step"] = tried.get(lo)
+
+    # Latency (and CPU overhead) at ~80 % of the sustained capacity.
+    lat_step = None
+    if lo:
+        n80 = max(1, int(round(0.8 * lo)))
+        lat_step = tried.get(n80)
+        if lat_step is None and args.quick:
+            below = [k for k in tried if k <= n80 and tried[k]["pass"]]
+            lat_step = tried[max(below)] if below else None
+        if lat_step is None and time.monotonic() + reserve() <= deadline:
+            lat_step = tried[n80] = await step(n80, f"lat{n80}", args.seed + 800 + n80)
+    else:
+        out["notes"].append("no N sustained: latency at 80 % of capacity not measured")
+    out["latency_step"] = lat_step
+    server.stop()
+
+    # The sustained N once more, with VAD gating off.
+    if not args.no_vad_off:
+        n_off = lo or min(args.calls)
+        if time.monotonic() + step_cost + 15.0 > deadline:
+            out["notes"].append("VAD-off step skipped: time budget")
+        else:
+            off = Server(data_dir, args.port or free_port(), dict(env, GATEWAY_VAD_ENABLED="false"), "vad-off")
+            servers.append(off)
+            log(f"restarting gateway with VAD off on {off.addr}")
+            off.start()
+            await run_step(off, "warmup", 2, min(6.0, args.step_seconds), pool, args.seed + 2, ref_off, False)
+            await asyncio.sleep(1.0)
+            idle_off = off.rss()
+            log(f"step vadoff{n_off}: {n_off} calls x {args.step_seconds:.0f} s")
+            st = await run_step(off, f"vadoff{n_off}", n_off, args.step_seconds, pool, args.seed + n_off, ref_off,
+                                False, idle_off)
+            out["steps"].append(st)
+            out["vad_off_step"] = st
+            log(step_line(st))
+            off.stop()
+    return out
+
+
+def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict | None, load: dict,
+           pool_info: dict, elapsed: float) -> dict:
+    cores = psutil.cpu_count() or 1
+
+    def avg(key: str) -> float:  # baselines before and after the load phase, when both exist
+        vals = [raw[key]["rtf"]] + ([raw_end[key]["rtf"]] if raw_end and key in raw_end else [])
+        return sum(vals) / len(vals)
+
+    rtf1 = raw["ungated_1t"]["rtf"]
+    rtf2 = avg("ungated_2t")
+    ref_on, ref_off = avg("gated_2t"), rtf2
+    per_core = 1 / rtf1
+    ceiling = cores / rtf2
+    steps = load.get("steps", [])
+    for s in steps:  # overhead against the (averaged) baseline of the same kind of audio
+        ref = ref_on if s["vad"] else ref_off
+        s["raw_ref_rtf"] = r(ref, 4)
+        s["overhead"] = r(s["gw_cpu_per_decoded_s"] / ref - 1, 3) if s["gw_cpu_per_decoded_s"] else None
+    sustained_n = load.get("sustained", 0)
+    sus = load.get("sustained_step")
+    lat = load.get("latency_step")
+    off = load.get("vad_off_step")
+    ref_step = lat or sus  # below saturation when possible
+    overhead = ref_step["overhead"] if ref_step else None
+    p95 = lat["latency_p95_s"] if lat else None
+    ok_steps = [s for s in steps if s["vad"] and s["calls"] <= sustained_n]
+    zero_drop = bool(ok_steps) and all(s["drop_ok"] for s in ok_steps)
+    gating_saving = None
+    if sus and off and sus["gw_cpu_per_audio_in_s"] and off["gw_cpu_per_audio_in_s"]:
+        gating_saving = 1 - sus["gw_cpu_per_audio_in_s"] / off["gw_cpu_per_audio_in_s"]
+    cap_ratio = sustained_n / ceiling if ceiling else None
+
+    def pf(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+    def fmt(x: float | None, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    D = args.step_seconds
+    print()
+    print(f"gateway ASR load benchmark ({'quick' if args.quick else 'full'}): {cores} cores, {elapsed / 60:.1f} min, "
+          f"{pool_info['with_text']} recordings (mean {pool_info['mean_s']} s), calls of {D:.0f} s, "
+          f"speech {raw['speech_fraction']:.0%} of call time")
+    print()
+    print(f"raw Vosk in process: fresh recognizer per {D:.0f}-s call (as the gateway), thread CPU   RTF    streams/core")
+    print(f"  1 thread,  all call audio                                                   {rtf1:.3f}  {1 / rtf1:6.2f}")
+    u2 = raw["ungated_2t"]
+    print(f"  2 threads, all call audio                                                   {u2['rtf']:.3f}  "
+          f"{1 / u2['rtf']:6.2f}   wall: {u2['wall_streams']:.1f} streams")
+    print(f"  2 threads, gated audio only ({raw['gated_fraction']:.0%} of call audio, the gateway's own VAD)       "
+          f"{raw['gated_2t']['rtf']:.3f}")
+    if "gated_2t_partials" in raw:
+        gp = raw["gated_2t_partials"]["rtf"]
+        print(f"  2 threads, gated + PartialResult with words per message (gateway does this) {gp:.3f}  "
+              f"({gp / raw['gated_2t']['rtf'] - 1:+.0%})")
+    if raw_end:
+        print(f"  after the load phase: all audio {raw_end['ungated_2t']['rtf']:.3f} "
+              f"({raw_end['ungated_2t']['rtf'] / u2['rtf'] - 1:+.0%}), gated {raw_end['gated_2t']['rtf']:.3f} "
+              f"({raw_end['gated_2t']['rtf'] / raw['gated_2t']['rtf'] - 1:+.0%}); references are the averages")
+    print(f"  raw ceiling: {per_core:.2f} streams/core (1 thread); {cores} cores x {1 / rtf2:.2f} (2 threads) "
+          f"= {ceiling:.1f} real-time streams")
+    if bd:
+        print(f"  gateway audio path outside Vosk per 20 ms frame: twilio JSON+base64 {fmt(bd.get('twilio_parse_us'), '.0f')} us,"
+              f" decode+resample {bd['audio_input_novad_us']:.0f} us, VAD {bd['vad_us']:.0f} us, executor hop "
+              f"{bd['executor_hop_us']:.0f} us")
+    print()
+    print(STEP_HEADER)
+    for s in steps:
+        print(step_line(s))
+    print("  lagmx: max gateway_decode_lag_seconds; slip: max client send lateness (s); finals: utterances with a final")
+    print("  transcript / sent; diff: gateway audio_seconds_in - audio sent (s); p50/p95: end of speech -> final (s);")
+    print("  cpu/s: gateway CPU s per decoded audio s; ovh%: vs raw Vosk on the same kind of audio; gwC/cli/oth: cores")
+    print("  used by the gateway / this client / other processes while all calls stream; MB/c: (peak RSS - idle) / N")
+    for note in load.get("notes", []):
+        print(f"  note: {note}")
+    if ref_step:
+        print(f"  where the gateway's CPU goes at N={ref_step['calls']}: event loop "
+              f"{fmt(ref_step['loop_cpu_per_audio_in_s'], '.3f')} s per call-audio s; recognizer threads "
+              f"{fmt(ref_step['threads_cpu_per_decoded_s'], '.3f')} s per decoded s (raw {ref_on:.3f})")
+    print()
+    rows = [
+        ("raw Vosk ceiling (whole machine)", f"{ceiling:.1f} streams", f"{per_core:.2f} per core", ""),
+        ("sustained calls, VAD on", f"{sustained_n}", f"{fmt(cap_ratio, '.2f')}x raw ceiling",
+         f">= {TARGET_CAPACITY_RATIO}x   {pf(cap_ratio is not None and cap_ratio >= TARGET_CAPACITY_RATIO)}"),
+        (f"same N={off['calls']}, VAD off" if off else "VAD off",
+         (("sustained" if off["pass"] else f"not sustained (lag {fmt(off['lag_max_s'], '.1f')} s)") if off else "-"),
+         f"gating saves {gating_saving:.0%} CPU per call-s" if gating_saving is not None else "", ""),
+        (f"gateway CPU overhead (N={ref_step['calls']})" if ref_step else "gateway CPU overhead",
+         f"{fmt(overhead and 100 * overhead, '+.0f')} %",
+         f"{fmt(ref_step and ref_step['gw_cpu_per_decoded_s'], '.3f')} vs raw {ref_on:.3f} s/s",
+         f"<= {TARGET_OVERHEAD:.0%}   {pf(None if overhead is None else overhead <= TARGET_OVERHEAD)}"),
+        (f"end of speech -> final (N={lat['calls']})" if lat else "end of speech -> final",
+         f"p50 {fmt(lat and lat['latency_p50_s'], '.2f')} p95 {fmt(p95, '.2f')} s",
+         f"{lat['latency_n']} utterances" if lat else "",
+         f"p95 <= {TARGET_P95_S} s {pf(None if p95 is None else p95 <= TARGET_P95_S)}"),
+        ("dropped audio (steps N <= sustained)", "none" if zero_drop else ("-" if not ok_steps else "SOME"), "",
+         f"zero      {pf(zero_drop if ok_steps else None)}"),
+        (f"RSS per call (N={sus['calls']})" if sus else "RSS per call",
+         f"{fmt(sus and sus['rss_per_call_mb'], '.1f')} MB", f"idle {fmt(load.get('idle_rss_mb'), '.0f')} MB", ""),
+    ]
+    print(f"{'figure':<40}{'value':<24}{'ratio / baseline':<32}target")
+    for name, value, ratio, target in rows:
+        print(f"{name:<40}{value:<24}{ratio:<32}{target}")
+    summary = {
+        "mode": "quick" if args.quick else "full", "cores": cores, "elapsed_s": round(elapsed, 1),
+        "call_seconds": D, "pool": pool_info, "speech_fraction": r(raw["speech_fraction"], 3),
+        "raw": {
+            "rtf_1t": r(rtf1, 4), "rtf_2t": r(u2["rtf"], 4), "rtf_gated_2t": r(raw["gated_2t"]["rtf"], 4),
+            "rtf_gated_2t_partials": r(raw.get("gated_2t_partials", {}).get("rtf"), 4),
+            "rtf_2t_end": r(raw_end["ungated_2t"]["rtf"], 4) if raw_end else None,
+            "rtf_gated_2t_end": r(raw_end["gated_2t"]["rtf"], 4) if raw_end else None,
+            "ref_vad_on": r(ref_on, 4), "ref_vad_off": r(ref_off, 4),
+            "gated_fraction": r(raw["gated_fraction"], 3),
+            "streams_per_core": r(per_core, 2), "ceiling_streams": r(ceiling, 2),
+            "wall_streams_2t": r(u2["wall_streams"], 2),
+        },
+        "breakdown_us_per_frame": {k: (r(v, 1) if isinstance(v, float) else v) for k, v in (bd or {}).items()},
+        "sustained_calls": sustained_n, "capacity_ratio": r(cap_ratio, 3),
+        "overhead": overhead, "overhead_calls": ref_step["calls"] if ref_step else None,
+        "latency_calls": lat["calls"] if lat else None,
+        "latency_p50_s": lat["latency_p50_s"] if lat else None, "latency_p95_s": p95,
+        "rss_per_call_mb": sus["rss_per_call_mb"] if sus else None, "idle_rss_mb": load.get("idle_rss_mb"),
+        "gating_cpu_saving": r(gating_saving, 3),
+        "vad_off": {k: off[k] for k in ("calls", "pass", "lag_max_s", "gw_cores", "gw_cpu_per_audio_in_s",
+                                         "overhead", "latency_p95_s", "utterances_missing")} if off else None,
+        "targets": {
+            "overhead_le_10pct": None if overhead is None else overhead <= TARGET_OVERHEAD,
+            "capacity_ge_1_5x_raw": cap_ratio is not None and cap_ratio >= TARGET_CAPACITY_RATIO,
+            "p95_le_0_8s": None if p95 is None else p95 <= TARGET_P95_S,
+            "zero_dropped_audio": zero_drop if ok_steps else None,
+        },
+        "steps": [{k: v for k, v in s.items() if k != "errors"} | {"errors": s["errors"][:2]} for s in steps],
+        "notes": load.get("notes", []),
+    }
+    print(json.dumps(summary, ensure_ascii=False, separators=(",", ":")))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    deadline = started + args.max_minutes * 60
+    data_dir = Path(tempfile.mkdtemp(prefix="asr_load_"))
+    servers: list[Server] = []
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        model_dir = fetch_model(data_dir)
+        pool = load_candidates(args.seed)[: args.pool]
+        log(f"raw Vosk baseline: {len(pool)} recordings, calls of {args.step_seconds:.0f} s ({model_dir.name})")
+        raw, pool = raw_baseline(model_dir, pool, args.step_seconds, args.seed, partials=not args.quick)
+        if len(pool) < 4:
+            raise SystemExit("too few recordings with a transcript")
+        pool_info = {"utterances": raw["pool_checked"]["utterances"], "with_text": len(pool),
+                     "mean_s": r(float(np.mean([u.seconds for u in pool])), 2)}
+        log(f"raw RTF: all audio 1t {raw['ungated_1t']['rtf']:.3f}, 2t {raw['ungated_2t']['rtf']:.3f}; "
+            f"gated 2t {raw['gated_2t']['rtf']:.3f}")
+        bd = None
+        try:
+            bd = breakdown(pool, args.seed, 8.0 if args.quick else 20.0)
+        except Exception as exc:  # noqa: BLE001 - informative only
+            log(f"breakdown skipped: {exc!r}")
+        load = asyncio.run(ramp(args, data_dir, pool, raw, deadline, servers))
+        for s in servers:
+            s.stop()
+        raw_end = None
+        if not args.quick and time.monotonic() + 25 < deadline + 30:
+            log("closing raw baseline (drift check)")
+            raw_end, _ = raw_baseline(model_dir, pool, args.step_seconds, args.seed,
+                                      check=False, one_thread=False, partials=False)
+        report(args, raw, raw_end, bd, load, pool_info, time.monotonic() - started)
+        return 0
+    finally:
+        for s in servers:
+            with contextlib.suppress(Exception):
+                s.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

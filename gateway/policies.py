@@ -1,0 +1,125 @@
+"""Policy records: import (CSV or JSON, upsert by policy number) and the in-memory look-up index."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Iterable
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from speech.dialogue.records import CSV_FIELDS, PolicyRecord, RecordIndex
+from speech.understanding.idcard import id_problem
+
+from .database import policies, utcnow
+
+REQUIRED = ("policy_number", "insured_name", "insured_id_number")
+BATCH = 1000
+
+
+@dataclass
+class ImportResult:
+    imported: int
+    errors: list[dict[str, Any]]  # {"row": n, "error": "..."}; rows with errors are not imported
+
+
+class PolicyImportError(ValueError):
+    pass
+
+
+def parse_csv(text: str, today: date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of a policy CSV (header line required) as dicts, plus per-row errors."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if not reader.fieldnames:
+        raise PolicyImportError("the CSV is empty")
+    missing = [f for f in REQUIRED if f not in reader.fieldnames]
+    if missing:
+        raise PolicyImportError(f"the CSV header lacks {', '.join(missing)}; expected columns: {', '.join(CSV_FIELDS)}")
+    return validate_rows(list(reader), today, first_row=2)
+
+
+def validate_rows(rows: Iterable[Any], today: date, first_row: int = 1) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    good, errors = [], []
+    for n, raw in enumerate(rows, start=first_row):
+        if not isinstance(raw, dict):
+            errors.append({"row": n, "error": "not an object"})
+            continue
+        row = {k: (str(raw.get(k) or "").strip()) for k in CSV_FIELDS}
+        problem = _row_problem(row, today)
+        if problem:
+            errors.append({"row": n, "error": problem})
+            continue
+        row["insured_id_number"] = row["insured_id_number"].upper()
+        good.append(row)
+    return good, errors
+
+
+def _row_problem(row: dict[str, str], today: date) -> str | None:
+    for name in REQUIRED:
+        if not row[name]:
+            return f"{name} is empty"
+    problem = id_problem(row["insured_id_number"].upper(), today)
+    if problem:
+        return f"insured_id_number is not a valid ID number ({problem})"
+    for name in ("start_date", "expiry_date"):
+        if row[name]:
+            try:
+                date.fromisoformat(row[name])
+            except ValueError:
+                return f"{name} {row[name]!r} is not a date (YYYY-MM-DD)"
+    return None
+
+
+def _db_row(row: dict[str, str]) -> dict[str, Any]:
+    return {
+        **row,
+        "start_date": date.fromisoformat(row["start_date"]) if row["start_date"] else None,
+        "expiry_date": date.fromisoformat(row["expiry_date"]) if row["expiry_date"] else None,
+        "updated_at": utcnow(),
+    }
+
+
+async def upsert(engine: AsyncEngine, rows: list[dict[str, str]]) -> int:
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    async with engine.begin() as conn:
+        for start in range(0, len(rows), BATCH):
+            batch = [_db_row(r) for r in rows[start : start + BATCH]]
+            # Last row wins within one import when a policy number repeats.
+            batch = list({r["policy_number"]: r for r in batch}.values())
+            stmt = insert(policies).values(batch)
+            updated = {c: stmt.excluded[c] for c in (*CSV_FIELDS[1:], "updated_at")}
+            await conn.execute(stmt.on_conflict_do_update(index_elements=["policy_number"], set_=updated))
+    return len(rows)
+
+
+async def count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(policies))).scalar_one())
+
+
+async def load_index(engine: AsyncEngine) -> RecordIndex:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(policies))).mappings().all()
+    return RecordIndex(
+        PolicyRecord(
+            policy_number=r["policy_number"],
+            product=r["product"] or "",
+            holder_name=r["holder_name"] or "",
+            insured_name=r["insured_name"],
+            insured_id_number=r["insured_id_number"],
+            phone=r["phone"] or "",
+            start_date=r["start_date"],
+            expiry_date=r["expiry_date"],
+        )
+        for r in rows
+    )
+
+
+async def delete_all(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(delete(policies))

@@ -1,0 +1,659 @@
+"""The form-filling dialogue engine: a plain state machine, no I/O.
+
+The shell feeds it caller events (`on_text`, `on_dtmf`, `on_no_input`, `on_hangup`) and carries
+out the returned actions (`Prompt`, `Report`, `Transfer`, `Hangup`) in order. Everything the
+caller says goes through the extractor, whatever was asked (mixed initiative); the engine asks
+only for what is still missing, then reads the whole form back for one confirmation.
+
+Values carry a source. The caller's own words for the slot being asked, and corrections,
+override anything; a side remark never overrides a value already given; a policy record
+overrides recognition (but not a correction); derivations and defaults are guesses that anything
+else replaces, and the read-back says where they came from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Callable, Literal, Protocol
+
+from speech.dialogue.actions import Action, Hangup, Prompt, Report, ReportStatus, SlotDetail, Source, Transfer
+from speech.dialogue.flow import Flow, holds, pick, render
+from speech.dialogue.records import PolicyRecord, RecordLookup
+from speech.understanding.types import CallContext, Extraction, SlotValue
+
+log = logging.getLogger(__name__)
+
+CONFIRM = "confirm"
+Phase = Literal["new", "collect", "confirm", "done"]
+Reason = Literal["start", "progress", "no_match", "no_input", "problem"]
+
+
+class Extractor(Protocol):
+    def extract(self, text: str, context: CallContext) -> Extraction: ...
+
+
+@dataclass(frozen=True)
+class _Value:
+    value: str
+    confidence: float
+    turn: int
+    source: Source
+    explicit: bool  # the caller gave it (speech, keypad, "this number"); not a guess or a record
+
+
+class Dialogue:
+    def __init__(self, flow: Flow, extractor: Extractor, context: CallContext,
+                 records: RecordLookup | None = None) -> None:
+        self.flow = flow
+        self._extractor = extractor
+        self._context = context
+        self._records = records if flow.records is not None else None
+        self._specs = {spec.name: spec for spec in flow.slots}
+        self._values: dict[str, _Value] = {}
+        self._phase: Phase = "new"
+        self._expected: str | None = None  # what the last prompt asked for (a slot or CONFIRM)
+        self._turn = 0  # caller utterances so far (speech or a keypad entry)
+        self._silences = 0  # no-input timeouts: with the utterances, the prompts the caller has had to answer
+        self._no_match: dict[str, int] = {}
+        self._no_input: dict[str, int] = {}
+        self._problems: dict[str, str] = {}  # slot -> problem code to word the next ask by
+        self._keypad: set[str] = set()  # slots the keypad was offered for
+        self._buffer = ""  # keypad digits until '#'
+        self._skipped: set[str] = set()  # optional slots given up on
+        self._corrected: set[str] = set()  # slots the caller corrected: not even a record overrides them
+        self._reask: str | None = None  # a filled slot the caller said is wrong, to be asked again
+        self._record: PolicyRecord | None = None
+        self._record_turn = 0
+        self._last_query: tuple | None = None
+        self._suggested: set[str] = set()  # slots filled by the records' self rule
+        self._readback: dict[str, str] | None = None  # the values at the last read-back
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def slots(self) -> dict[str, str]:
+        """Every filled slot, normalized."""
+        return {name: self._values[name].value for name in self.flow.slot_names if name in self._values}
+
+    @property
+    def finished(self) -> bool:
+        return self._phase == "done"
+
+    @property
+    def turns(self) -> int:
+        """Caller utterances so far."""
+        return self._turn
+
+    @property
+    def record(self) -> PolicyRecord | None:
+        """The policy record the call was matched to."""
+        return self._record
+
+    def start(self) -> list[Action]:
+        if self._phase != "new":
+            return []
+        self._phase = "collect"
+        return self._proceed("start")
+
+    def on_text(self, text: str, confidence: float | None = None) -> list[Action]:
+        if self._phase in ("new", "done"):
+            return []
+        if not text.strip():
+            return self.on_no_input()
+        self._buffer = ""
+        return self._utterance(text, "speech", confidence)
+
+    def on_dtmf(self, digits: str) -> list[Action]:
+        """Keypad: digits (one per event or several), '*' = the slot's star (X in an ID), '#' ends the entry."""
+        if self._phase in ("new", "done"):
+            return []
+        for key in digits:
+            if self._phase == "confirm":
+                answer = {self.flow.confirm.dtmf_yes: True, self.flow.confirm.dtmf_no: False}.get(key)
+                if answer is None:
+                    continue
+                self._turn += 1
+                return self._on_confirm(Extraction(affirm=answer), "dtmf", None, "")
+            spec = self._specs.get(self._expected or "")
+            if spec is None or spec.dtmf is None:
+                continue  # no keypad entry for this question
+            if key == "#":
+                return self._submit_keypad()
+            if key == "*":
+                self._buffer += spec.dtmf.star
+            elif key.isdigit():
+                self._buffer += key
+            if spec.dtmf.max_length and len(self._buffer) >= spec.dtmf.max_length:
+                return self._submit_keypad()
+        return []
+
+    def on_no_input(self) -> list[Action]:
+        """The shell's silence timeout."""
+        if self._phase in ("new", "done"):
+            return []
+        if self._buffer:  # keyed digits but no '#': take them as they are
+            return self._submit_keypad()
+        self._silences += 1
+        key = self._expected or CONFIRM
+        self._no_input[key] = self._no_input.get(key, 0) + 1
+        if self._phase == "confirm":
+            if self._no_input[key] >= self.flow.confirm.limit:
+                return self._transfer("no_input")
+            prefix = self.flow.no_input_prefix[min(self._no_input[key], len(self.flow.no_input_prefix)) - 1]
+            return self._question(lambda: self._read_back(prefix))
+        return self._proceed("no_input")
+
+    def on_hangup(self) -> list[Action]:
+        """The caller is gone: the partial report, if anything was filled, and nothing else."""
+        if self._phase == "done":
+            return []
+        self._phase = "done"
+        return [self._report("partial")] if self._values else []
+
+    # ------------------------------------------------------------------ turns
+
+    def _utterance(self, text: str, source: Source, asr_confidence: float | None) -> list[Action]:
+        self._turn += 1
+        context = replace(self._context, expected_slot=self._expected)
+        try:
+            extraction = self._extractor.extract(text, context)
+        except Exception:  # a bug in understanding must not drop the call: treat as not understood
+            log.exception("extractor failed on %r", text)
+            extraction = Extraction()
+        if source == "dtmf":  # keyed digits answer the question asked, nothing else
+            extraction = Extraction(
+                values={k: v for k, v in extraction.values.items() if k == self._expected},
+                problems={k: v for k, v in extraction.problems.items() if k == self._expected},
+            )
+        if extraction.wants_human:
+            return self._transfer("caller_request")
+        if self._phase == "confirm":
+            return self._on_confirm(extraction, source, asr_confidence, text)
+        return self._on_answer(extraction, source, asr_confidence)
+
+    def _submit_keypad(self) -> list[Action]:
+        entry, self._buffer = self._buffer, ""
+        if not entry:
+            self._turn += 1
+            return self._on_answer(Extraction(), "dtmf", None)
+        return self._utterance(entry, "dtmf", None)
+
+    def _on_answer(self, extraction: Extraction, source: Source, asr_confidence: float | None) -> list[Action]:
+        expected = self._expected
+        before = self.slots
+        answered = self._take(extraction, source, asr_confidence, overwrite={expected} if expected else set())
+        self._refresh()
+        changed = self._changed_since(before)
+        fresh = self._note_problems(extraction, answered)
+        if expected is not None and expected == self._reask and expected in answered:
+            self._reask = None
+        reason: Reason = "progress"
+        focus = None
+        if expected in self._specs and expected not in answered and self._open(expected):
+            if expected in fresh:
+                reason = "problem"
+            elif not changed and not extraction.use_caller_number:
+                reason = "no_match"
+            if reason != "progress":
+                self._no_match[expected] = self._no_match.get(expected, 0) + 1
+        elif fresh:
+            focus = fresh[0]  # an invalid value for another slot: ask for it while it is fresh
+        return self._proceed(reason, focus)
+
+    def _on_confirm(self, extraction: Extraction, source: Source, asr_confidence: float | None,
+                    text: str) -> list[Action]:
+        before = self.slots
+        negative = extraction.affirm is False or extraction.correction
+        extraction = self._reassign_same_kind(extraction, negative)
+        new = {k: v for k, v in extraction.values.items() if k in self._specs and before.get(k) != v.value}
+        mentioned = self._take(replace(extraction, values=new), source, asr_confidence, overwrite=set(new),
+                               correction=True)
+        mentioned |= {k for k in extraction.values if k in self._specs}
+        self._corrected.update(new)
+        self._refresh()
+        if self._changed_since(before):
+            return self._proceed("progress")
+        if mentioned and extraction.affirm is not True and not extraction.problems:
+            # said again what the read-back had ("就用这个号码"): repeat that part, ask about the rest
+            return self._question(lambda: self._read_back(self.flow.ack, only=mentioned))
+        problem_slots = [k for k in extraction.problems if k in self._specs]
+        if problem_slots:  # e.g. a corrected ID number that fails its check: ask for it again
+            self._problems[problem_slots[0]] = extraction.problems[problem_slots[0]].code
+            self._reask = problem_slots[0]
+            self._phase = "collect"
+            return self._proceed("problem", problem_slots[0])
+        if extraction.affirm is True and not extraction.correction:
+            return self._complete()
+        if negative:
+            named = self._named_slot(text)
+            if named:  # "电话不对": ask for that one again
+                self._reask = named
+                self._phase = "collect"
+                return self._proceed("progress", named)
+        self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
+        if self._no_match[CONFIRM] >= self.flow.confirm.limit:
+            return self._transfer("no_match")
+        if negative:
+            which = render(self.flow.confirm.which, self.slots, self.flow.formats, self._today())
+            return self._question(lambda: self._prompt(which, CONFIRM, self.flow.confirm.hints, dtmf=False))
+        prefix = self.flow.no_match_prefix[min(self._no_match[CONFIRM], len(self.flow.no_match_prefix)) - 1]
+        return self._question(lambda: self._read_back(prefix))
+
+    # ------------------------------------------------------------------ filling
+
+    def _take(self, extraction: Extraction, source: Source, asr_confidence: float | None,
+              overwrite: set[str], correction: bool = False) -> set[str]:
+        """Store the extracted values; return the slots the utterance gave a value for."""
+        correction = correction or extraction.correction
+        answered: set[str] = set()
+        for slot, found in extraction.values.items():
+            if slot not in self._specs:
+                continue
+            answered.add(slot)
+            current = self._values.get(slot)
+            if current is not None and current.value == found.value:
+                if not current.explicit and current.source in ("caller_id", "derived"):
+                    self._set(slot, found, source, asr_confidence)  # a guess the caller has now said
+                continue
+            if current is not None and slot not in overwrite and not correction:
+                if current.explicit or current.source == "record":
+                    continue  # a side remark does not override what was given for the slot
+            self._set(slot, found, source, asr_confidence)
+            self._problems.pop(slot, None)
+            if correction:
+                self._corrected.add(slot)
+        if extraction.use_caller_number:
+            number = self._caller_number()
+            for spec in self.flow.slots:
+                if spec.caller_number and number:
+                    self._values[spec.name] = _Value(number, 1.0, self._turn, "caller_id", True)
+                    self._problems.pop(spec.name, None)
+                    answered.add(spec.name)
+        return answered
+
+    def _set(self, slot: str, found: SlotValue, source: Source, asr_confidence: float | None) -> None:
+        confidence = found.confidence if asr_confidence is None else min(found.confidence, asr_confidence)
+        self._values[slot] = _Value(found.value, confidence, self._turn, source, True)
+
+    def _note_problems(self, extraction: Extraction, answered: set[str]) -> list[str]:
+        """Remember invalid values (to word the next ask); return the slots they were for."""
+        fresh = []
+        for slot, problem in extraction.problems.items():
+            if slot not in self._specs or slot in answered:
+                continue
+            current = self._values.get(slot)
+            if slot == self._expected or slot == self._reask or current is None or not current.explicit:
+                self._problems[slot] = problem.code
+                fresh.append(slot)
+        return fresh
+
+    def _reassign_same_kind(self, extraction: Extraction, negative: bool) -> Extraction:
+        """At the read-back a bare name ("不对，谢金凤") may land in the wrong one of two name slots:
+        it corrects the slot of that kind whose current value it is most like, not one it equals."""
+        if not negative:
+            return extraction
+        kinded = [s for s in extraction.values if s in self._specs and self._specs[s].kind]
+        if len(kinded) != 1:
+            return extraction
+        slot = kinded[0]
+        found = extraction.values[slot]
+        candidates = [
+            other for other in self.flow.slot_names
+            if self._specs[other].kind == self._specs[slot].kind and not self._derived_now(other)
+            and (other == slot or other not in extraction.values)
+        ]
+
+        def likeness(other: str) -> int:
+            current = self._values.get(other)
+            if current is None:
+                return 0
+            if current.value == found.value:
+                return -1  # already right: not the one being corrected
+            return len(set(current.value) & set(found.value)) + (current.value[:1] == found.value[:1])
+
+        best = max(candidates, key=lambda other: (likeness(other), other == slot), default=slot)
+        if best == slot:
+            return extraction
+        values = {k: v for k, v in extraction.values.items() if k != slot}
+        values[best] = replace(found, slot=best)
+        return replace(extraction, values=values)
+
+    def _named_slot(self, text: str) -> str | None:
+        """A slot the caller names as wrong ("电话不对"), by the slot's aliases in the flow; the longest
+        alias wins ("身份证号码" is the ID, not the phone's "号码")."""
+        compact = "".join(text.split())
+        best: dict[str, int] = {}
+        for spec in self.flow.slots:
+            for alias in spec.aliases:
+                if alias in compact:
+                    best[spec.name] = max(best.get(spec.name, 0), len(alias))
+        if not best:
+            return None
+        longest = max(best.values())
+        named = [name for name, length in best.items() if length == longest]
+        return named[0] if len(named) == 1 else None
+
+    def _refresh(self) -> None:
+        """Derivations and policy records, after any change."""
+        self._derive()
+        self._consult_records()
+        self._derive()
+
+    def _derived_now(self, slot: str) -> bool:
+        spec = self._specs[slot]
+        return spec.derive is not None and spec.derive.holds(self.slots)
+
+    def _derive(self) -> None:
+        """Derived slots follow their sources. A copy (insured_name = reporter_name for 本人) also
+        replaces what the caller said before the condition became true - the later statement wins;
+        a constant (relationship 本人 when the names agree) only fills a gap."""
+        for spec in self.flow.slots:
+            rule = spec.derive
+            if rule is None:
+                continue
+            current = self._values.get(spec.name)
+            values = self.slots
+            if not rule.holds(values):
+                if current is not None and current.source == "derived":
+                    del self._values[spec.name]
+                continue
+            if rule.source_slot is not None:
+                source = self._values.get(rule.source_slot)
+                if source is None:
+                    continue
+                value, confidence, turn = source.value, source.confidence, source.turn
+            else:
+                basis = [self._values[s] for s in (*rule.when, *rule.equal) if s in self._values]
+                value, turn = rule.value or "", max((b.turn for b in basis), default=self._turn)
+                confidence = min((b.confidence for b in basis), default=1.0)
+            if current is not None and (current.value == value or current.source == "record"):
+                continue
+            if current is not None and current.explicit:
+                if rule.source_slot is None:
+                    continue
+                condition_turn = max((self._values[s].turn for s in rule.when if s in self._values), default=0)
+                if current.turn >= condition_turn:
+                    continue
+            self._values[spec.name] = _Value(value, confidence, turn, "derived", False)
+
+    def _consult_records(self) -> None:
+        spec = self.flow.records
+        if spec is None or self._records is None:
+            return
+        # each argument from the first of its slots that is filled; names are tried one by one
+        # (the insured's, then e.g. the caller's: the caller is often the policy holder)
+        query = {arg: next(self._values[s].value for s in slots if s in self._values)
+                 for arg, slots in spec.query.items() if any(s in self._values for s in slots)}
+        names = [self._values[s].value for s in spec.query.get("name", ()) if s in self._values] or [None]
+        if "id_number" not in query and "phone" not in query:
+            return
+        key = (query.get("id_number"), query.get("phone"), tuple(names))
+        if key != self._last_query:
+            self._last_query = key
+            record = None
+            for name in dict.fromkeys(names):
+                found = self._records.find(query.get("id_number"), query.get("phone"), name)
+                if len(found) == 1:
+                    record = found[0]
+                    break
+            if record is not None and "id_number" not in query and not self._agrees_by_name(record, query):
+                record = None  # a phone alone may be the caller's own policy, not the insured's
+            if record is None and self._record is not None and (
+                    query.get("id_number") == self._record.insured_id_number):
+                record = self._record  # still the insured's ID: keep it whatever else the query says
+            if record != self._record:
+                self._drop_record_values()
+                self._record, self._record_turn = record, self._turn
+                if record is not None:
+                    for slot, field_name in spec.take.items():
+                        self._from_record(slot, getattr(record, field_name), override=True)
+        self._apply_self_rule()
+
+    def _agrees_by_name(self, record: PolicyRecord, query: dict[str, str]) -> bool:
+        rule = self.flow.records.self_rule if self.flow.records else None
+        if query.get("name") and query["name"] == record.insured_name:
+            return True
+        return bool(rule and rule.same_person and all(
+            slot in self._values and getattr(record, field_name) == self._values[slot].value
+            for field_name, slot in rule.same_person.items()
+        ))
+
+    def _apply_self_rule(self) -> None:
+        rule = self.flow.records.self_rule if self.flow.records else None
+        if rule is None:
+            return
+        record = self._record
+        values = self.slots
+        is_self = record is not None and (
+            holds(rule.when, values)
+            or (
+                all(slot not in values for slot in rule.when)
+                and bool(rule.same_person)
+                and all(slot in values and getattr(record, f) == values[slot] for f, slot in rule.same_person.items())
+            )
+        )
+        if not is_self:
+            for slot in self._suggested:
+                if slot in self._values and self._values[slot].source == "record":
+                    del self._values[slot]
+            self._suggested.clear()
+            return
+        for slot, accepted in rule.when.items():
+            if slot not in self._values:
+                self._from_record(slot, accepted[0], override=False)
+                self._suggested.add(slot)
+        for slot, field_name in rule.take.items():
+            self._from_record(slot, getattr(record, field_name), override=True)
+        for slot, field_name in rule.suggest.items():
+            current = self._values.get(slot)
+            if current is None or (not current.explicit and current.source == "caller_id"):
+                self._from_record(slot, getattr(record, field_name), override=False)
+                self._suggested.add(slot)
+
+    def _from_record(self, slot: str, value: str, override: bool) -> None:
+        """`override`: the record wins over recognition (never over a correction)."""
+        if not value:
+            return
+        current = self._values.get(slot)
+        if current is None:
+            self._values[slot] = _Value(value, 1.0, self._record_turn, "record", False)
+        elif current.value == value:
+            if override and current.source != "record":  # what the caller said, confirmed by the record
+                self._values[slot] = replace(current, source="record", confidence=1.0)
+        elif override and slot not in self._corrected:
+            self._values[slot] = _Value(value, 1.0, self._record_turn, "record", current.explicit)
+
+    def _drop_record_values(self) -> None:
+        """The record no longer applies: what it alone gave goes, what the caller said stays."""
+        for slot in list(self._values):
+            value = self._values[slot]
+            if value.source == "record":
+                if value.explicit:
+                    self._values[slot] = replace(value, source="speech")
+                else:
+                    del self._values[slot]
+        self._suggested.clear()
+
+    def _caller_number(self) -> str | None:
+        digits = "".join(ch for ch in self._context.caller_number or "" if ch.isdigit())
+        for prefix in ("0086", "86"):
+            if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
+                digits = digits[len(prefix):]
+        return digits or None
+
+    def _apply_defaults(self) -> None:
+        changed = False
+        for spec in self.flow.slots:
+            if spec.name not in self._values and spec.default == "caller_number":
+                number = self._caller_number()
+                if number:
+                    self._values[spec.name] = _Value(number, 1.0, 0, "caller_id", False)
+                    changed = True
+        if changed:
+            self._refresh()
+
+    def _changed_since(self, before: dict[str, str]) -> set[str]:
+        now = self.slots
+        return {k for k in set(before) | set(now) if before.get(k) != now.get(k)}
+
+    def _open(self, slot: str) -> bool:
+        """Still to be answered: empty, or filled but said to be wrong."""
+        return not self._satisfied(slot) or slot == self._reask
+
+    def _satisfied(self, slot: str) -> bool:
+        return slot in self._values or slot in self._skipped
+
+    def _needed(self, slot: str) -> bool:
+        spec = self._specs[slot]
+        if self._satisfied(slot):
+            return False
+        if spec.derive is not None and spec.derive.holds(self.slots):
+            return False  # filled as soon as its source is
+        if spec.default == "caller_number" and self._caller_number():
+            return False  # defaulted at the read-back
+        return True
+
+    # ------------------------------------------------------------------ what next
+
+    def _question(self, make: Callable[[], Prompt]) -> list[Action]:
+        """A prompt that wants an answer, unless the call is out of turns: each question costs an
+        answer (or a silence), and the call still needs its last prompt after it."""
+        if self._turn + self._silences + 2 > self.flow.max_turns:
+            return self._transfer("too_many_turns")
+        return [make()]
+
+    def _proceed(self, reason: Reason, focus: str | None = None) -> list[Action]:
+        if self._turn + self._silences + 2 > self.flow.max_turns:
+            return self._transfer("too_many_turns")
+        expected = self._expected
+        if expected in self._specs and reason in ("no_match", "no_input", "problem") and self._open(expected):
+            spec = self._specs[expected]
+            if (self._no_match.get(expected, 0) >= spec.limits.no_match
+                    or self._no_input.get(expected, 0) >= spec.limits.no_input):
+                if not spec.optional:
+                    return self._transfer("no_input" if reason == "no_input" else "no_match")
+                self._skipped.add(expected)
+                reason = "progress"
+        slot = self._reask if self._reask else None
+        if slot is None and focus is not None and (self._needed(focus) or focus in self._problems):
+            slot = focus
+        if slot is None:
+            slot = next((name for name in self.flow.slot_names if self._needed(name)), None)
+        if slot is None:
+            self._apply_defaults()
+            slot = next((name for name in self.flow.slot_names if self._needed(name)), None)
+        if slot is None:
+            self._phase = "confirm"
+            return [self._read_back(self.flow.ack if reason == "progress" else "")]
+        self._phase = "collect"
+        return [self._ask(slot, reason)]
+
+    def _ask(self, slot: str, reason: Reason) -> Prompt:
+        spec = self._specs[slot]
+        failures = self._no_match.get(slot, 0) + self._no_input.get(slot, 0)
+        prefix = ""
+        if reason == "start":
+            prefix = self.flow.greeting
+        elif reason == "progress":
+            prefix = self.flow.ack
+        elif reason == "no_input" and slot == self._expected:
+            count = self._no_input.get(slot, 1)
+            prefix = self.flow.no_input_prefix[min(count, len(self.flow.no_input_prefix)) - 1]
+        elif reason == "no_match" and slot == self._expected:
+            count = self._no_match.get(slot, 1)
+            prefix = self.flow.no_match_prefix[min(count, len(self.flow.no_match_prefix)) - 1]
+        keypad = spec.dtmf is not None and (slot in self._keypad or failures >= spec.dtmf.after)
+        code = self._problems.pop(slot, None)
+        if keypad and spec.dtmf is not None:
+            self._keypad.add(slot)
+            body = spec.dtmf.prompt
+            if reason == "problem":
+                prefix = self.flow.no_match_prefix[min(failures, len(self.flow.no_match_prefix)) - 1]
+        elif code and code in spec.problems:
+            body = spec.problems[code]
+            if reason == "problem":
+                prefix = ""
+        else:
+            prompts = spec.prompts_for(self.slots)
+            body = prompts[min(failures, len(prompts) - 1)]
+        self._buffer = ""
+        return self._prompt(prefix + render(body, self.slots, self.flow.formats, self._today()), slot,
+                            spec.hints, dtmf=keypad)
+
+    def _read_back(self, prefix: str, only: set[str] | None = None) -> Prompt:
+        """The whole form, or after a correction only what changed (`only`: these slots)."""
+        confirm = self.flow.confirm
+        changed = only
+        if changed is None and self._readback is not None:
+            changed = self._changed_since(self._readback)
+        values = self.slots
+        items = self._readback_items(changed) if changed else []
+        if items:
+            changes = confirm.separator.join(items)
+            text = render(confirm.changed, {**values, "changes": changes}, self.flow.formats, self._today())
+        else:
+            text = (render(confirm.intro, values, self.flow.formats, self._today())
+                    + confirm.separator.join(self._readback_items(None))
+                    + render(confirm.question, values, self.flow.formats, self._today()))
+        self._readback = values
+        self._phase = "confirm"
+        if prefix == self.flow.ack and items:
+            prefix = ""  # the "changed" wording acknowledges by itself
+        return self._prompt(prefix + text, CONFIRM, confirm.hints, dtmf=confirm.dtmf_yes is not None)
+
+    def _readback_items(self, only: set[str] | None) -> list[str]:
+        values = self.slots
+        items = []
+        for slot in self.flow.confirm.order:
+            if slot not in values or (only is not None and slot not in only):
+                continue
+            spec = self._specs[slot]
+            variant = pick(spec.readback, values, self._values[slot].source)
+            template = variant.text if variant is not None else "{" + slot + "}"
+            text = render(template, values, self.flow.formats, self._today())
+            if text:
+                items.append(text)
+        return items
+
+    def _prompt(self, text: str, slot: str | None, hints: tuple[str, ...] | None, dtmf: bool) -> Prompt:
+        self._expected = slot
+        return Prompt(text=text, slot=slot, slots=self.slots, hints=hints, dtmf=dtmf)
+
+    def _today(self) -> date:
+        return self._context.started_at.date()  # the call's own zone, as the extractor resolves dates
+
+    # ------------------------------------------------------------------ endings
+
+    def _report(self, status: ReportStatus) -> Report:
+        return Report(
+            status=status,
+            slots=self.slots,
+            details={
+                name: SlotDetail(v.value, round(v.confidence, 3), v.turn, v.source)
+                for name in self.flow.slot_names
+                if (v := self._values.get(name)) is not None
+            },
+            policy_number=self._record.policy_number if self._record else None,
+            flow=self.flow.name,
+        )
+
+    def _complete(self) -> list[Action]:
+        self._phase = "done"
+        closing = pick(self.flow.closing, self.slots)
+        text = render(closing.text if closing else "", self.slots, self.flow.formats, self._today())
+        return [self._report("complete"), Prompt(text, None, self.slots), Hangup("completed")]
+
+    def _transfer(self, reason: str) -> list[Action]:
+        self._phase = "done"
+        actions: list[Action] = []
+        if self._values:
+            actions.append(self._report("transferred"))
+        variant = pick(self.flow.transfer, self.slots)
+        text = render(variant.text if variant else "", self.slots, self.flow.formats, self._today())
+        actions += [Prompt(text, None, self.slots), Transfer(reason)]
+        return actions
+
+
+__all__ = ["CONFIRM", "Dialogue", "Extractor", "RecordLookup"]

@@ -1,0 +1,652 @@
+"""A form-filling flow as data: slots, wordings, limits, read-back. Loaded from YAML and validated.
+
+Every error names the file and the key path (`claim_report.yaml: slots[3].dtmf.after: ...`), so a
+flow author never has to read this code. Unknown keys are errors too: a typo must not silently
+turn a feature off.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from datetime import date
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from speech.dialogue.records import PolicyRecord
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_][A-Za-z0-9_]*))?\}")
+RECORD_FIELDS = tuple(f.name for f in fields(PolicyRecord))
+DEFAULT_SOURCES = ("caller_number",)
+VALUE_SOURCES = ("speech", "dtmf", "record", "caller_id", "derived")
+
+
+class FlowError(ValueError):
+    """A flow file is missing, unreadable or invalid; the message names the file and key."""
+
+
+# A condition on slot values: slot -> accepted values; an empty tuple means "the slot is empty".
+Condition = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A text used when `when` holds (slot values) and, for read-backs, when the slot came `from` a source."""
+
+    text: str
+    when: Condition = field(default_factory=dict)
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    when: Condition
+    prompts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DtmfSpec:
+    after: int  # failures (no-match + no-input) on the slot before the keypad is offered
+    prompt: str
+    max_length: int | None = None  # entry ends by itself at this length; otherwise at '#'
+    star: str = "*"  # what '*' stands for (X in an ID number)
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """A slot that follows from others: a copy of `source_slot`, or the constant `value`, when
+    `when` holds and the two `equal` slots (if given) have one value."""
+
+    source_slot: str | None
+    value: str | None
+    when: Condition
+    equal: tuple[str, ...] = ()
+
+    def holds(self, values: Mapping[str, str]) -> bool:
+        if not holds(self.when, values):
+            return False
+        if self.equal:
+            first = values.get(self.equal[0])
+            return bool(first) and all(values.get(slot) == first for slot in self.equal[1:])
+        return True
+
+
+@dataclass(frozen=True)
+class Limits:
+    no_match: int
+    no_input: int
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    name: str
+    prompts: tuple[str, ...]
+    prompts_when: tuple[PromptSet, ...] = ()
+    problems: Mapping[str, str] = field(default_factory=dict)
+    hints: tuple[str, ...] | None = None
+    dtmf: DtmfSpec | None = None
+    optional: bool = False
+    derive: Derivation | None = None
+    default: str | None = None  # "caller_number": used, and read back, if still empty at confirmation
+    caller_number: bool = False  # "就用这个号码" fills this slot
+    kind: str | None = None  # slots of one kind (e.g. person names) share ambiguous corrections
+    aliases: tuple[str, ...] = ()  # words naming the slot ("电话"), for "电话不对" at the read-back
+    limits: Limits = Limits(3, 3)
+    readback: tuple[Variant, ...] = ()
+
+    def prompts_for(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        for prompt_set in self.prompts_when:
+            if holds(prompt_set.when, values):
+                return prompt_set.prompts
+        return self.prompts
+
+
+@dataclass(frozen=True)
+class DigitsFormat:
+    groups: tuple[int, ...] | None  # None: no grouping (used with `tail`)
+    words: str  # ten digit words 0-9
+    x: str = "X"
+    separator: str = " "
+    tail: int | None = None
+
+
+@dataclass(frozen=True)
+class DateFormat:
+    same_year: str
+    other_year: str
+
+
+@dataclass(frozen=True)
+class MapFormat:
+    mapping: Mapping[str, str]
+
+
+Format = DigitsFormat | DateFormat | MapFormat
+
+
+@dataclass(frozen=True)
+class ConfirmSpec:
+    intro: str
+    question: str
+    separator: str
+    order: tuple[str, ...]
+    changed: str  # "{changes}" = the read-back of the changed slots
+    which: str  # asked after a bare "no"
+    hints: tuple[str, ...] | None
+    dtmf_yes: str | None
+    dtmf_no: str | None
+    limit: int  # failed read-back rounds before a transfer
+
+
+@dataclass(frozen=True)
+class SelfRule:
+    """When the record's insured is the caller: set `sets`, take `take` from the record, suggest `suggest`."""
+
+    when: Condition
+    same_person: Mapping[str, str]  # record field -> slot: equal values mean the caller is the insured
+    take: Mapping[str, str]  # slot -> record field (overrides recognition)
+    suggest: Mapping[str, str]  # slot -> record field (fills only an empty or defaulted slot)
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    query: Mapping[str, tuple[str, ...]]  # find() argument (id_number, phone, name) -> slots tried in order
+    take: Mapping[str, str]  # slot -> record field
+    self_rule: SelfRule | None
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    path: Path | None
+    greeting: str
+    ack: str
+    no_match_prefix: tuple[str, ...]
+    no_input_prefix: tuple[str, ...]
+    max_turns: int
+    slots: tuple[SlotSpec, ...]
+    formats: Mapping[str, Format]
+    confirm: ConfirmSpec
+    closing: tuple[Variant, ...]
+    transfer: tuple[Variant, ...]
+    records: RecordSpec | None = None
+
+    def slot(self, name: str) -> SlotSpec:
+        for spec in self.slots:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.slots)
+
+
+def holds(condition: Condition, values: Mapping[str, str]) -> bool:
+    for slot, accepted in condition.items():
+        value = values.get(slot)
+        if not accepted:
+            if value:
+                return False
+        elif value not in accepted:
+            return False
+    return True
+
+
+def pick(variants: tuple[Variant, ...], values: Mapping[str, str], source: str | None = None) -> Variant | None:
+    for variant in variants:
+        if holds(variant.when, values) and (variant.source is None or variant.source == source):
+            return variant
+    return None
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def render(template: str, values: Mapping[str, str], formats: Mapping[str, Format], today: date | None = None) -> str:
+    """Fill `{slot}` / `{slot:format}` placeholders (no str.format: flow text is data, not code)."""
+
+    def one(match: re.Match[str]) -> str:
+        value = values.get(match.group(1), "")
+        name = match.group(2)
+        return format_value(value, formats[name], today) if name and value else value
+
+    return PLACEHOLDER.sub(one, template)
+
+
+def format_value(value: str, fmt: Format, today: date | None = None) -> str:
+    if isinstance(fmt, MapFormat):
+        return fmt.mapping.get(value, value)
+    if isinstance(fmt, DateFormat):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            return value
+        template = fmt.same_year if today is None or today.year == day.year else fmt.other_year
+        return template.replace("{year}", str(day.year)).replace("{month}", str(day.month)).replace("{day}", str(day.day))
+    return _format_digits(value, fmt)
+
+
+def _format_digits(value: str, fmt: DigitsFormat) -> str:
+    def words(chars: str) -> str:
+        return "".join(fmt.words[int(c)] if c.isdigit() else fmt.x if c.upper() == "X" else c for c in chars)
+
+    if fmt.tail:
+        return words(value.replace("-", "")[-fmt.tail:])
+    if "-" in value:  # a landline: its own groups (area code, number)
+        return fmt.separator.join(words(part) for part in value.split("-"))
+    if not fmt.groups:
+        return words(value)
+    parts, start = [], 0
+    for size in fmt.groups:
+        if start >= len(value):
+            break
+        parts.append(value[start:start + size])
+        start += size
+    if start < len(value):
+        parts.append(value[start:])
+    return fmt.separator.join(words(part) for part in parts)
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _Reader:
+    """Typed access to a YAML mapping with error messages that name file and key path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, message: str) -> FlowError:
+        return FlowError(f"{self.source}: {key}: {message}")
+
+    def mapping(self, value: Any, key: str, allowed: set[str] | None = None, required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {_kind(value)}")
+        for name in value:
+            if isinstance(name, bool):
+                raise self.fail(key, f"keys must be text, got {name!r} (YAML reads yes/no/on/off as true/false)")
+            if not isinstance(name, str):
+                raise self.fail(key, f"keys must be text, got {name!r}")
+            if allowed is not None and name not in allowed:
+                raise self.fail(f"{key}.{name}", f"unknown key (known: {', '.join(sorted(allowed))})")
+        for name in sorted(required):
+            if name not in value:
+                raise self.fail(f"{key}.{name}", "missing")
+        return value
+
+    def text(self, value: Any, key: str, empty_ok: bool = False) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # YAML reads keypad keys such as 1 as numbers
+        if not isinstance(value, str):
+            raise self.fail(key, f"expected text, got {_kind(value)}")
+        if not empty_ok and not value.strip():
+            raise self.fail(key, "must not be empty")
+        return value
+
+    def texts(self, value: Any, key: str) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"expected a non-empty list of texts, got {_kind(value)}")
+        return tuple(self.text(item, f"{key}[{i}]") for i, item in enumerate(value))
+
+    def integer(self, value: Any, key: str, minimum: int = 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(key, f"expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def flag(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {value!r}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+TOP_KEYS = {
+    "name", "description", "greeting", "ack", "no_match_prefix", "no_input_prefix", "limits",
+    "formats", "slots", "confirm", "closing", "transfer", "records",
+}
+SLOT_KEYS = {
+    "name", "prompts", "prompts_when", "problems", "hints", "dtmf", "optional", "derive", "default",
+    "caller_number", "kind", "aliases", "limits", "readback", "description",
+}
+
+
+def load_flow(path: str | Path) -> Flow:
+    """Load and validate one flow file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise FlowError(f"{path}: cannot read: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise FlowError(f"{path}: not valid YAML: {e}") from None
+    return parse_flow(raw, source=str(path), path=path)
+
+
+def load_flows(directory: str | Path) -> dict[str, Flow]:
+    """Every `*.yaml` flow in a directory, by flow name."""
+    flows: dict[str, Flow] = {}
+    for file in sorted(Path(directory).glob("*.yaml")):
+        flow = load_flow(file)
+        if flow.name in flows:
+            raise FlowError(f"{file}: name: flow {flow.name!r} is also defined in {flows[flow.name].path}")
+        flows[flow.name] = flow
+    return flows
+
+
+def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Flow:
+    r = _Reader(source)
+    top = r.mapping(raw, "(top)", TOP_KEYS, {"name", "greeting", "slots", "confirm", "closing", "transfer"})
+    name = r.text(top["name"], "name")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise r.fail("name", f"use lower case letters, digits and _ (got {name!r})")
+
+    limits = r.mapping(top.get("limits", {}), "limits", {"max_turns", "no_match", "no_input"})
+    max_turns = r.integer(limits.get("max_turns", 16), "limits.max_turns", 2)
+    default_limits = Limits(
+        r.integer(limits.get("no_match", 3), "limits.no_match"),
+        r.integer(limits.get("no_input", 3), "limits.no_input"),
+    )
+
+    formats = {
+        fname: _parse_format(r, spec, f"formats.{fname}")
+        for fname, spec in r.mapping(top.get("formats", {}), "formats").items()
+    }
+
+    raw_slots = top["slots"]
+    if not isinstance(raw_slots, list) or not raw_slots:
+        raise r.fail("slots", f"expected a non-empty list of slots, got {_kind(raw_slots)}")
+    names: list[str] = []
+    for i, item in enumerate(raw_slots):
+        slot_name = r.text(r.mapping(item, f"slots[{i}]", None, {"name"})["name"], f"slots[{i}].name")
+        if slot_name in names or slot_name == "confirm":
+            raise r.fail(f"slots[{i}].name", f"slot {slot_name!r} is defined twice or reserved")
+        names.append(slot_name)
+    known = set(names)
+    slots = tuple(
+        _parse_slot(r, item, f"slots[{i}]({item['name']})", known, formats, default_limits)
+        for i, item in enumerate(raw_slots)
+    )
+
+    confirm = _parse_confirm(r, top["confirm"], names, known, formats)
+    flow = Flow(
+        name=name,
+        path=path,
+        greeting=r.text(top["greeting"], "greeting", empty_ok=True),
+        ack=r.text(top.get("ack", ""), "ack", empty_ok=True),
+        no_match_prefix=r.texts(top.get("no_match_prefix", ["抱歉，我没听清楚。"]), "no_match_prefix"),
+        no_input_prefix=r.texts(top.get("no_input_prefix", ["您还在吗？"]), "no_input_prefix"),
+        max_turns=max_turns,
+        slots=slots,
+        formats=formats,
+        confirm=confirm,
+        closing=_parse_variants(r, top["closing"], "closing", known, formats),
+        transfer=_parse_variants(r, top["transfer"], "transfer", known, formats),
+        records=_parse_records(r, top["records"], known) if top.get("records") is not None else None,
+    )
+    for key, variants in (("closing", flow.closing), ("transfer", flow.transfer)):
+        if variants[-1].when:
+            raise r.fail(key, "the last text must have no `when` (it is the default)")
+    return flow
+
+
+def _parse_format(r: _Reader, spec: Any, key: str) -> Format:
+    spec = r.mapping(spec, key, {"groups", "words", "x", "separator", "tail", "date", "other_year", "map"})
+    if "map" in spec:
+        mapping = r.mapping(spec["map"], f"{key}.map")
+        return MapFormat({str(k): r.text(v, f"{key}.map.{k}") for k, v in mapping.items()})
+    if "date" in spec:
+        same = r.text(spec["date"], f"{key}.date")
+        return DateFormat(same, r.text(spec.get("other_year", same), f"{key}.other_year"))
+    if "words" not in spec:
+        raise r.fail(key, "a format needs `words` (digits), `date` or `map`")
+    words = r.text(spec["words"], f"{key}.words")
+    if len(words) != 10:
+        raise r.fail(f"{key}.words", f"expected ten digit words for 0-9, got {len(words)} characters")
+    groups = None
+    if "groups" in spec:
+        if not isinstance(spec["groups"], list) or not spec["groups"]:
+            raise r.fail(f"{key}.groups", "expected a list of group sizes")
+        groups = tuple(r.integer(g, f"{key}.groups[{i}]") for i, g in enumerate(spec["groups"]))
+    tail = r.integer(spec["tail"], f"{key}.tail") if "tail" in spec else None
+    return DigitsFormat(
+        groups=groups,
+        words=words,
+        x=r.text(spec.get("x", "X"), f"{key}.x"),
+        separator=r.text(spec.get("separator", " "), f"{key}.separator", empty_ok=True),
+        tail=tail,
+    )
+
+
+def _check_template(r: _Reader, text: str, key: str, known: set[str], formats: Mapping[str, Format],
+                    extra: set[str] = frozenset()) -> str:
+    for match in PLACEHOLDER.finditer(text):
+        slot, fmt = match.group(1), match.group(2)
+        if slot not in known and slot not in extra:
+            raise r.fail(key, f"placeholder {{{slot}}} names no slot of this flow")
+        if fmt and fmt not in formats:
+            raise r.fail(key, f"placeholder {{{slot}:{fmt}}} names no format under `formats`")
+    return text
+
+
+def _parse_condition(r: _Reader, value: Any, key: str, known: set[str]) -> Condition:
+    condition: dict[str, tuple[str, ...]] = {}
+    for slot, accepted in r.mapping(value, key).items():
+        if slot not in known:
+            raise r.fail(f"{key}.{slot}", "names no slot of this flow")
+        if accepted is None:
+            condition[slot] = ()
+        elif isinstance(accepted, list):
+            condition[slot] = tuple(r.text(v, f"{key}.{slot}[{i}]") for i, v in enumerate(accepted))
+        else:
+            condition[slot] = (r.text(accepted, f"{key}.{slot}"),)
+    return condition
+
+
+def _parse_variants(r: _Reader, value: Any, key: str, known: set[str], formats: Mapping[str, Format],
+                    text_key: str = "text", empty_ok: bool = False) -> tuple[Variant, ...]:
+    if isinstance(value, str):
+        return (Variant(_check_template(r, r.text(value, key, empty_ok), key, known, formats)),)
+    if not isinstance(value, list) or not value:
+        raise r.fail(key, f"expected text or a list of {{when, {text_key}}} entries, got {_kind(value)}")
+    variants = []
+    for i, item in enumerate(value):
+        k = f"{key}[{i}]"
+        if isinstance(item, str):
+            variants.append(Variant(_check_template(r, r.text(item, k, empty_ok), k, known, formats)))
+            continue
+        item = r.mapping(item, k, {"when", "from", text_key}, {text_key})
+        source = None
+        if "from" in item:
+            source = r.text(item["from"], f"{k}.from")
+            if source not in VALUE_SOURCES:
+                raise r.fail(f"{k}.from", f"unknown source {source!r} (known: {', '.join(VALUE_SOURCES)})")
+        variants.append(Variant(
+            text=_check_template(r, r.text(item[text_key], f"{k}.{text_key}", empty_ok), f"{k}.{text_key}", known, formats),
+            when=_parse_condition(r, item.get("when", {}), f"{k}.when", known),
+            source=source,
+        ))
+    return tuple(variants)
+
+
+def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapping[str, Format],
+                default_limits: Limits) -> SlotSpec:
+    name = item["name"]
+    r.mapping(item, key, SLOT_KEYS)
+    if "prompts" not in item:
+        raise r.fail(f"{key}.prompts", "missing")
+    prompts = r.texts(item["prompts"], f"{key}.prompts")
+    for i, text in enumerate(prompts):
+        _check_template(r, text, f"{key}.prompts[{i}]", known, formats)
+
+    prompts_when = []
+    raw_when = item.get("prompts_when", [])
+    if not isinstance(raw_when, list):
+        raise r.fail(f"{key}.prompts_when", f"expected a list, got {_kind(raw_when)}")
+    for i, entry in enumerate(raw_when):
+        k = f"{key}.prompts_when[{i}]"
+        entry = r.mapping(entry, k, {"when", "prompts"}, {"when", "prompts"})
+        prompts_when.append(PromptSet(_parse_condition(r, entry["when"], f"{k}.when", known),
+                                      r.texts(entry["prompts"], f"{k}.prompts")))
+
+    problems = {
+        code: r.text(text, f"{key}.problems.{code}")
+        for code, text in r.mapping(item.get("problems", {}), f"{key}.problems").items()
+    }
+    hints = r.texts(item["hints"], f"{key}.hints") if item.get("hints") is not None else None
+
+    dtmf = None
+    if item.get("dtmf") is not None:
+        d = r.mapping(item["dtmf"], f"{key}.dtmf", {"after", "prompt", "max_length", "star"}, {"after", "prompt"})
+        star = r.text(d.get("star", "*"), f"{key}.dtmf.star")
+        dtmf = DtmfSpec(
+            after=r.integer(d["after"], f"{key}.dtmf.after"),
+            prompt=r.text(d["prompt"], f"{key}.dtmf.prompt"),
+            max_length=r.integer(d["max_length"], f"{key}.dtmf.max_length") if "max_length" in d else None,
+            star=star,
+        )
+
+    derive = None
+    if item.get("derive") is not None:
+        d = r.mapping(item["derive"], f"{key}.derive", {"from", "value", "when", "equal"})
+        if ("from" in d) == ("value" in d):
+            raise r.fail(f"{key}.derive", "needs either `from` (a slot to copy) or `value` (a constant)")
+        source_slot = value = None
+        if "from" in d:
+            source_slot = r.text(d["from"], f"{key}.derive.from")
+            if source_slot not in known or source_slot == name:
+                raise r.fail(f"{key}.derive.from", f"names no other slot of this flow: {source_slot!r}")
+        else:
+            value = r.text(d["value"], f"{key}.derive.value")
+        equal: tuple[str, ...] = ()
+        if d.get("equal") is not None:
+            if not isinstance(d["equal"], list) or len(d["equal"]) < 2:
+                raise r.fail(f"{key}.derive.equal", "expected a list of two or more slots")
+            equal = tuple(_slot_ref(r, s, f"{key}.derive.equal[{i}]", known) for i, s in enumerate(d["equal"]))
+        derive = Derivation(source_slot, value, _parse_condition(r, d.get("when", {}), f"{key}.derive.when", known), equal)
+        if not derive.when and not derive.equal:
+            raise r.fail(f"{key}.derive", "needs `when` or `equal`: a condition on other slots")
+
+    default = None
+    if item.get("default") is not None:
+        default = r.text(item["default"], f"{key}.default")
+        if default not in DEFAULT_SOURCES:
+            raise r.fail(f"{key}.default", f"unknown default {default!r} (known: {', '.join(DEFAULT_SOURCES)})")
+
+    limits = r.mapping(item.get("limits", {}), f"{key}.limits", {"no_match", "no_input"})
+    readback = ()
+    if item.get("readback") is not None:
+        readback = _parse_variants(r, item["readback"], f"{key}.readback", known, formats, "say", empty_ok=True)
+
+    return SlotSpec(
+        name=name,
+        prompts=prompts,
+        prompts_when=tuple(prompts_when),
+        problems=problems,
+        hints=hints,
+        dtmf=dtmf,
+        optional=r.flag(item.get("optional", False), f"{key}.optional"),
+        derive=derive,
+        default=default,
+        caller_number=r.flag(item.get("caller_number", False), f"{key}.caller_number"),
+        kind=r.text(item["kind"], f"{key}.kind") if item.get("kind") is not None else None,
+        aliases=r.texts(item["aliases"], f"{key}.aliases") if item.get("aliases") is not None else (),
+        limits=Limits(
+            r.integer(limits.get("no_match", default_limits.no_match), f"{key}.limits.no_match"),
+            r.integer(limits.get("no_input", default_limits.no_input), f"{key}.limits.no_input"),
+        ),
+        readback=readback,
+    )
+
+
+def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], formats: Mapping[str, Format]) -> ConfirmSpec:
+    c = r.mapping(value, "confirm", {"intro", "question", "separator", "order", "changed", "which", "hints", "dtmf", "limit"},
+                  {"question", "changed", "which"})
+    order = tuple(names)
+    if "order" in c:
+        if not isinstance(c["order"], list):
+            raise r.fail("confirm.order", f"expected a list of slot names, got {_kind(c['order'])}")
+        order = tuple(r.text(s, f"confirm.order[{i}]") for i, s in enumerate(c["order"]))
+        unknown = [s for s in order if s not in known]
+        if unknown:
+            raise r.fail("confirm.order", f"names no slot of this flow: {', '.join(unknown)}")
+        missing = [s for s in names if s not in order]
+        if missing:
+            raise r.fail("confirm.order", f"leaves out {', '.join(missing)}")
+    changed = _check_template(r, r.text(c["changed"], "confirm.changed"), "confirm.changed", known, formats, {"changes"})
+    if "{changes}" not in changed:
+        raise r.fail("confirm.changed", "must contain {changes}")
+    dtmf_yes = dtmf_no = None
+    if c.get("dtmf") is not None:
+        # not yes/no: YAML reads those keys as true/false
+        d = r.mapping(c["dtmf"], "confirm.dtmf", {"affirm", "deny"}, {"affirm", "deny"})
+        dtmf_yes, dtmf_no = r.text(d["affirm"], "confirm.dtmf.affirm"), r.text(d["deny"], "confirm.dtmf.deny")
+    for k in ("intro", "question", "which"):
+        if isinstance(c.get(k), str):
+            _check_template(r, c[k], f"confirm.{k}", known, formats)
+    return ConfirmSpec(
+        intro=r.text(c.get("intro", ""), "confirm.intro", empty_ok=True),
+        question=r.text(c["question"], "confirm.question"),
+        separator=r.text(c.get("separator", "，"), "confirm.separator", empty_ok=True),
+        order=order,
+        changed=changed,
+        which=r.text(c["which"], "confirm.which"),
+        hints=r.texts(c["hints"], "confirm.hints") if c.get("hints") is not None else None,
+        dtmf_yes=dtmf_yes,
+        dtmf_no=dtmf_no,
+        limit=r.integer(c.get("limit", 4), "confirm.limit"),
+    )
+
+
+def _parse_records(r: _Reader, value: Any, known: set[str]) -> RecordSpec:
+    spec = r.mapping(value, "records", {"query", "take", "self"}, {"query", "take"})
+    query = {}
+    for arg, slots in r.mapping(spec["query"], "records.query", {"id_number", "phone", "name"}).items():
+        slots = slots if isinstance(slots, list) else [slots]
+        query[arg] = tuple(_slot_ref(r, slot, f"records.query.{arg}", known) for slot in slots)
+        if not query[arg]:
+            raise r.fail(f"records.query.{arg}", "names no slot")
+    take = _slot_fields(r, spec["take"], "records.take", known)
+    self_rule = None
+    if spec.get("self") is not None:
+        s = r.mapping(spec["self"], "records.self", {"when", "same_person", "take", "suggest"}, {"when"})
+        same = {}
+        for rec_field, slot in r.mapping(s.get("same_person", {}), "records.self.same_person").items():
+            if rec_field not in RECORD_FIELDS:
+                raise r.fail(f"records.self.same_person.{rec_field}", f"no such record field (known: {', '.join(RECORD_FIELDS)})")
+            same[rec_field] = _slot_ref(r, slot, f"records.self.same_person.{rec_field}", known)
+        self_rule = SelfRule(
+            when=_parse_condition(r, s["when"], "records.self.when", known),
+            same_person=same,
+            take=_slot_fields(r, s.get("take", {}), "records.self.take", known),
+            suggest=_slot_fields(r, s.get("suggest", {}), "records.self.suggest", known),
+        )
+        if not self_rule.when or any(len(v) != 1 for v in self_rule.when.values()):
+            raise r.fail("records.self.when", "must give one value per slot (they are set when the caller is the insured)")
+    return RecordSpec(query=query, take=take, self_rule=self_rule)
+
+
+def _slot_ref(r: _Reader, value: Any, key: str, known: set[str]) -> str:
+    slot = r.text(value, key)
+    if slot not in known:
+        raise r.fail(key, f"names no slot of this flow: {slot!r}")
+    return slot
+
+
+def _slot_fields(r: _Reader, value: Any, key: str, known: set[str]) -> dict[str, str]:
+    out = {}
+    for slot, rec_field in r.mapping(value, key).items():
+        if slot not in known:
+            raise r.fail(f"{key}.{slot}", "names no slot of this flow")
+        rec_field = r.text(rec_field, f"{key}.{slot}")
+        if rec_field not in RECORD_FIELDS:
+            raise r.fail(f"{key}.{slot}", f"no such record field {rec_field!r} (known: {', '.join(RECORD_FIELDS)})")
+        out[slot] = rec_field
+    return out

@@ -1,0 +1,140 @@
+"""Diagnosis or injury as said, without filler: "医生说是软组织挫伤" → "软组织挫伤".
+
+A lexicon term is found first ("骨折"), then widened by the body part or
+qualifier said right before it ("左腿骨折", "急性阑尾炎") and a stage right
+after it ("肺癌晚期"). Diagnoses missing from the lexicon are taken when the
+caller frames them ("诊断是…", "得了…") and they end like a disease (…炎, …癌).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+# What callers put before a diagnosis; the diagnosis follows.
+_FRAMES = (
+    "诊断结果是", "诊断结果为", "诊断为", "诊断是", "诊断", "医生说是", "医生说", "大夫说是", "大夫说", "确诊为",
+    "确诊是", "确诊了", "确诊", "查出来是", "查出来", "查出是", "查出了", "查出", "检查出", "得了", "患了", "患有",
+    "说是", "是",
+)
+# Where a framed diagnosis ends.
+_END_RE = re.compile(r"，|在|住院|去世|过世|了|的|，|住进|入院|看的|做了|需要|要|还|而且|并且|然后|所以|因为|医院")
+_FILLER_PREFIXES = ("就是", "是", "那个", "嗯", "呃", "一个", "有点", "有些", "说是", "得了", "患了")
+_FILLER_SUFFIXES = ("吧", "啊", "呀", "了", "的", "呢", "哈")
+
+
+@dataclass(frozen=True)
+class DiagnosisMention:
+    value: str
+    span: str
+    start: int
+    confidence: float = 0.9
+
+
+def _alternation(words: Iterable[str]) -> re.Pattern[str]:
+    words = sorted({w for w in words if w}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(w) for w in words)) if words else re.compile(r"(?!x)x")
+
+
+class DiagnosisFinder:
+    def __init__(
+        self,
+        terms: Iterable[str],
+        synonyms: dict[str, str],
+        modifiers: Iterable[str],
+        body_parts: Iterable[str],
+        suffixes: Iterable[str],
+        disease_endings: Iterable[str],
+    ) -> None:
+        self.synonyms = dict(synonyms)
+        self.terms = tuple(terms)
+        self._term_re = _alternation(list(self.terms) + list(self.synonyms))
+        self._prefix_words = sorted(set(modifiers) | set(body_parts), key=len, reverse=True)
+        self._suffix_re = re.compile(f"(?:{_alternation(suffixes).pattern})*")
+        self._ending_re = re.compile(f"(?:{_alternation(disease_endings).pattern})$")
+
+    def term_words(self) -> list[str]:
+        return [*self.terms, *self.synonyms]
+
+    def _widen(self, text: str, start: int, end: int) -> tuple[int, int]:
+        """Take in qualifiers and body parts right before, and stages right after."""
+        moved = True
+        while moved:
+            moved = False
+            for word in self._prefix_words:
+                if start >= len(word) and text.startswith(word, start - len(word)):
+                    start -= len(word)
+                    moved = True
+                    break
+        m = self._suffix_re.match(text, end)
+        if m:
+            end = m.end()
+        return start, end
+
+    def _normalize(self, value: str) -> str:
+        for word, standard in self.synonyms.items():
+            if word in value and standard not in value:
+                value = value.replace(word, standard)
+        return value
+
+    def find(self, text: str) -> list[DiagnosisMention]:
+        """Lexicon diagnoses in compact text, widened by qualifiers; in order of appearance."""
+        mentions: list[DiagnosisMention] = []
+        for m in self._term_re.finditer(text):
+            start, end = self._widen(text, m.start(), m.end())
+            span = text[start:end]
+            mentions.append(DiagnosisMention(self._normalize(span), span, start))
+        return mentions
+
+    def framed(self, text: str) -> DiagnosisMention | None:
+        """A diagnosis after 诊断是 / 医生说是 / 得了 … that ends like a disease, lexicon or not."""
+        for frame in _FRAMES:
+            if frame not in text:
+                continue
+            for m in re.finditer(re.escape(frame), text):
+                rest = text[m.end():]
+                end = _END_RE.search(rest)
+                candidate = rest[: end.start()] if end else rest
+                candidate = _strip(candidate)
+                if 2 <= len(candidate) <= 12 and self._ending_re.search(candidate) and _all_cjk(candidate):
+                    return DiagnosisMention(self._normalize(candidate), candidate, m.end(), 0.8)
+        return None
+
+    def bare(self, text: str) -> DiagnosisMention | None:
+        """The answer to "医生诊断是什么": the lexicon term, a framed diagnosis, or the words said."""
+        found = self.find(text)
+        if found:
+            return found[0]
+        framed = self.framed(text)
+        if framed:
+            return framed
+        for chunk in reversed([c for c in text.split("，") if c]):
+            for frame in _FRAMES:
+                if chunk.startswith(frame) and len(chunk) > len(frame):
+                    chunk = chunk[len(frame):]
+                    break
+            chunk = _strip(chunk)
+            if 2 <= len(chunk) <= 12 and _all_cjk(chunk):
+                confidence = 0.7 if self._ending_re.search(chunk) else 0.5
+                return DiagnosisMention(self._normalize(chunk), chunk, text.find(chunk), confidence)
+        return None
+
+
+def _all_cjk(text: str) -> bool:
+    return all("\u4e00" <= c <= "\u9fff" for c in text)
+
+
+def _strip(text: str) -> str:
+    changed = True
+    while changed and text:
+        changed = False
+        for prefix in _FILLER_PREFIXES:
+            if text.startswith(prefix) and len(text) > len(prefix):
+                text = text[len(prefix):]
+                changed = True
+        for suffix in _FILLER_SUFFIXES:
+            if text.endswith(suffix) and len(text) > len(suffix):
+                text = text[: -len(suffix)]
+                changed = True
+    return text

@@ -1,0 +1,422 @@
+"""One caller utterance → every claim-report slot value it contains (mixed initiative).
+
+Every utterance goes through every extractor: "我爸张建国昨天因为肺炎住进了华西医院"
+fills six slots at once. The slot the bot just asked for (CallContext.expected_slot)
+is only used to read bare answers ("韦文博", a digit string, "本人") and to route
+values that fit several slots (a name, a number).
+
+Text may come from the recognizer (spaces between words, no punctuation) or a
+chat channel (punctuation, Arabic digits); both are reduced to one compact form
+first: full-width folded, spaces dropped, punctuation reduced to "，".
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import dates as dates_mod
+from .classify import IncidentClassifier, RelationshipClassifier
+from .diagnosis import DiagnosisFinder
+from .hospitals import HospitalDirectory
+from .idcard import id_problem, normalize_id
+from .names import ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, load_spellings, load_surnames
+from .numbers import DigitRun, digits_by_sound, find_digit_runs
+from .phone import mentions_caller_number, normalize_phone
+from .types import CallContext, Extraction, SlotProblem, SlotValue
+
+# The contract resolves dates in Asia/Shanghai, which has had no DST since 1991.
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+NAME_SLOTS = ("reporter_name", "insured_name")
+NUMBER_SLOTS = ("reporter_phone", "insured_id_number")
+
+_PUNCT_RE = re.compile(r"[,，。.!！?？;；:：、…~～\"“”'‘’()（）\[\]【】<>《》]+")
+_SPACE_RE = re.compile(r"\s+")
+# Words that always end a name and never start one ("我爸 全身…", "我妈 那天…").
+_NAME_STOP_WORDS = (
+    "全身", "那天", "当天", "那时", "最近", "突然", "一直", "今年", "去年", "刚才", "刚刚", "现在", "之前", "以前", "后来",
+    "平时", "时候", "常年", "干活", "万一", "高烧", "高处", "左边", "右边", "明天", "后天", "下周", "上午", "下午", "中午",
+    "晚上", "早上", "凌晨", "夜里", "半夜", "出险", "出事", "报案", "医生", "医院", "身份证", "手机", "电话", "号码",
+    "名字", "姓名", "本人", "自己", "来电", "这个", "那个", "车祸", "意外", "门诊", "住院", "确诊", "查出", "诊断",
+)
+# After 我 in an opening, words that say the caller is the one it happened to ("我今天出了意外").
+_SELF_EVENT_RE = re.compile(
+    rf"(?:^|，|报案|报个案)我(?:{dates_mod.DATE_START_RE.pattern}|得了|得的|确诊|查出|住院|住进|出了|摔|被|因为|去看|看了|骨折)"
+)
+_CALLER_IS_INSURED_RE = re.compile(r"^(?:是|就是)?(?:我|是我|我啊|就我)$")
+
+
+@dataclass(frozen=True)
+class _Acts:
+    affirm: bool | None
+    correction: bool
+    wants_human: bool
+    hint: str | None  # slot named by a correction ("身份证号是…", "名字错了")
+    body: str  # the compact text after a leading "不对，"
+
+
+def compact_text(text: str) -> str:
+    """Full-width folded, spaces dropped, punctuation reduced to '，' (kept in dates and numbers)."""
+    text = unicodedata.normalize("NFKC", text)
+    text = re.sub(r"(?<=\d)[./\-](?=\d)", lambda m: {"." : "\0", "/": "\1", "-": "\2"}[m.group(0)], text)
+    text = _SPACE_RE.sub("", text)
+    text = _PUNCT_RE.sub("，", text)
+    text = text.replace("\0", ".").replace("\1", "/").replace("\2", "-")
+    return text.strip("，")
+
+
+def _alternation(words: Any) -> re.Pattern[str]:
+    words = sorted({str(w) for w in words if w}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(w) for w in words)) if words else re.compile(r"(?!x)x")
+
+
+class Understanding:
+    """The understanding layer: dictionaries loaded once, `extract` per utterance (thread-safe)."""
+
+    def __init__(self, dictionaries: Path) -> None:
+        self.dictionaries = dictionaries
+        load = lambda name: yaml.safe_load((dictionaries / name).read_text(encoding="utf-8")) or {}  # noqa: E731
+        self.relationships = RelationshipClassifier(load("relationships.yaml"))
+        incident_lexicon = load("incident_types.yaml")
+        self.incidents = IncidentClassifier(incident_lexicon)
+        diag = load("diagnoses.yaml")
+        self.diagnoses = DiagnosisFinder(
+            terms=[str(t) for t in diag.get("terms") or ()],
+            synonyms={str(k): str(v) for k, v in (diag.get("synonyms") or {}).items()},
+            modifiers=[str(t) for t in diag.get("modifiers") or ()],
+            body_parts=[str(t) for t in diag.get("body_parts") or ()],
+            suffixes=[str(t) for t in diag.get("suffixes") or ()],
+            disease_endings=[str(t) for t in diag.get("disease_endings") or ()],
+        )
+        self.hospitals = HospitalDirectory.from_yaml(dictionaries / "hospitals.yaml")
+        acts = load("dialogue_acts.yaml")
+        self._yes = {str(w) for w in acts.get("affirm") or ()}
+        self._yes_longest_first = sorted(self._yes, key=len, reverse=True)
+        self._no = sorted({str(w) for w in acts.get("deny") or ()}, key=len, reverse=True)
+        self._strong_no = [w for w in self._no if len(w) >= 2 and w not in ("没有", "有问题")]
+        self._wrong_re = _alternation(acts.get("wrong_markers") or ())
+        human = [str(w) for w in acts.get("human") or ()]
+        self._human_re = _alternation([w for w in human if len(w) >= 3])
+        self._human_short = {w for w in human if len(w) < 3}
+        self._slot_words: dict[str, list[str]] = {k: [str(w) for w in v] for k, v in (acts.get("slot_words") or {}).items()}
+        self._slot_word_re = _alternation([w for words in self._slot_words.values() for w in words])
+        self._slot_of_word = {w: slot for slot, words in self._slot_words.items() for w in words}
+
+        incident_words = [str(w) for words in incident_lexicon.values() for w in words]
+        relation_words = self.relationships.relation_words()
+        self.names = NameFinder(
+            load_surnames(dictionaries / "surnames.txt"),
+            load_spellings(dictionaries / "surname_spellings.yaml"),
+            stop_words=[
+                *self.diagnoses.term_words(), *incident_words, *self.hospitals.names(), *_NAME_STOP_WORDS,
+                *(str(w) for w in diag.get("body_parts") or ()),
+            ],
+            relation_words=relation_words,
+        )
+        # Words that cannot be part of a hospital name said before 医院.
+        self._hospital_stop_re = _alternation(
+            [*self.diagnoses.term_words(), *incident_words, *relation_words, "出了", "得了", "确诊", "查出来", "因为"]
+        )
+        self._user_dict = dictionaries / "insurance_medical.txt"
+        self._tokenizer: Any = None
+        self._tokenizer_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config_dir: Path) -> "Understanding":
+        """Load from the config folder (the one holding `dictionaries/`) or the dictionaries folder itself."""
+        config_dir = Path(config_dir)
+        dictionaries = config_dir / "dictionaries" if (config_dir / "dictionaries").is_dir() else config_dir
+        return cls(dictionaries)
+
+    def tokenizer(self) -> Any:
+        """A private jieba tokenizer with the insurance/medical user dictionary (built on first use, ~1 s)."""
+        with self._tokenizer_lock:
+            if self._tokenizer is None:
+                import jieba
+
+                tokenizer = jieba.Tokenizer()
+                tokenizer.load_userdict(str(self._user_dict))
+                self._tokenizer = tokenizer
+            return self._tokenizer
+
+    # -- the entry point -----------------------------------------------------------
+
+    def extract(self, text: str, context: CallContext) -> Extraction:
+        compact = compact_text(text)
+        acts = self._acts(compact)
+        body = acts.body
+        expected = context.expected_slot
+        # For a correction that names its slot, that slot is what the value answers.
+        target = acts.hint or (expected if expected in _SLOT_SET else None)
+        now = _shanghai(context.started_at)
+        out = _Collector()
+        values, put, problem = out.values, out.put, out.problem
+
+        self._numbers(body, target, now, out)
+        use_caller_number = mentions_caller_number(body) and target in (None, "reporter_phone")
+        if use_caller_number and context.caller_number:
+            number = normalize_phone(context.caller_number)
+            if number:
+                put("reporter_phone", number, 0.95, body)
+
+        hospital_mentions = self.hospitals.find(body, self._hospital_stop_re)
+        if not hospital_mentions and target == "hospital":
+            bare = self.hospitals.bare(body, self._hospital_stop_re)
+            hospital_mentions = [bare] if bare else []
+        if hospital_mentions:
+            h = hospital_mentions[-1] if acts.correction else hospital_mentions[0]
+            put("hospital", h.value, h.confidence, h.said)
+        # Hospital names hold words that mean other things (肿瘤医院, 儿童医院).
+        rest = body
+        for h in hospital_mentions:
+            rest = rest.replace(h.said, "，")
+
+        self._dates(rest, now, acts, target, put, problem)
+        self._relationship(rest, target, expected, put)
+        self._names(rest, target, expected, acts, values, put)
+        self._incident(rest, target, put)
+        self._diagnosis(rest, target, acts, put)
+
+        if acts.correction and not values and not out.problems and not use_caller_number and len(body) <= 6:
+            # "不对，韦文博": a bare fix at read-back; a name is the only thing left it can be
+            bare = self.names.bare(body)
+            if bare and bare.confidence >= 0.8:
+                put("reporter_name", bare.name, 0.6, body)
+
+        return Extraction(
+            values=values,
+            problems=out.problems,
+            affirm=acts.affirm,
+            correction=acts.correction,
+            use_caller_number=use_caller_number,
+            wants_human=acts.wants_human,
+        )
+
+    # -- dialogue acts ---------------------------------------------------------------
+
+    def _acts(self, compact: str) -> _Acts:
+        bare = compact.strip("，")
+        stripped = re.sub(r"[啊呀吧哈呢嘛哦喔]+$", "", bare)
+        wants_human = bool(self._human_re.search(bare)) or (
+            len(bare) <= 6 and any(w in bare for w in self._human_short)
+        )
+        affirm: bool | None = None
+        correction = False
+        body = bare
+        if stripped in self._no or stripped in ("不不", "不不不"):
+            affirm = False
+        elif self._is_yes(stripped):
+            affirm = True
+        else:
+            for word in self._strong_no:
+                if bare.startswith(word):
+                    affirm, correction = False, True
+                    body = bare[len(word):].lstrip("，")
+                    body = re.sub(r"^(?:应该是|应该|是)(?=.)", "", body) if not body.startswith("是我") else body
+                    break
+            else:
+                for yes in ("对的", "是的", "没错", "嗯对", "对"):
+                    if bare.startswith(yes + "，"):
+                        affirm = True
+                        break
+        hint = None
+        # "名字错了，是…", "身份证号不对"
+        wrong = self._wrong_re.search(body if correction else bare)
+        if wrong or correction:
+            source = body if correction else bare
+            slot_word = self._slot_word_re.search(source)
+            if slot_word and (not wrong or slot_word.start() <= wrong.start() or correction):
+                hint = self._slot_of_word[slot_word.group(0)]
+                if hint == "any_name":
+                    hint = self._name_owner(source[: slot_word.start()])
+            if wrong and not correction and (slot_word is not None):
+                affirm, correction = False, True
+                body = bare[wrong.end():].lstrip("，")
+                body = re.sub(r"^(?:应该是|应该|是)(?=.)", "", body)
+        return _Acts(affirm, correction, wants_human, hint, body or bare)
+
+    def _is_yes(self, stripped: str) -> bool:
+        if stripped in self._yes:
+            return True
+        # "对对对", "嗯对没错", "是的是的": only yes words
+        rest = stripped
+        while rest:
+            for word in self._yes_longest_first:
+                if rest.startswith(word):
+                    rest = rest[len(word):].lstrip("，")
+                    break
+            else:
+                return False
+        return True
+
+    def _name_owner(self, before: str) -> str:
+        """Whose name a correction is about: the insured if 他/她/出险人/a relative is named, else the caller."""
+        if re.search(r"他|她|出险|被保|患者|病人", before) or self.relationships.classify(before):
+            rel = self.relationships.classify(before)
+            if rel is None or rel.value != "本人":
+                return "insured_name"
+        return "reporter_name"
+
+    # -- slots -----------------------------------------------------------------------
+
+    def _numbers(self, body: str, target: str | None, now: datetime, out: "_Collector") -> None:
+        runs = find_digit_runs(body)
+        candidates = [r for r in runs if len(r.digits) >= 6] or (
+            [max(runs, key=lambda r: len(r.digits))] if runs and target in NUMBER_SLOTS else []
+        )
+        for run in candidates:
+            slot = self._number_slot(body, run, target)
+            if slot is None:
+                continue
+            self._number_value(slot, run.digits, body[run.start:run.end], now, out)
+        # A recognizer that mishears digits as words ("要八零" for 幺八零): read by sound,
+        # and keep it only if it makes a valid number.
+        if target in NUMBER_SLOTS and target not in out.values:
+            tail = re.split(r"身份证号码|身份证号|身份证|号码|手机号|手机|电话|是", body)[-1]
+            digits = digits_by_sound(tail)
+            valid = normalize_phone(digits) if target == "reporter_phone" else (
+                None if id_problem(digits, now.date()) else digits)
+            if valid:
+                self._number_value(target, digits, tail, now, out, confidence=0.6)
+
+    def _number_slot(self, body: str, run: DigitRun, target: str | None) -> str | None:
+        before = body[max(0, run.start - 10):run.start]
+        if re.search(r"身份证|证件|身份号", before):
+            return "insured_id_number"
+        if re.search(r"手机|电话|联系|号码|打我", before):
+            return "reporter_phone"
+        if target in NUMBER_SLOTS:
+            return target
+        n = len(run.digits)
+        if n == 18 or (n == 17 and not run.digits.endswith("X")) or run.digits.endswith("X"):
+            return "insured_id_number"
+        if normalize_phone(run.digits):
+            return "reporter_phone"
+        if n >= 15:
+            return "insured_id_number"
+        return None
+
+    def _number_value(
+        self, slot: str, digits: str, span: str, now: datetime, out: "_Collector", confidence: float = 0.95
+    ) -> None:
+        put, problem = out.put, out.problem
+        if slot == "insured_id_number":
+            number = normalize_id(digits)
+            code = id_problem(number, now.date())
+            if code is None:
+                put(slot, number, confidence, span)
+            else:
+                problem(slot, code, span)
+        else:
+            number = normalize_phone(digits)
+            if number:
+                put(slot, number, confidence, span)
+            else:
+                problem(slot, "phone_format", span)
+
+    def _dates(self, text, now, acts, target, put, problem) -> None:
+        found = dates_mod.find_dates(text, now)
+        if not found:
+            return
+        mention = found[-1] if acts.correction else found[0]
+        if mention.value is not None:
+            put("incident_date", mention.value.isoformat(), 0.95 if target == "incident_date" else 0.85, mention.span)
+        elif mention.problem:
+            problem("incident_date", mention.problem, mention.span)
+
+    def _relationship(self, text, target, expected, put) -> None:
+        found = self.relationships.classify(text)
+        if found:
+            put("relationship", found.value, found.confidence, found.span)
+            return
+        if target == "relationship" and _CALLER_IS_INSURED_RE.match(text):
+            put("relationship", "本人", 0.8, text)
+        elif target == "relationship" and (by_sound := self.relationships.classify_by_sound(text)):
+            put("relationship", by_sound.value, by_sound.confidence, by_sound.span)
+        elif expected is None and _SELF_EVENT_RE.search(text):
+            # an opening about what happened to "我": the caller is the insured
+            put("relationship", "本人", 0.7, text)
+
+    def _names(self, text, target, expected, acts, values, put) -> None:
+        mentions = self.names.find(text)
+        if target in NAME_SLOTS and not any(m.role != ROLE_SELF or target == "reporter_name" for m in mentions):
+            bare = self.names.bare(text)
+            if bare:
+                mentions = [*mentions, bare]
+        if acts.correction:
+            mentions = list(reversed(mentions))
+        for m in mentions:
+            if m.role == ROLE_SELF:
+                slot = "reporter_name"
+            elif m.role == ROLE_INSURED:
+                slot = "insured_name"
+            elif target in NAME_SLOTS:
+                slot = target
+            else:
+                slot = "reporter_name"  # "姓韦，叫韦文博" with no question asked: the caller introducing themself
+            put(slot, m.name, m.confidence if m.role != ROLE_BARE or target in NAME_SLOTS else 0.6, m.name)
+        # The caller reporting for themself: the insured is the reporter.
+        rel = values.get("relationship")
+        if rel and rel.value == "本人" and rel.confidence >= 0.8:
+            name = values.get("reporter_name") or values.get("insured_name")
+            if name:
+                put("insured_name", name.value, name.confidence, name.span)
+                if target != "insured_name":
+                    put("reporter_name", name.value, name.confidence, name.span)
+
+    def _incident(self, text, target, put) -> None:
+        found = self.incidents.classify(text, allow_weak=target in (None, "incident_type"))
+        if found:
+            put("incident_type", found.value, found.confidence, found.span)
+
+    def _diagnosis(self, text, target, acts, put) -> None:
+        found = self.diagnoses.find(text)
+        if found:
+            d = found[-1] if acts.correction else found[0]
+            put("diagnosis", d.value, d.confidence, d.span)
+            return
+        framed = self.diagnoses.framed(text)
+        if framed:
+            put("diagnosis", framed.value, framed.confidence, framed.span)
+            return
+        if target == "diagnosis":
+            bare = self.diagnoses.bare(text)
+            if bare:
+                put("diagnosis", bare.value, bare.confidence, bare.span)
+
+
+class _Collector:
+    """Values and problems found in one utterance; the first value for a slot wins."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, SlotValue] = {}
+        self.problems: dict[str, SlotProblem] = {}
+
+    def put(self, slot: str, value: str, confidence: float, span: str) -> None:
+        if slot not in self.values:
+            self.values[slot] = SlotValue(slot, value, round(min(max(confidence, 0.0), 1.0), 2), span)
+            self.problems.pop(slot, None)
+
+    def problem(self, slot: str, code: str, span: str) -> None:
+        if slot not in self.values and slot not in self.problems:
+            self.problems[slot] = SlotProblem(slot, code, span)
+
+
+_SLOT_SET = frozenset(
+    ("reporter_name", "reporter_phone", "relationship", "insured_name", "insured_id_number",
+     "incident_date", "incident_type", "hospital", "diagnosis")
+)
+
+
+def _shanghai(started_at: datetime) -> datetime:
+    if started_at.tzinfo is None:
+        return started_at.replace(tzinfo=SHANGHAI)
+    return started_at.astimezone(SHANGHAI)

@@ -1,0 +1,291 @@
+"""Person names in caller speech: "我叫韦文博", "姓韦，叫韦文博", "我爸张建国昨天…", "弓长张".
+
+Recognizer output puts spaces in odd places ("侯文博上 礼拜四", "姜 超前 天"),
+so names are read from text without spaces: a known surname, then one or two
+given-name characters, ending where a date, a keyword or a function word starts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from .dates import DATE_START_RE
+
+# Characters that do not occur in given names but do follow names in speech.
+GIVEN_NAME_STOP_CHARS = frozenset(
+    "我你他她它的了在是和与跟也都就还说叫姓给报因为出得住去看被从到这那个们么吗呢吧啊呀嗯哦不没有很太又再才要想请帮，"
+)
+
+# Who is named: the caller ("我叫…"), the insured ("我爸叫…", "出险人是…"), or unknown (a bare name).
+ROLE_SELF = "self"
+ROLE_INSURED = "insured"
+ROLE_BARE = "bare"
+
+_SELF_TRIGGERS = (
+    "我的名字叫", "我的名字是", "我名字叫", "我名字是", "我的姓名是", "我姓名是", "报案人是", "报案人叫",
+    "本人叫", "本人是", "我这边是", "我叫", "我是",
+)
+_INSURED_TRIGGERS = (
+    "出险人是", "出险人叫", "出险的是", "出事的是", "被保险人是", "被保险人叫", "被保人是", "被保人叫",
+    "患者是", "患者叫", "病人是", "病人叫", "伤者是", "伤者叫", "他的名字叫", "她的名字叫", "他的名字是",
+    "她的名字是", "他名字叫", "她名字叫", "他叫", "她叫", "他是", "她是",
+)
+_BARE_PREFIXES = (
+    "就是我", "我的名字叫", "我的名字是", "我名字叫", "我名字是", "名字叫", "名字是", "姓名是", "全名是", "全名叫",
+    "叫做", "我叫", "我是", "他叫", "她叫", "他是", "她是", "就是", "就叫", "那个", "嗯", "呃", "额", "哦", "叫", "是", "我",
+)
+_SURNAME_MARK_RE = re.compile("姓")
+_BARE_SUFFIXES = ("就是我", "是我", "吧", "啊", "呀", "哈", "的", "了", "呢")
+
+
+@dataclass(frozen=True)
+class NameMention:
+    name: str
+    role: str  # ROLE_SELF, ROLE_INSURED or ROLE_BARE
+    start: int  # index in the compact text
+    confidence: float = 0.9
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
+
+
+def load_surnames(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def load_spellings(path: Path) -> dict[str, str]:
+    """Spelled-surname phrases → surname ("弓长张", "弓长的张", "弓长张的张" → 张)."""
+    raw: dict[str, str] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    phrases: dict[str, str] = {}
+    for description, surname in raw.items():
+        description, surname = str(description), str(surname)
+        if description.endswith(surname):  # "三点水的汪": the surname is part of the description
+            phrases[description] = surname
+            phrases[f"{description}的{surname}"] = surname
+        else:
+            phrases[f"{description}{surname}的{surname}"] = surname
+            phrases[f"{description}的{surname}"] = surname
+            phrases[f"{description}{surname}"] = surname
+    return phrases
+
+
+class NameFinder:
+    """Finds person names in compact text (no spaces; punctuation as '，')."""
+
+    def __init__(
+        self,
+        surnames: Iterable[str],
+        spellings: dict[str, str],
+        stop_words: Iterable[str],
+        relation_words: Iterable[str],
+    ) -> None:
+        relation_words = tuple(relation_words)
+        self.surnames = frozenset(surnames)
+        self.spellings = dict(sorted(spellings.items(), key=lambda kv: -len(kv[0])))
+        self._stop_re = _alternation(stop_words)
+        self._relation_re = _alternation(relation_words)
+        self._relation_end_re = (
+            re.compile(f"(?:{self._relation_re.pattern})(?:的)?(?:名字)?$") if relation_words else None
+        )
+        self._spelling_re = _alternation(self.spellings)
+        self._self_re = _alternation(_SELF_TRIGGERS)
+        self._insured_re = _alternation(_INSURED_TRIGGERS)
+        # "文章的章", "韩国的韩": a word, 的, then the surname it contains.
+        self._word_spelling_re = re.compile(r"([\u4e00-\u9fff]{1,3})的([\u4e00-\u9fff])")
+
+    # -- surnames ------------------------------------------------------------------
+
+    def surname_at(self, text: str, pos: int) -> str | None:
+        if text[pos:pos + 2] in self.surnames:
+            return text[pos:pos + 2]
+        if text[pos:pos + 1] in self.surnames:
+            return text[pos:pos + 1]
+        return None
+
+    def replace_spellings(self, text: str) -> tuple[str, str | None]:
+        """Text with spelled surnames replaced by 姓<surname>, and the spelled surname."""
+        spelled: str | None = None
+        hit = self._spelling_re.search(text) if self.spellings else None
+        if hit:
+            surname = self.spellings[hit.group(0)]
+            before = text[:hit.start()]
+            marker = surname if before.endswith("姓") else f"姓{surname}"
+            text = before + marker + "，" + text[hit.end():]
+            spelled = surname
+        elif "的" in text:
+            for m in self._word_spelling_re.finditer(text):
+                word, char = m.group(1), m.group(2)
+                if char in word and char in self.surnames and word != char:
+                    before = text[:m.start()]
+                    marker = char if before.endswith("姓") else f"姓{char}"
+                    text = before + marker + "，" + text[m.end():]
+                    spelled = char
+                    break
+        return text, spelled
+
+    # -- one name at a position --------------------------------------------------
+
+    def _boundary(self, text: str, i: int) -> bool:
+        if i >= len(text):
+            return True
+        ch = text[i]
+        if not _is_cjk(ch) or ch in GIVEN_NAME_STOP_CHARS:
+            return True
+        if DATE_START_RE.match(text, i) or self._stop_re.match(text, i):
+            return True
+        return bool(self._relation_re.match(text, i))
+
+    def name_at(self, text: str, pos: int) -> str | None:
+        """The name starting at pos (surname + 1-2 given-name characters), if one does."""
+        if pos >= len(text):
+            return None
+        surname = self.surname_at(text, pos)
+        if surname is None or self._stop_re.match(text, pos) or DATE_START_RE.match(text, pos):
+            return None
+        rest = pos + len(surname)
+        fallback: str | None = None
+        # The shortest given name that ends where something else starts: "韩艳六月…" is 韩艳.
+        for length in (1, 2):
+            given = text[rest:rest + length]
+            if len(given) < length or not all(_is_cjk(c) and c not in GIVEN_NAME_STOP_CHARS for c in given):
+                break
+            if self._stop_re.match(text, rest) or DATE_START_RE.match(text, rest):
+                break
+            if self._boundary(text, rest + length):
+                return surname + given
+            fallback = surname + given
+        return fallback
+
+    # -- names in free text ------------------------------------------------------
+
+    def find(self, text: str) -> list[NameMention]:
+        """Names introduced as the caller's, the insured's, or by 姓…叫… (bare)."""
+        text, spelled = self.replace_spellings(text)
+        mentions: dict[int, NameMention] = {}  # by start: the first trigger to find a name wins
+
+        def add(name: str | None, role: str, start: int, confidence: float = 0.9) -> None:
+            if not name:
+                return
+            if spelled and name[0] != spelled and _same_sound(name[0], spelled):
+                name = spelled + name[1:]
+            known = mentions.get(start)
+            if known is None:
+                mentions[start] = NameMention(name, role, start, confidence)
+            elif known.role == ROLE_BARE and role != ROLE_BARE:  # a later trigger knows whose name it is
+                mentions[start] = NameMention(known.name, role, start, known.confidence)
+
+        # 姓X，叫XY / 姓X叫Y
+        for m in _SURNAME_MARK_RE.finditer(text):
+            surname = self.surname_at(text, m.end())
+            if surname is None:
+                continue
+            role = self._role_before(text, m.start())
+            after = m.end() + len(surname)
+            tail = re.match(r"，?(?:名字叫|名字是|名叫|全名叫|全名是|叫做|叫|是)?，?", text[after:])
+            pos = after + (tail.end() if tail else 0)
+            name = self.name_at(text, pos)
+            if name and name.startswith(surname):
+                add(name, role, pos)
+            elif tail and tail.group(0).strip("，") and pos < len(text):
+                # "姓韦，叫文博": only the given name after 叫
+                given = text[pos:pos + 2]
+                if given and all(_is_cjk(c) and c not in GIVEN_NAME_STOP_CHARS for c in given):
+                    end = pos + 2 if self._boundary(text, pos + 2) else pos + 1
+                    add(surname + text[pos:end], role, pos, 0.8)
+
+        for m in self._self_re.finditer(text):
+            add(self.name_at(text, m.end()), ROLE_SELF, m.end())
+        for m in self._insured_re.finditer(text):
+            pos = m.end()
+            rel = self._relation_re.match(text, pos)
+            if rel:  # "出险人是我爸张建国"
+                pos = rel.end()
+            add(self.name_at(text, pos), ROLE_INSURED, pos)
+        start = text.find("叫")
+        while start >= 0:  # "我同事叫曹娜", "名字叫…"
+            add(self.name_at(text, start + 1), self._role_before(text, start), start + 1)
+            start = text.find("叫", start + 1)
+        for m in self._relation_re.finditer(text):  # "我爸张建国", "我 父亲 姜 建国"
+            tail = re.match(r"(?:的名字|名字)?(?:叫做|叫|是)?，?", text[m.end():])
+            pos = m.end() + (tail.end() if tail else 0)
+            add(self.name_at(text, pos), ROLE_INSURED, pos)
+        return sorted(mentions.values(), key=lambda n: n.start)
+
+    def _role_before(self, text: str, idx: int) -> str:
+        """Whose name follows: look at what comes right before 叫/姓."""
+        before = text[max(0, idx - 8):idx].rstrip("，")
+        if before.endswith("姓") or re.search(r"姓[\u4e00-\u9fff]{1,2}，?$", before):
+            # "我姓韦，叫…": the role is decided before 姓
+            k = text.rfind("姓", 0, idx)
+            return self._role_before(text, k) if k >= 0 and k != idx else ROLE_BARE
+        if re.search(r"(他|她)(的)?(名字)?$", before):
+            return ROLE_INSURED
+        if self._relation_end_re and self._relation_end_re.search(before):
+            return ROLE_INSURED
+        if re.search(r"我(的)?(名字)?$", before):
+            return ROLE_SELF
+        return ROLE_BARE
+
+    # -- a bare answer to "请问您的姓名" -------------------------------------------
+
+    def bare(self, text: str) -> NameMention | None:
+        """The name in an answer that is (almost) only a name: "韦文博", "就是我，韦文博"."""
+        text, spelled = self.replace_spellings(text)
+        best: NameMention | None = None
+        offset = 0
+        for chunk in text.split("，"):
+            start = offset
+            offset += len(chunk) + 1
+            core = _strip_fillers(chunk)
+            if not core or not all(_is_cjk(c) for c in core):
+                continue
+            if core.startswith("姓"):
+                continue
+            if spelled and core[0] != spelled and _same_sound(core[0], spelled):
+                core = spelled + core[1:]
+            if 2 <= len(core) <= 4 and self.surname_at(core, 0):
+                best = NameMention(core, ROLE_BARE, start, 0.9)
+                continue
+            name = self.name_at(core, 0)
+            if name:
+                best = NameMention(name, ROLE_BARE, start, 0.8)
+            elif 2 <= len(core) <= 3 and best is None:
+                best = NameMention(core, ROLE_BARE, start, 0.5)  # a surname not in the list
+        return best
+
+
+def _strip_fillers(chunk: str) -> str:
+    changed = True
+    while changed and chunk:
+        changed = False
+        for prefix in _BARE_PREFIXES:
+            if chunk.startswith(prefix) and len(chunk) > len(prefix):
+                chunk = chunk[len(prefix):]
+                changed = True
+                break
+        for suffix in _BARE_SUFFIXES:
+            if chunk.endswith(suffix) and len(chunk) > len(suffix) + 1:
+                chunk = chunk[: -len(suffix)]
+                changed = True
+                break
+    return chunk
+
+
+def _alternation(words: Iterable[str]) -> re.Pattern[str]:
+    words = sorted({w for w in words if w}, key=len, reverse=True)
+    if not words:
+        return re.compile(r"(?!x)x")
+    return re.compile("|".join(re.escape(w) for w in words))
+
+
+def _same_sound(a: str, b: str) -> bool:
+    from pypinyin import lazy_pinyin  # only for spelled surnames
+
+    return lazy_pinyin(a) == lazy_pinyin(b)

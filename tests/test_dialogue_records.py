@@ -1,0 +1,100 @@
+"""Policy records: the tolerant in-memory index and the CSV reader (on the shared evaluation file)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from speech.dialogue.records import PolicyCsvError, PolicyRecord, RecordIndex, edit_distance, load_policies_csv
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "eval"
+POLICIES = SHARED / "policies_dev.csv"
+
+
+def rec(policy: str, insured: str, id_number: str, phone: str, holder: str | None = None) -> PolicyRecord:
+    return PolicyRecord(policy, "住院医疗", holder or insured, insured, id_number, phone,
+                        date(2025, 1, 1), date(2026, 1, 1))
+
+
+HAN = rec("P1", "韩慧", "110101195705157707", "13900001111", holder="韩强")
+LI = rec("P2", "李明", "11010119800101001X", "13800002222")
+NEIGHBOUR = rec("P3", "王芳", "110101195705157717", "13700003333")  # one digit away from HAN
+INDEX = RecordIndex([HAN, LI, NEIGHBOUR])
+
+
+def test_exact_id() -> None:
+    assert INDEX.find("110101195705157707", None, None) == [HAN]
+    assert INDEX.find("11010119800101001x", None, None) == [LI]  # x in either case
+
+
+def test_near_id_needs_name_or_phone_to_agree() -> None:
+    one_off = "110101195705157706"  # one digit misrecognized; also one off NEIGHBOUR's
+    assert INDEX.find(one_off, None, None) == []
+    assert INDEX.find(one_off, None, "韩慧") == [HAN]
+    assert INDEX.find(one_off, None, "韩强") == [HAN]  # the holder's name agrees too
+    assert INDEX.find(one_off, "13700003333", None) == [NEIGHBOUR]
+    two_off = "110101195705157600"
+    assert INDEX.find(two_off, None, "韩慧") == [HAN]
+    assert INDEX.find("110101195705150000", None, "韩慧") == []  # three off: too far
+    assert INDEX.find("11010119570515770", None, "韩慧") == [HAN]  # a digit dropped
+    assert INDEX.find("1101011957051577078", None, "韩慧") == [HAN]  # a digit too many
+
+
+def test_phone() -> None:
+    assert INDEX.find(None, "13800002222", None) == [LI]
+    assert INDEX.find(None, "138 0000 2222", None) == [LI]
+    assert INDEX.find(None, "13800009999", None) == []
+    shared = RecordIndex([LI, rec("P4", "李父", "110101195001010011", "13800002222", holder="李明")])
+    assert len(shared.find(None, "13800002222", None)) == 2
+    assert shared.find(None, "13800002222", "李父")[0].policy_number == "P4"  # narrowed by the name
+
+
+def test_unknown_id_falls_back_to_phone_and_a_name_alone_matches_nothing() -> None:
+    assert INDEX.find("310115201102157978", "13800002222", None) == [LI]
+    assert INDEX.find(None, None, "李明") == []
+    assert INDEX.find(None, None, None) == []
+
+
+def test_edit_distance() -> None:
+    assert edit_distance("abc", "abc") == 0
+    assert edit_distance("abc", "abd") == 1
+    assert edit_distance("abc", "ab") == 1
+    assert edit_distance("abcdef", "badcfe", limit=2) == 3  # capped at limit + 1
+
+
+def test_csv_reader_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "p.csv"
+    bad.write_text("policy_number,insured_name\nP1,李明\n", encoding="utf-8")
+    with pytest.raises(PolicyCsvError, match="p.csv: header lacks product"):
+        load_policies_csv(bad)
+    header = "policy_number,product,holder_name,insured_name,insured_id_number,phone,start_date,expiry_date\n"
+    bad.write_text(header + "P1,x,李明,李明,11010119800101001X,13800002222,2025-13-01,2026-01-01\n", encoding="utf-8")
+    with pytest.raises(PolicyCsvError, match="p.csv:2:"):
+        load_policies_csv(bad)
+
+
+def test_shared_policies_load_fast_and_every_dev_caller_is_found() -> None:
+    t0 = time.perf_counter()
+    records = load_policies_csv(POLICIES)
+    index = RecordIndex(records)
+    loaded = time.perf_counter() - t0
+    assert len(records) == 5200 and len(index) == 5200
+    assert loaded < 2.0, f"load + index took {loaded:.2f}s"
+    assert records[0].policy_number == "P286494232779" and records[0].start_date == date(2023, 9, 9)
+
+    callers = [json.loads(line) for line in (SHARED / "claim_dev.jsonl").read_text(encoding="utf-8").splitlines()
+               if line.strip()]
+    t0 = time.perf_counter()
+    for caller in callers:
+        gold = caller["gold"]
+        found = index.find(gold["insured_id_number"], None, None)
+        assert [r.insured_name for r in found] == [gold["insured_name"]]
+        # the same with the last digit misheard, confirmed by the name
+        wrong = gold["insured_id_number"][:-1] + ("0" if gold["insured_id_number"][-1] != "0" else "1")
+        assert [r.insured_id_number for r in index.find(wrong, None, gold["insured_name"])] == [gold["insured_id_number"]]
+    lookups = time.perf_counter() - t0
+    assert lookups < 1.0, f"{2 * len(callers)} look-ups took {lookups:.2f}s"
