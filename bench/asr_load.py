@@ -79,9 +79,10 @@ ASR_CHUNK_S = 0.100  # vosk-server client chunk
 MODEL_RATE = 16000  # vosk-model-small-cn-0.22 features (conf/mfcc.conf)
 NOISE_AMPLITUDE = 24  # faint line noise between utterances, like eval/simcaller.py
 GAP_S = (2.0, 5.0)  # noise between utterances
-UTTERANCE_S = (1.2, 6.0)  # recordings used (single utterances)
+UTTERANCE_S = (1.5, 8.5)  # recordings used (single utterances; the longer half, so speech is ~40 % of a call)
 PREROLL_S, HANGOVER_S = 0.3, 0.2  # gateway VAD defaults: what the gate passes around speech
 LAG_LIMIT_S = 1.0
+RUN_NONCE = f"{os.getpid():x}{int(time.time()) % 100000:x}"  # call ids unique across runs
 
 # Targets (item 6 of the brief).
 TARGET_OVERHEAD = 0.10
@@ -147,6 +148,8 @@ class CallPlan:
     call_id: str
     pcm: bytes  # the whole call, PCM16 8 kHz
     utts: list[tuple[int, int]]  # sample ranges of the utterances
+    script: int = -1  # which call script it plays
+    names: tuple[str, ...] = ()  # recordings, in order
 
     @property
     def seconds(self) -> float:
@@ -157,14 +160,14 @@ class CallPlan:
         return sum(e - s for s, e in self.utts) / RATE
 
 
-def make_stream(pool: list[Utterance], seconds: float, seed: int) -> tuple[bytes, list[tuple[int, int]]]:
+def make_stream(pool: list[Utterance], seconds: float, seed: int) -> tuple[bytes, list[tuple[int, int]], list[str]]:
     """Line noise, then utterances separated by 2-5 s of noise; >= 2 s of noise at the end."""
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     total = int(seconds * RATE)
     parts = [noise(nrng, rng.uniform(0.5, 2.0))]
     pos = len(parts[0]) // 2
-    utts = []
+    utts, names = [], []
     while True:
         u = rng.choice(pool)
         n = len(u.pcm) // 2
@@ -173,18 +176,40 @@ def make_stream(pool: list[Utterance], seconds: float, seed: int) -> tuple[bytes
             break
         parts += [u.pcm, gap]
         utts.append((pos, pos + n))
+        names.append(u.name)
         pos += n + len(gap) // 2
     parts.append(noise(nrng, (total - pos) / RATE))
-    return b"".join(parts), utts
+    return b"".join(parts), utts, names
 
 
 def make_plan(index: int, kind: str, seconds: float, pool: list[Utterance], seed: int, tag: str) -> CallPlan:
-    pcm, utts = make_stream(pool, seconds, seed)
+    pcm, utts, names = make_stream(pool, seconds, seed)
     if kind == "twilio":
         call_id = "CA" + random.Random(seed).getrandbits(128).to_bytes(16, "big").hex()
     else:
         call_id = f"bench-{tag}-{index}-{seed % 100000}"
-    return CallPlan(index, kind, call_id, pcm, utts)
+    return CallPlan(index, kind, call_id, pcm, utts, names=tuple(names))
+
+
+def make_scripts(pool: list[Utterance], seconds: float, k: int, seed: int) -> list[CallPlan]:
+    """K call scripts; every simulated call plays one, so the raw baseline can decode exactly the same audio."""
+    return [make_plan(i, "twilio" if i % 2 == 0 else "asr", seconds, pool, seed + 7 * i, "script") for i in range(k)]
+
+
+def call_from_script(script: CallPlan, index: int, repeat: int, tag: str) -> CallPlan:
+    """Call `index` plays `script`; repeats start at another pause so equal scripts do not speak in unison."""
+    pcm, utts = script.pcm, script.utts
+    if repeat and len(utts) >= 2:
+        gaps = [(utts[k][1], utts[k + 1][0]) for k in range(len(utts) - 1)]
+        a, b = gaps[(repeat - 1) % len(gaps)]
+        cut, total = (a + b) // 2, len(pcm) // 2
+        pcm = pcm[2 * cut:] + pcm[:2 * cut]
+        utts = sorted(((s - cut) % total, (s - cut) % total + (e - s)) for s, e in utts)
+    if script.kind == "twilio":
+        call_id = "CA" + random.Random(f"{RUN_NONCE}-{tag}-{index}").getrandbits(128).to_bytes(16, "big").hex()
+    else:
+        call_id = f"bench-{RUN_NONCE}-{tag}-{index}"
+    return CallPlan(index, script.kind, call_id, pcm, utts, script.index, script.names)
 
 
 def twilio_messages(plan: CallPlan) -> tuple[list[str], list[str], str]:
@@ -270,18 +295,22 @@ def raw_call(vosk: Any, model: Any, events: list[list[Any]], partials: bool = Fa
     return {"cpu": time.thread_time() - t0, "wall": time.perf_counter() - w0, "audio": audio}
 
 
-def raw_calls(vosk: Any, model: Any, events: list[list[list[Any]]], threads: int, partials: bool = False) -> dict:
-    jobs = [events[i::threads] for i in range(threads)]
+def raw_calls(vosk: Any, model: Any, scripts: list[CallPlan], vad: bool, threads: int,
+              partials: bool = False) -> dict:
+    """Decode each script with a fresh recognizer, spread over `threads` threads; CPU per script."""
+    events = {sc.index: call_events(sc, vad) for sc in scripts}  # outside the timing
+    jobs = [scripts[i::threads] for i in range(threads)]
 
-    def job(calls: list[list[list[Any]]]) -> dict:
-        parts = [raw_call(vosk, model, ev, partials) for ev in calls]
-        return {k: sum(p[k] for p in parts) for k in ("cpu", "wall", "audio")}
+    def job(part: list[CallPlan]) -> dict:
+        return {sc.index: raw_call(vosk, model, events[sc.index], partials) for sc in part}
 
     results, wall = in_threads(job, [(j,) for j in jobs])
-    cpu = sum(x["cpu"] for x in results)
-    audio = sum(x["audio"] for x in results)
+    per = {k: v for res in results for k, v in res.items()}
+    cpu = sum(v["cpu"] for v in per.values())
+    audio = sum(v["audio"] for v in per.values())
     return {"rtf": cpu / audio if audio else float("nan"), "cpu_s": cpu, "audio_s": audio, "wall_s": wall,
-            "wall_streams": audio / wall if wall else None, "threads": threads, "calls": len(events)}
+            "wall_streams": sum(sc.seconds for sc in scripts) / wall if wall else None, "threads": threads,
+            "calls": len(scripts), "per_script": {k: (v["cpu"], v["audio"]) for k, v in per.items()}}
 
 
 def in_threads(fn: Any, jobs: list[tuple]) -> tuple[list[dict], float]:
@@ -312,8 +341,7 @@ def check_pool(vosk: Any, model: Any, pool: list[Utterance], seed: int) -> list[
         nrng = np.random.default_rng(seed)
         heard = []
         for u in utts:
-            pcm = to_16k(noise(nrng, PREROLL_S) + u.pcm + noise(nrng, HANGOVER_S))
-            rec.AcceptWaveform(pcm)
+            rec.AcceptWaveform(to_16k(noise(nrng, PREROLL_S) + u.pcm + noise(nrng, HANGOVER_S)))
             if json.loads(rec.FinalResult()).get("text", "").replace("[unk]", "").strip():
                 heard.append(u.name)
         return heard
@@ -323,38 +351,38 @@ def check_pool(vosk: Any, model: Any, pool: list[Utterance], seed: int) -> list[
     return [u for u in pool if u.name in names]
 
 
-def baseline_plans(pool: list[Utterance], seconds: float, seed: int, n: int) -> list[CallPlan]:
-    return [make_plan(i, "twilio" if i % 2 == 0 else "asr", seconds, pool, seed + 7 * i, "raw") for i in range(n)]
-
-
-def raw_baseline(model_dir: Path, pool: list[Utterance], seconds: float, seed: int, *,
-                 check: bool = True, one_thread: bool = True, partials: bool = True) -> tuple[dict, list[Utterance]]:
+def load_vosk(model_dir: Path) -> tuple[Any, Any]:
     import vosk
 
     vosk.SetLogLevel(-1)
-    t0 = time.perf_counter()
-    model = vosk.Model(str(model_dir))
-    out: dict[str, Any] = {"model_load_s": time.perf_counter() - t0}
-    kept = pool
-    if check:
-        kept = check_pool(vosk, model, pool, seed)
-        out["pool_checked"] = {"utterances": len(pool), "with_text": len(kept)}
-    plans = baseline_plans(kept, seconds, seed, 4)
-    ungated = [call_events(p, vad=False) for p in plans[:2]]
-    gated = [call_events(p, vad=True) for p in plans]
-    # Ungated: every second of call audio decoded (the raw ceiling, and the VAD-off reference).
+    return vosk, vosk.Model(str(model_dir))
+
+
+def raw_baseline(vosk: Any, model: Any, scripts: list[CallPlan], *, one_thread: int = 2,
+                 partials: bool = True) -> dict:
+    out: dict[str, Any] = {}
+    # Every second of call audio decoded: the raw ceiling, and the reference with VAD off.
     if one_thread:
-        out["ungated_1t"] = raw_calls(vosk, model, ungated, 1)
-    out["ungated_2t"] = raw_calls(vosk, model, ungated, 2)
-    # Gated: the same kind of calls, only what the VAD passes (the VAD-on reference).
-    out["gated_2t"] = raw_calls(vosk, model, gated, 2)
+        out["ungated_1t"] = raw_calls(vosk, model, scripts[:one_thread], False, 1)
+    out["ungated_2t"] = raw_calls(vosk, model, scripts, False, 2)
+    # Only what the gateway's VAD passes: the reference with VAD on.
+    out["gated_2t"] = raw_calls(vosk, model, scripts, True, 2)
     if partials:
         # What speech.recognizer.Recognizer.accept adds inside Vosk: PartialResult (with words) per message.
-        out["gated_2t_partials"] = raw_calls(vosk, model, gated, 2, partials=True)
-    out["speech_fraction"] = sum(p.speech_seconds for p in plans) / sum(p.seconds for p in plans)
-    out["gated_fraction"] = out["gated_2t"]["audio_s"] / (sum(p.seconds for p in plans))
-    del model
-    return out, kept
+        out["gated_2t_partials"] = raw_calls(vosk, model, scripts[:4], True, 2, partials=True)
+        plain = sum(out["gated_2t"]["per_script"][sc.index][0] for sc in scripts[:4])
+        out["partials_cost"] = out["gated_2t_partials"]["cpu_s"] / plain - 1 if plain else None
+    total = sum(sc.seconds for sc in scripts)
+    out["speech_fraction"] = sum(sc.speech_seconds for sc in scripts) / total
+    out["gated_fraction"] = out["gated_2t"]["audio_s"] / total
+    return out
+
+
+def script_ref(per_script: dict[int, tuple[float, float]], plans: list[CallPlan]) -> float | None:
+    """Raw CPU per decoded second for exactly the scripts these calls play."""
+    cpu = sum(per_script[p.script][0] for p in plans if p.script in per_script)
+    audio = sum(per_script[p.script][1] for p in plans if p.script in per_script)
+    return cpu / audio if audio else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,7 +394,7 @@ def breakdown(pool: list[Utterance], seed: int, seconds: float = 20.0) -> dict:
     from speech.vad import VadConfig
 
     out: dict[str, Any] = {}
-    pcm, _ = make_stream(pool, seconds, seed)
+    pcm, _, _ = make_stream(pool, seconds, seed)
     plan = CallPlan(0, "twilio", "CA" + "1" * 32, pcm, [])
     head, media, _ = twilio_messages(plan)
     n = len(media)
@@ -708,15 +736,17 @@ async def wait_idle(server: Server, client: httpx.AsyncClient, timeout: float = 
     return False
 
 
-async def run_step(server: Server, label: str, n: int, seconds: float, pool: list[Utterance], seed: int,
-                   raw_ref: float, vad: bool, idle_ref: int | None = None) -> dict:
+async def run_step(server: Server, label: str, n: int, scripts: list[CallPlan], raw_per_script: dict,
+                   vad: bool, idle_ref: int | None = None) -> dict:
     async with httpx.AsyncClient() as client:
         await wait_idle(server, client)
         await asyncio.sleep(0.5)
         idle_rss = server.rss()
         idle_ref = idle_ref or idle_rss
-        plans = [make_plan(i, "twilio" if i % 2 == 0 else "asr", seconds, pool, seed * 7919 + i * 31 + n, label)
-                 for i in range(n)]
+        k = len(scripts)
+        plans = [call_from_script(scripts[i % k], i, i // k, label) for i in range(n)]
+        seconds = min(p.seconds for p in plans)
+        raw_ref = script_ref(raw_per_script, plans)
         before = await snap(server, client)
         t0 = time.monotonic() + 1.0
         stagger = 1.0  # calls start spread over 1 s, so frames do not all land at once
@@ -743,10 +773,14 @@ async def run_step(server: Server, label: str, n: int, seconds: float, pool: lis
 
         poller = asyncio.create_task(poll())
         win = asyncio.create_task(window())
-        results = await asyncio.gather(*(run_call(server.addr, p, s, seconds + 30) for p, s in zip(plans, starts)))
+        if server.proc is None or server.proc.poll() is not None:
+            raise RuntimeError(f"gateway ({server.label}) is not running")
+        results = await asyncio.gather(*(run_call(server.addr, p, s, seconds + min(30.0, max(15.0, seconds))) for p, s in zip(plans, starts)))
         w0, w1 = await win
         stop.set()
         await poller
+        if server.proc is None or server.proc.poll() is not None:
+            raise RuntimeError(f"gateway ({server.label}) exited during the step")
         settled = await wait_idle(server, client)
         after = await snap(server, client)
 
@@ -803,7 +837,7 @@ async def run_step(server: Server, label: str, n: int, seconds: float, pool: lis
         "threads_cpu_per_decoded_s": r(pool_cpu / decoded if decoded > 0 else None, 4),
         "gw_recognizer_wall_rtf": r(rec_s / decoded if decoded > 0 else None, 4),
         "raw_ref_rtf": r(raw_ref, 4),
-        "overhead": r(cpu_per_dec / raw_ref - 1 if cpu_per_dec else None, 3),
+        "overhead": r(cpu_per_dec / raw_ref - 1 if cpu_per_dec and raw_ref else None, 3),
         "gw_cores": r(gw_cpu_w / dt if dt > 0 else None, 2),
         "client_cores": r(self_cpu / dt if dt > 0 else None, 2),
         "other_cores": r(max(0.0, busy - gw_cpu_w - self_cpu) / dt if dt > 0 else None, 2),
@@ -824,14 +858,14 @@ def step_line(s: dict) -> str:
             f"{f(s['decoded_fraction'] and 100 * s['decoded_fraction'], '.0f'):>5}"
             f"{f(s['lag_max_s'], '.2f'):>7}{f(s['client_slip_max_s'], '.2f'):>6}"
             f"{s['utterances'] - s['utterances_missing']:>5}/{s['utterances']:<4}{f(s['audio_diff_s'], '.2f'):>7}"
-            f"{lat:>11}{f(s['gw_cpu_per_decoded_s'], '.3f'):>7}{f(s['overhead'] and 100 * s['overhead'], '+.0f'):>6}"
+            f" {lat:>11}{f(s['gw_cpu_per_decoded_s'], '.3f'):>7}{f(s['overhead'] and 100 * s['overhead'], '+.0f'):>6}"
             f"{f(s['gw_cores'], '.2f'):>6}{f(s['client_cores'], '.2f'):>5}{f(s['other_cores'], '.2f'):>6}"
             f"{f(s['rss_per_call_mb'], '.1f'):>6}  {'PASS' if s['pass'] else 'FAIL'}"
             + ("" if s["drop_ok"] else " (drops/errors)"))
 
 
 STEP_HEADER = (f"{'step':<9}{'vad':>4}{'N':>4}{'in_s':>8}{'dec%':>5}{'lagmx':>7}{'slip':>6}"
-               f"{'finals':>10}{'diff':>7}{'p50/p95 s':>11}{'cpu/s':>7}{'ovh%':>6}"
+               f"{'finals':>10}{'diff':>7}{'p50/p95 s':>12}{'cpu/s':>7}{'ovh%':>6}"
                f"{'gwC':>6}{'cli':>5}{'oth':>6}{'MB/c':>6}  result")
 
 
@@ -847,7 +881,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smoke check: 15 s steps, N 4 and 8, < 3 min")
     ap.add_argument("--step-seconds", type=float, help="length of every simulated call (default 40, quick 15)")
     ap.add_argument("--pool", type=int, help="recordings drawn from callers-dev (default 32, quick 16)")
-    ap.add_argument("--max-minutes", type=float, help="time budget (default 14.5, quick 2.8)")
+    ap.add_argument("--scripts", type=int, help="distinct call scripts, call i plays script i %% K (default 8, quick 4)")
+    ap.add_argument("--max-minutes", type=float, help="time budget for starting new phases (default 14, quick 2.5)")
     ap.add_argument("--workers", type=int, default=0, help="GATEWAY_RECOGNIZER_WORKERS (default 0: one per core)")
     ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     ap.add_argument("--seed", type=int, default=20240611)
@@ -856,16 +891,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q = args.quick
     args.step_seconds = args.step_seconds or (15.0 if q else 40.0)
     args.pool = args.pool or (16 if q else 32)
-    args.max_minutes = args.max_minutes or (2.8 if q else 14.5)
+    args.scripts = max(2, args.scripts or (4 if q else 8))
+    args.max_minutes = args.max_minutes or (2.5 if q else 14.0)
     args.explicit_calls = bool(args.calls)
     args.calls = sorted(set(args.calls)) if args.calls else ([4, 8] if q else [4, 8, 12, 16, 20, 24, 28, 32, 40, 48])
     return args
 
 
-async def ramp(args: argparse.Namespace, data_dir: Path, pool: list[Utterance], raw: dict, deadline: float,
-               servers: list[Server]) -> dict:
-    ref_on = raw["gated_2t"]["rtf"]
-    ref_off = raw["ungated_2t"]["rtf"]
+async def ramp(args: argparse.Namespace, data_dir: Path, scripts: list[CallPlan], warm_scripts: list[CallPlan],
+               raw: dict, deadline: float, servers: list[Server]) -> dict:
+    ref_on = raw["gated_2t"]["per_script"]
+    ref_off = raw["ungated_2t"]["per_script"]
     step_cost = args.step_seconds + 12.0
     out: dict[str, Any] = {"steps": [], "notes": []}
     env = {"GATEWAY_VAD_ENABLED": "true"}
@@ -873,14 +909,15 @@ async def ramp(args: argparse.Namespace, data_dir: Path, pool: list[Utterance], 
         env["GATEWAY_RECOGNIZER_WORKERS"] = str(args.workers)
 
     def reserve() -> float:  # what must still fit after a ramp step: latency step, VAD-off, closing baseline
-        return step_cost + (0 if args.no_vad_off else step_cost + 20.0) + (0 if args.quick else 30.0)
+        vad_off = 0.0 if args.no_vad_off else step_cost + 15.0
+        return vad_off if args.quick else step_cost + vad_off + 30.0
 
     server = Server(data_dir, args.port or free_port(), env, "vad-on")
     servers.append(server)
     log(f"starting gateway on {server.addr} (VAD on)")
     out["server_start_s"] = r(server.start(), 2)
     out["server_rss_after_start_mb"] = r(server.rss() / 2 ** 20, 1)
-    warm = await run_step(server, "warmup", 2, min(8.0, args.step_seconds), pool, args.seed + 1, ref_on, True)
+    warm = await run_step(server, "warmup", 2, warm_scripts, {}, True)
     log(f"warm-up: {step_line(warm)}")
     if not warm["drop_ok"]:
         out["notes"].append(f"warm-up had errors: {warm['errors']}")
@@ -890,9 +927,9 @@ async def ramp(args: argparse.Namespace, data_dir: Path, pool: list[Utterance], 
 
     tried: dict[int, dict] = {}
 
-    async def step(n: int, label: str, seed: int) -> dict:
+    async def step(n: int, label: str) -> dict:
         log(f"step {label}: {n} calls x {args.step_seconds:.0f} s")
-        st = await run_step(server, label, n, args.step_seconds, pool, seed, ref_on, True, idle_ref)
+        st = await run_step(server, label, n, scripts, ref_on, True, idle_ref)
         out["steps"].append(st)
         log(step_line(st))
         return st
@@ -904,7 +941,7 @@ async def ramp(args: argparse.Namespace, data_dir: Path, pool: list[Utterance], 
         if time.monotonic() + step_cost + reserve() > deadline:
             out["notes"].append(f"ramp stopped before N={n}: time budget")
             break
-        st = tried[n] = await step(n, f"ramp{n}", args.seed + n)
+        st = tried[n] = await step(n, f"ramp{n}")
         if not st["pass"]:
             hi = n
             break
@@ -916,7 +953,7 @@ async def ramp(args: argparse.Namespace, data_dir: Path, pool: list[Utterance], 
            and time.monotonic() + step_cost + reserve() <= deadline):
         n = (lo + hi) // 2
         bisections += 1
-        st = tried[n] = await step(n, f"bisect{n}", args.seed + n)
+        st = tried[n] = await step(n, f"bisect{n}")
         lo, hi = (n, hi) if st["pass"] else (lo, n)
     out["sustained"] = lo
     out["sustained_step"] = tried.get(lo)
@@ -930,7 +967,7 @@ async def ramp(args: argparse.Namespace, data_dir: Path, pool: list[Utterance], 
             below = [k for k in tried if k <= n80 and tried[k]["pass"]]
             lat_step = tried[max(below)] if below else None
         if lat_step is None and time.monotonic() + reserve() <= deadline:
-            lat_step = tried[n80] = await step(n80, f"lat{n80}", args.seed + 800 + n80)
+            lat_step = tried[n80] = await step(n80, f"lat{n80}")
     else:
         out["notes"].append("no N sustained: latency at 80 % of capacity not measured")
     out["latency_step"] = lat_step
@@ -946,12 +983,11 @@ async def ramp(args: argparse.Namespace, data_dir: Path, pool: list[Utterance], 
             servers.append(off)
             log(f"restarting gateway with VAD off on {off.addr}")
             off.start()
-            await run_step(off, "warmup", 2, min(6.0, args.step_seconds), pool, args.seed + 2, ref_off, False)
+            await run_step(off, "warmup", 2, warm_scripts, {}, False)
             await asyncio.sleep(1.0)
             idle_off = off.rss()
             log(f"step vadoff{n_off}: {n_off} calls x {args.step_seconds:.0f} s")
-            st = await run_step(off, f"vadoff{n_off}", n_off, args.step_seconds, pool, args.seed + n_off, ref_off,
-                                False, idle_off)
+            st = await run_step(off, f"vadoff{n_off}", n_off, scripts, ref_off, False, idle_off)
             out["steps"].append(st)
             out["vad_off_step"] = st
             log(step_line(st))
@@ -963,25 +999,33 @@ def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict |
            pool_info: dict, elapsed: float) -> dict:
     cores = psutil.cpu_count() or 1
 
-    def avg(key: str) -> float:  # baselines before and after the load phase, when both exist
-        vals = [raw[key]["rtf"]] + ([raw_end[key]["rtf"]] if raw_end and key in raw_end else [])
-        return sum(vals) / len(vals)
-
+    # The machine drifts: when the baseline was repeated after the load phase, use the mean of both.
+    drift = {}
+    for key in ("ungated_2t", "gated_2t"):
+        drift[key] = 1.0
+        if raw_end and key in raw_end:
+            idx = list(raw_end[key]["per_script"])
+            before = sum(raw[key]["per_script"][i][0] for i in idx)
+            drift[key] = sum(raw_end[key]["per_script"][i][0] for i in idx) / before if before else 1.0
+    adj = {k: (1 + f) / 2 for k, f in drift.items()}
     rtf1 = raw["ungated_1t"]["rtf"]
-    rtf2 = avg("ungated_2t")
-    ref_on, ref_off = avg("gated_2t"), rtf2
+    rtf2 = raw["ungated_2t"]["rtf"] * adj["ungated_2t"]
+    ref_on = raw["gated_2t"]["rtf"] * adj["gated_2t"]
+    ref_off = rtf2
     per_core = 1 / rtf1
     ceiling = cores / rtf2
     steps = load.get("steps", [])
-    for s in steps:  # overhead against the (averaged) baseline of the same kind of audio
-        ref = ref_on if s["vad"] else ref_off
-        s["raw_ref_rtf"] = r(ref, 4)
-        s["overhead"] = r(s["gw_cpu_per_decoded_s"] / ref - 1, 3) if s["gw_cpu_per_decoded_s"] else None
+    for s in steps:  # overhead against raw Vosk on exactly the scripts the step's calls played
+        if s["raw_ref_rtf"]:
+            ref = s["raw_ref_rtf"] * adj["gated_2t" if s["vad"] else "ungated_2t"]
+            s["raw_ref_rtf"] = r(ref, 4)
+            s["overhead"] = r(s["gw_cpu_per_decoded_s"] / ref - 1, 3) if s["gw_cpu_per_decoded_s"] else None
     sustained_n = load.get("sustained", 0)
     sus = load.get("sustained_step")
     lat = load.get("latency_step")
     off = load.get("vad_off_step")
-    ref_step = lat or sus  # below saturation when possible
+    first = next((s for s in steps if s["vad"] and s["label"].startswith("ramp")), None)
+    ref_step = lat or sus or first  # below saturation when possible
     overhead = ref_step["overhead"] if ref_step else None
     p95 = lat["latency_p95_s"] if lat else None
     ok_steps = [s for s in steps if s["vad"] and s["calls"] <= sustained_n]
@@ -990,6 +1034,10 @@ def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict |
     if sus and off and sus["gw_cpu_per_audio_in_s"] and off["gw_cpu_per_audio_in_s"]:
         gating_saving = 1 - sus["gw_cpu_per_audio_in_s"] / off["gw_cpu_per_audio_in_s"]
     cap_ratio = sustained_n / ceiling if ceiling else None
+    # The same comparison in CPU terms, which other processes on the machine do not distort.
+    cpu_cap = cores / ref_step["gw_cpu_per_audio_in_s"] if ref_step and ref_step["gw_cpu_per_audio_in_s"] else None
+    other = [s["other_cores"] for s in steps if s["other_cores"] is not None]
+    other_mean = sum(other) / len(other) if other else 0.0
 
     def pf(ok: bool | None) -> str:
         return "n/a" if ok is None else ("PASS" if ok else "FAIL")
@@ -1000,7 +1048,7 @@ def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict |
     D = args.step_seconds
     print()
     print(f"gateway ASR load benchmark ({'quick' if args.quick else 'full'}): {cores} cores, {elapsed / 60:.1f} min, "
-          f"{pool_info['with_text']} recordings (mean {pool_info['mean_s']} s), calls of {D:.0f} s, "
+          f"{pool_info['recordings']} recordings (mean {pool_info['mean_s']} s), calls of {D:.0f} s, "
           f"speech {raw['speech_fraction']:.0%} of call time")
     print()
     print(f"raw Vosk in process: fresh recognizer per {D:.0f}-s call (as the gateway), thread CPU   RTF    streams/core")
@@ -1013,11 +1061,10 @@ def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict |
     if "gated_2t_partials" in raw:
         gp = raw["gated_2t_partials"]["rtf"]
         print(f"  2 threads, gated + PartialResult with words per message (gateway does this) {gp:.3f}  "
-              f"({gp / raw['gated_2t']['rtf'] - 1:+.0%})")
+              f"({raw['partials_cost']:+.0%})")
     if raw_end:
-        print(f"  after the load phase: all audio {raw_end['ungated_2t']['rtf']:.3f} "
-              f"({raw_end['ungated_2t']['rtf'] / u2['rtf'] - 1:+.0%}), gated {raw_end['gated_2t']['rtf']:.3f} "
-              f"({raw_end['gated_2t']['rtf'] / raw['gated_2t']['rtf'] - 1:+.0%}); references are the averages")
+        print(f"  repeated after the load phase: all audio {drift['ungated_2t'] - 1:+.0%}, gated "
+              f"{drift['gated_2t'] - 1:+.0%} (same scripts); the references below use the mean")
     print(f"  raw ceiling: {per_core:.2f} streams/core (1 thread); {cores} cores x {1 / rtf2:.2f} (2 threads) "
           f"= {ceiling:.1f} real-time streams")
     if bd:
@@ -1037,7 +1084,7 @@ def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict |
     if ref_step:
         print(f"  where the gateway's CPU goes at N={ref_step['calls']}: event loop "
               f"{fmt(ref_step['loop_cpu_per_audio_in_s'], '.3f')} s per call-audio s; recognizer threads "
-              f"{fmt(ref_step['threads_cpu_per_decoded_s'], '.3f')} s per decoded s (raw {ref_on:.3f})")
+              f"{fmt(ref_step['threads_cpu_per_decoded_s'], '.3f')} s per decoded s (raw {fmt(ref_step['raw_ref_rtf'], '.3f')})")
     print()
     rows = [
         ("raw Vosk ceiling (whole machine)", f"{ceiling:.1f} streams", f"{per_core:.2f} per core", ""),
@@ -1048,16 +1095,20 @@ def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict |
          f"gating saves {gating_saving:.0%} CPU per call-s" if gating_saving is not None else "", ""),
         (f"gateway CPU overhead (N={ref_step['calls']})" if ref_step else "gateway CPU overhead",
          f"{fmt(overhead and 100 * overhead, '+.0f')} %",
-         f"{fmt(ref_step and ref_step['gw_cpu_per_decoded_s'], '.3f')} vs raw {ref_on:.3f} s/s",
+         f"{fmt(ref_step and ref_step['gw_cpu_per_decoded_s'], '.3f')} vs raw "
+         f"{fmt(ref_step and ref_step['raw_ref_rtf'], '.3f')} s/s",
          f"<= {TARGET_OVERHEAD:.0%}   {pf(None if overhead is None else overhead <= TARGET_OVERHEAD)}"),
         (f"end of speech -> final (N={lat['calls']})" if lat else "end of speech -> final",
          f"p50 {fmt(lat and lat['latency_p50_s'], '.2f')} p95 {fmt(p95, '.2f')} s",
          f"{lat['latency_n']} utterances" if lat else "",
          f"p95 <= {TARGET_P95_S} s {pf(None if p95 is None else p95 <= TARGET_P95_S)}"),
+        ("CPU-based capacity (cores / CPU per call)", f"{fmt(cpu_cap, '.1f')} calls",
+         f"{fmt(cpu_cap and cpu_cap / ceiling, '.2f')}x raw ceiling",
+         f"(other processes used {other_mean:.2f} cores)"),
         ("dropped audio (steps N <= sustained)", "none" if zero_drop else ("-" if not ok_steps else "SOME"), "",
          f"zero      {pf(zero_drop if ok_steps else None)}"),
-        (f"RSS per call (N={sus['calls']})" if sus else "RSS per call",
-         f"{fmt(sus and sus['rss_per_call_mb'], '.1f')} MB", f"idle {fmt(load.get('idle_rss_mb'), '.0f')} MB", ""),
+        (f"RSS per call (N={(sus or first)['calls']})" if (sus or first) else "RSS per call",
+         f"{fmt((sus or first) and (sus or first)['rss_per_call_mb'], '.1f')} MB", f"idle {fmt(load.get('idle_rss_mb'), '.0f')} MB", ""),
     ]
     print(f"{'figure':<40}{'value':<24}{'ratio / baseline':<32}target")
     for name, value, ratio, target in rows:
@@ -1067,9 +1118,7 @@ def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict |
         "call_seconds": D, "pool": pool_info, "speech_fraction": r(raw["speech_fraction"], 3),
         "raw": {
             "rtf_1t": r(rtf1, 4), "rtf_2t": r(u2["rtf"], 4), "rtf_gated_2t": r(raw["gated_2t"]["rtf"], 4),
-            "rtf_gated_2t_partials": r(raw.get("gated_2t_partials", {}).get("rtf"), 4),
-            "rtf_2t_end": r(raw_end["ungated_2t"]["rtf"], 4) if raw_end else None,
-            "rtf_gated_2t_end": r(raw_end["gated_2t"]["rtf"], 4) if raw_end else None,
+            "partials_cost": r(raw.get("partials_cost"), 3),
             "ref_vad_on": r(ref_on, 4), "ref_vad_off": r(ref_off, 4),
             "gated_fraction": r(raw["gated_fraction"], 3),
             "streams_per_core": r(per_core, 2), "ceiling_streams": r(ceiling, 2),
@@ -1077,10 +1126,13 @@ def report(args: argparse.Namespace, raw: dict, raw_end: dict | None, bd: dict |
         },
         "breakdown_us_per_frame": {k: (r(v, 1) if isinstance(v, float) else v) for k, v in (bd or {}).items()},
         "sustained_calls": sustained_n, "capacity_ratio": r(cap_ratio, 3),
+        "cpu_capacity_calls": r(cpu_cap, 2), "cpu_capacity_ratio": r(cpu_cap / ceiling if cpu_cap else None, 3),
+        "other_processes_cores_mean": r(other_mean, 2), "baseline_drift": {k: r(v - 1, 3) for k, v in drift.items()},
         "overhead": overhead, "overhead_calls": ref_step["calls"] if ref_step else None,
         "latency_calls": lat["calls"] if lat else None,
         "latency_p50_s": lat["latency_p50_s"] if lat else None, "latency_p95_s": p95,
-        "rss_per_call_mb": sus["rss_per_call_mb"] if sus else None, "idle_rss_mb": load.get("idle_rss_mb"),
+        "rss_per_call_mb": (sus or first)["rss_per_call_mb"] if (sus or first) else None,
+        "rss_calls": (sus or first)["calls"] if (sus or first) else None, "idle_rss_mb": load.get("idle_rss_mb"),
         "gating_cpu_saving": r(gating_saving, 3),
         "vad_off": {k: off[k] for k in ("calls", "pass", "lag_max_s", "gw_cores", "gw_cpu_per_audio_in_s",
                                          "overhead", "latency_p95_s", "utterances_missing")} if off else None,
@@ -1110,30 +1162,55 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     try:
         model_dir = fetch_model(data_dir)
+        vosk, model = load_vosk(model_dir)
         pool = load_candidates(args.seed)[: args.pool]
-        log(f"raw Vosk baseline: {len(pool)} recordings, calls of {args.step_seconds:.0f} s ({model_dir.name})")
-        raw, pool = raw_baseline(model_dir, pool, args.step_seconds, args.seed, partials=not args.quick)
-        if len(pool) < 4:
-            raise SystemExit("too few recordings with a transcript")
-        pool_info = {"utterances": raw["pool_checked"]["utterances"], "with_text": len(pool),
-                     "mean_s": r(float(np.mean([u.seconds for u in pool])), 2)}
+        # Only recordings Vosk hears text in, else "no final transcript" would not mean lost audio;
+        # only the ones the scripts use are checked.
+        deaf: set[str] = set()
+        checked: set[str] = set()
+        while True:
+            usable = [u for u in pool if u.name not in deaf]
+            if len(usable) < 4:
+                raise SystemExit("too few recordings with a transcript")
+            scripts = make_scripts(usable, args.step_seconds, args.scripts, args.seed)
+            warm_scripts = make_scripts(usable, 5.0 if args.quick else 8.0, 2, args.seed + 1)
+            used = {n for sc in scripts + warm_scripts for n in sc.names} - checked
+            if not used:
+                break
+            todo = [u for u in usable if u.name in used]
+            heard = {u.name for u in check_pool(vosk, model, todo, args.seed)}
+            checked |= used
+            deaf |= used - heard
+        used_all = {n for sc in scripts for n in sc.names}
+        pool_info = {"recordings": len(used_all), "rejected_no_text": len(deaf),
+                     "mean_s": r(float(np.mean([u.seconds for u in pool if u.name in used_all])), 2)}
+        log(f"raw Vosk baseline: {len(scripts)} call scripts of {args.step_seconds:.0f} s, {len(used_all)} "
+            f"recordings ({model_dir.name})")
+        raw = raw_baseline(vosk, model, scripts, one_thread=1 if args.quick else 2, partials=not args.quick)
+        del model
         log(f"raw RTF: all audio 1t {raw['ungated_1t']['rtf']:.3f}, 2t {raw['ungated_2t']['rtf']:.3f}; "
             f"gated 2t {raw['gated_2t']['rtf']:.3f}")
         bd = None
         try:
-            bd = breakdown(pool, args.seed, 8.0 if args.quick else 20.0)
+            bd = breakdown(usable, args.seed, 8.0 if args.quick else 20.0)
         except Exception as exc:  # noqa: BLE001 - informative only
             log(f"breakdown skipped: {exc!r}")
-        load = asyncio.run(ramp(args, data_dir, pool, raw, deadline, servers))
+        load = asyncio.run(ramp(args, data_dir, scripts, warm_scripts, raw, deadline, servers))
         for s in servers:
             s.stop()
         raw_end = None
         if not args.quick and time.monotonic() + 25 < deadline + 30:
             log("closing raw baseline (drift check)")
-            raw_end, _ = raw_baseline(model_dir, pool, args.step_seconds, args.seed,
-                                      check=False, one_thread=False, partials=False)
+            vosk, model = load_vosk(model_dir)
+            raw_end = raw_baseline(vosk, model, scripts[:4], one_thread=0, partials=False)
+            del model
         report(args, raw, raw_end, bd, load, pool_info, time.monotonic() - started)
         return 0
+    except BaseException:
+        for s in servers:
+            if s.proc is not None or s.log_path.exists():
+                log(f"gateway ({s.label}) log, last lines:\n{s.log_tail(25)}")
+        raise
     finally:
         for s in servers:
             with contextlib.suppress(Exception):

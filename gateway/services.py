@@ -29,6 +29,7 @@ class Services:
     records: RecordIndex = field(default_factory=lambda: RecordIndex(()))
     dialogues: Any = None  # gateway.claim_calls.Dialogues, when flows are configured
     outbox_wake: Any = None  # asyncio.Event of the outbox worker, when delivery is configured
+    tts: Any = None  # speech.tts.Synthesizer speaking prompts on platforms that play audio
 
     @property
     def zone(self) -> ZoneInfo:

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from speech.codecs import CodecError
 from speech.pipeline import AudioInput
-from speech.recognizer import Recognizer
+from speech.recognizer import Recognizer, grammar_phrases
 from speech.results import Transcript
 from speech.vad import SpeechAudio, SpeechEnd, VadConfig
 
@@ -111,6 +111,9 @@ class CallSession:
         self.can_send = True  # the peer may be gone while its last messages are still queued
         self.flushed = False
         self.flow: FlowCall | None = None
+        self.answer_deadline: float | None = None  # when silence after a prompt counts as no input
+        self.playing_until = 0.0  # when the prompt audio sent to the platform ends (estimated)
+        self.prompts_played = 0
 
     # Lifecycle ---------------------------------------------------------------
     async def run(self) -> None:
@@ -147,9 +150,15 @@ class CallSession:
             if remaining <= 0:
                 await self._end("maximum call duration reached", CLOSE_NORMAL)
                 return
+            wait = min(settings.idle_timeout_s, remaining)
+            if self.answer_deadline is not None:
+                wait = min(wait, max(self.answer_deadline - time.monotonic(), 0.0))
             try:
-                message = await asyncio.wait_for(self.ws.receive(), min(settings.idle_timeout_s, remaining))
+                message = await asyncio.wait_for(self.ws.receive(), wait)
             except TimeoutError:
+                if self.answer_deadline is not None and time.monotonic() >= self.answer_deadline:
+                    await self._no_input()
+                    continue
                 if deadline - time.monotonic() <= 0:
                     await self._end("maximum call duration reached", CLOSE_NORMAL)
                 else:
@@ -204,6 +213,8 @@ class CallSession:
         await self._send(self.adapter.results(outcome.finals, partial))
         await self._deliver(outcome)
         if self.flow is not None:
+            if outcome.audio_seconds > 0 or texts:
+                await self._caller_speaks()
             await self._converse(outcome.finals, texts)
         if not self.connected and self.ws.application_state == WebSocketState.CONNECTED:
             if self.end_reason in {"hangup", "transfer"}:
@@ -239,9 +250,54 @@ class CallSession:
 
     async def _flow_outcome(self, result: FlowOutcome) -> None:
         await self._send(result.frames)
+        speaking_s = 0.0
+        for prompt in result.prompts:
+            speaking_s += await self._speak(prompt.text)
+        if result.prompts and self.recognizer is not None:
+            # The answer to the last prompt is recognized with that prompt's vocabulary, if any.
+            hints = result.prompts[-1].hints
+            await self.services.speech.run(self.recognizer.set_phrases, grammar_phrases(hints) if hints else None)
+        if result.prompts and result.end is None:
+            settings = self.services.settings
+            if not speaking_s:  # not played by us: the platform or client shows or speaks the text
+                speaking_s = sum(len(p.text) for p in result.prompts) / settings.prompt_chars_per_s
+            self.answer_deadline = time.monotonic() + speaking_s + settings.no_input_s
         if result.end is not None:
             self.end_reason = result.end
             self.connected = False
+
+    async def _speak(self, text: str) -> float:
+        """Play a prompt where the platform can; its duration in seconds (0 when not played)."""
+        tts = self.services.tts
+        if tts is None or not self.adapter.plays_audio or not text or not self.can_send:
+            return 0.0
+        try:
+            pcm = await asyncio.to_thread(tts.synthesize, text)
+        except Exception as exc:  # a broken TTS engine must not end the call: the text still went out
+            log.warning("call %s: prompt not synthesized: %s", self.call_id, exc)
+            return 0.0
+        self.prompts_played += 1
+        await self._send(self.adapter.play(pcm, tts.sample_rate, mark=f"prompt-{self.prompts_played}"))
+        seconds = len(pcm) / 2 / tts.sample_rate
+        self.playing_until = max(self.playing_until, time.monotonic()) + seconds
+        return seconds
+
+    async def _caller_speaks(self) -> None:
+        """Caller speech (or input) arrived: it answers the prompt, and barges in on playback."""
+        self.answer_deadline = None
+        if time.monotonic() < self.playing_until:
+            self.playing_until = 0.0
+            await self._send(self.adapter.clear())
+
+    async def _no_input(self) -> None:
+        self.answer_deadline = None
+        # Silence means "no answer" only on a voice call; a chat user may take their time to type.
+        voice_call = self.adapter.plays_audio or (self.live is not None and self.live.first_audio is not None)
+        if voice_call and self.flow is not None and not self.flow.dialogue.finished:
+            await self._flow_outcome(await self.flow.on_no_input())
+            if not self.connected and self.ws.application_state == WebSocketState.CONNECTED:
+                await self._linger()
+                await self._close(CLOSE_NORMAL, self.end_reason)
 
     async def _start_call(self, event: CallStart) -> bool:
         svc = self.services

@@ -50,6 +50,17 @@ class Settings:
 
     webhook_url: str = ""
 
+    # Dialogue timing: silence after a prompt (beyond its own duration) that counts as no answer;
+    # prompt duration is estimated at this many characters a second when we don't play it.
+    no_input_s: float = 8.0
+    prompt_chars_per_s: float = 5.0
+    # Prompts on platforms that play audio: "espeak" (offline, espeak-ng), "http" (a TTS
+    # provider, see gateway/tts_http.py) or "none".
+    tts_engine: str = "espeak"
+    tts_http_url: str = ""
+    tts_http_api_key: str = ""
+    tts_voice: str = ""
+
     # Flows (config/flows/*.yaml) and dictionaries (config/dictionaries/); empty: the bundled config/.
     config_dir: str = ""
     # Finished claim reports are POSTed here, signed with the secret (HMAC-SHA256).

@@ -48,6 +48,8 @@ class Recognizer:
         # Computing a partial costs ~15% more CPU; callers rarely need one per 20 ms frame.
         self.partial_interval_s = partial_interval_s
         self._since_partial = 0.0
+        # A vocabulary change asked for mid-utterance, applied when it ends: (phrases,).
+        self._pending_phrases: tuple[tuple[str, ...] | None] | None = None
         self.words = words
         self.max_alternatives = max_alternatives
         self._model = model
@@ -79,8 +81,22 @@ class Recognizer:
         return self._phrases
 
     def set_phrases(self, phrases: Iterable[str] | None) -> None:
-        """Restrict recognition to these phrases (None: the full vocabulary), from the next utterance."""
-        self._phrases = tuple(phrases) if phrases else None
+        """Restrict recognition to these phrases (None: the full vocabulary), from the next utterance.
+
+        An utterance in progress keeps the vocabulary it started with: switching
+        mid-word would garble it (the caller may already be answering).
+        """
+        wanted = tuple(phrases) if phrases else None
+        if self.utterance_has_audio:
+            self._pending_phrases = (wanted,)
+            return
+        self._apply_phrases(wanted)
+
+    def _apply_phrases(self, phrases: tuple[str, ...] | None) -> None:
+        self._pending_phrases = None
+        if phrases == self._phrases:
+            return
+        self._phrases = phrases
         if self._phrases:
             self._rec.SetGrammar(json.dumps([*self._phrases, UNKNOWN_WORD], ensure_ascii=False))
         else:
@@ -136,6 +152,12 @@ class Recognizer:
     def _final(self, raw_json: str) -> Transcript:
         self.utterance_has_audio = False
         self._since_partial = 0.0
+        result = self._parse_final(raw_json)
+        if self._pending_phrases is not None:
+            self._apply_phrases(self._pending_phrases[0])
+        return result
+
+    def _parse_final(self, raw_json: str) -> Transcript:
         self._last_partial = ""
         raw: dict[str, Any] = json.loads(raw_json)
         if "alternatives" in raw:
@@ -184,6 +206,21 @@ class Recognizer:
         self._fed_samples = 0
         self._anchor_rec = [0.0]
         self._anchor_call = [self._next_call_time or 0.0]
+
+
+def grammar_phrases(hints: Iterable[str]) -> tuple[str, ...]:
+    """Hint phrases as Vosk grammar entries: Chinese spelled character by character.
+
+    The model's lexicon lacks many multi-character words ("身份证号"), and Vosk
+    drops a grammar word it doesn't know; single characters are all in it.
+    """
+    out = []
+    for hint in hints:
+        parts = []
+        for token in hint.split():
+            parts.extend(token if all("\u4e00" <= ch <= "\u9fff" for ch in token) else [token])
+        out.append(" ".join(parts))
+    return tuple(dict.fromkeys(out))
 
 
 def _clean(text: str) -> str:

@@ -250,3 +250,45 @@ async def test_unknown_flow_is_refused(gateway):
             while True:
                 await asyncio.wait_for(ws.recv(), 10)
         assert ws.close_code == 1008 and "no_such_flow" in ws.close_reason
+
+
+async def test_silence_after_a_prompt_is_no_input_and_escalates(make_settings):
+    settings = make_settings(no_input_s=0.5, prompt_chars_per_s=1000.0)
+    with running_gateway(settings) as address:
+        async with connect(f"ws://{address}/ws/call") as ws:
+            await ws.send(json.dumps({"event": "start", "flow": "claim_report", "call_id": "quiet",
+                                      "caller_number": "13800138000", "sample_rate": 8000}))
+            prompts, events = [], []
+
+            async def line_noise() -> None:  # a voice call whose caller says nothing
+                while True:
+                    await ws.send(bytes(320))
+                    await asyncio.sleep(0.02)
+
+            sender = asyncio.create_task(line_noise())
+            try:
+                while True:
+                    event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    events.append(event)
+                    if event["event"] == "prompt":
+                        prompts.append(event)
+                    if event["event"] in {"transfer", "hangup"}:
+                        break
+            finally:
+                sender.cancel()
+    assert len(prompts) >= 3
+    assert prompts[1]["slot"] == prompts[0]["slot"] == "reporter_name"  # asked again, not skipped
+    assert events[-1] == {"event": "transfer", "reason": events[-1]["reason"]}
+    assert "no_input" in events[-1]["reason"]
+
+
+async def test_a_chat_caller_is_not_rushed(make_settings):
+    settings = make_settings(no_input_s=0.3, prompt_chars_per_s=1000.0)
+    with running_gateway(settings) as address:
+        async with connect(f"ws://{address}/ws/call") as ws:
+            await ws.send(json.dumps({"event": "start", "flow": "claim_report", "call_id": "chat",
+                                      "caller_number": "13800138000"}))
+            first = json.loads(await ws.recv())
+            assert first["event"] == "prompt"
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 1.5)  # no "are you there?" on a text channel

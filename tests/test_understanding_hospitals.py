@@ -103,3 +103,19 @@ def test_short_names_when_asked(understanding: Understanding, text: str, hospita
 @pytest.mark.parametrize("text", ["去医院看了", "在医院", "住院了", "我叫韦文博", "大医院"])
 def test_no_hospital(understanding: Understanding, text: str) -> None:
     assert value(understanding, text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "hospital"),
+    [
+        ("我上礼拜四出了车祸，扭伤，在北京协和", "北京协和医院"),  # an alias without 医院
+        ("你好 我要 报案 我 昨天 出 了 车祸 在 北京同仁", "首都医科大学附属北京同仁医院"),
+        ("我爸在华西住的院，肺炎", "四川大学华西医院"),  # a short name right after 在
+    ],
+)
+def test_names_without_suffix_in_free_text(understanding: Understanding, text: str, hospital: str) -> None:
+    assert value(understanding, text) == hospital
+
+
+def test_short_name_needs_context_in_free_text(understanding: Understanding) -> None:
+    assert value(understanding, "华西坝那边的小区") is None

@@ -93,6 +93,7 @@ class Adapter(Protocol):
     """What the call shell needs from a telephony protocol."""
 
     name: str  # "twilio", "freeswitch", "vosk", "call"
+    plays_audio: bool  # play() reaches the caller: prompts are worth synthesizing
 
     def receive_text(self, text: str) -> list[InboundEvent]: ...
 

@@ -63,6 +63,7 @@ _RATE_KEYS = ("sampleRate", "sample_rate")
 
 class FreeswitchAdapter:
     name = "freeswitch"
+    plays_audio = True  # whether play() reaches the caller
 
     def __init__(self, call_id: str, sample_rate: int | str = 8000, module: Module = "audio_fork") -> None:
         if module not in ("audio_fork", "audio_stream"):

@@ -49,6 +49,7 @@ _WHERE = "call"
 
 class GenericCallAdapter:
     name = "call"
+    plays_audio = False  # whether play() reaches the caller
 
     def __init__(self, default_sample_rate: int = 16000) -> None:
         self.default_sample_rate = default_sample_rate

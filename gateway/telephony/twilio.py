@@ -62,6 +62,7 @@ _CALLER_KEYS = ("caller", "from", "From")
 
 class TwilioAdapter:
     name = "twilio"
+    plays_audio = True  # whether play() reaches the caller
 
     def __init__(self, play_chunk_ms: int = 1000) -> None:
         # Outbound audio is cut into frames of this length: Twilio queues them

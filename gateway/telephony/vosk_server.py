@@ -53,6 +53,7 @@ _WHERE = "vosk"
 
 class VoskServerAdapter:
     name = "vosk"
+    plays_audio = False  # whether play() reaches the caller
 
     def __init__(self, call_id: str, default_sample_rate: int = 16000) -> None:
         self.call_id = call_id

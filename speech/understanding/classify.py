@@ -22,6 +22,8 @@ _INVERSE = {"子女": "父母", "父母": "子女", "配偶": "配偶", "其他"
 _OWNING_RE = re.compile(r"的|现在|这个|这部|用|打|手机|电话|号")
 
 
+# "确诊了…", "查出来是…": the caller says the illness was diagnosed, not only named
+_FRAMED_RE = re.compile(r"确诊|查出|得了|患了|得的是")
 @dataclass(frozen=True)
 class Classified:
     value: str
@@ -43,7 +45,8 @@ class RelationshipClassifier:
         self._re = _alternation(list(self.word_to_value))
         others = [w for w, v in self.word_to_value.items() if v != "本人"]
         self._by_sound: list[tuple[tuple[str, ...], str]] | None = None
-        self._inverse_re = re.compile(rf"我是(?:他|她)(?:的)?({'|'.join(map(re.escape, sorted(others, key=len, reverse=True)))})")
+        others_re = "|".join(map(re.escape, sorted(others, key=len, reverse=True)))
+        self._inverse_re = re.compile(rf"我是(?:他|她)(?:的)?({others_re})")
 
     def classify_by_sound(self, text: str) -> Classified | None:
         """For recognizer output that wrote a homophone ("我吧" for 我爸): match words by pinyin.
@@ -120,7 +123,7 @@ class IncidentClassifier:
         inpatient = self._find("inpatient", text)
         weak = self._find("critical_weak", text)
         outpatient = self._find("outpatient", text)
-        framed = re.search(r"确诊|查出|得了|患了|得的是", text)
+        framed = _FRAMED_RE.search(text)
         if strong and (allow_weak or inpatient or outpatient or framed):
             return Classified("重疾", strong, 0.9 if allow_weak else 0.7)
         if no_stay:

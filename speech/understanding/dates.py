@@ -46,6 +46,9 @@ DATE_START_RE = re.compile(
 )
 
 
+_SPACES_RE = re.compile(r"\s+")
+
+
 @dataclass(frozen=True)
 class DateMention:
     """A date expression found in text: the resolved date, or why it cannot be the incident date."""
@@ -170,7 +173,7 @@ def _resolve(kind: str, m: re.Match[str], today: date) -> tuple[date | None, str
 
 def find_dates(text: str, now: datetime) -> list[DateMention]:
     """Every date expression in text (spaces are ignored), in order of appearance."""
-    compact = re.sub(r"\s+", "", text)
+    compact = _SPACES_RE.sub("", text)
     today = now.date()
     found: list[tuple[int, int, str, re.Match[str]]] = []
     for kind, pattern in _PATTERNS:

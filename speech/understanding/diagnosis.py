@@ -19,7 +19,7 @@ _FRAMES = (
     "说是", "是",
 )
 # Where a framed diagnosis ends.
-_END_RE = re.compile(r"，|在|住院|去世|过世|了|的|，|住进|入院|看的|做了|需要|要|还|而且|并且|然后|所以|因为|医院")
+_END_RE = re.compile(r"，|在|住院|去世|过世|了|的|住进|入院|看的|做了|需要|要|还|而且|并且|然后|所以|因为|医院")
 _FILLER_PREFIXES = ("就是", "是", "那个", "嗯", "呃", "一个", "有点", "有些", "说是", "得了", "患了")
 _FILLER_SUFFIXES = ("吧", "啊", "呀", "了", "的", "呢", "哈")
 
@@ -50,7 +50,10 @@ class DiagnosisFinder:
         self.synonyms = dict(synonyms)
         self.terms = tuple(terms)
         self._term_re = _alternation(list(self.terms) + list(self.synonyms))
-        self._prefix_words = sorted(set(modifiers) | set(body_parts), key=len, reverse=True)
+        prefix_words = sorted(set(modifiers) | set(body_parts), key=len, reverse=True)
+        self._max_prefix = max((len(w) for w in prefix_words), default=0)
+        # a qualifier or body part ending right where the term starts
+        self._prefix_re = re.compile(f"(?:{_alternation(prefix_words).pattern})$")
         self._suffix_re = re.compile(f"(?:{_alternation(suffixes).pattern})*")
         self._ending_re = re.compile(f"(?:{_alternation(disease_endings).pattern})$")
 
@@ -59,14 +62,11 @@ class DiagnosisFinder:
 
     def _widen(self, text: str, start: int, end: int) -> tuple[int, int]:
         """Take in qualifiers and body parts right before, and stages right after."""
-        moved = True
-        while moved:
-            moved = False
-            for word in self._prefix_words:
-                if start >= len(word) and text.startswith(word, start - len(word)):
-                    start -= len(word)
-                    moved = True
-                    break
+        while start > 0:
+            m = self._prefix_re.search(text, max(0, start - self._max_prefix), start)
+            if not m:
+                break
+            start = m.start()
         m = self._suffix_re.match(text, end)
         if m:
             end = m.end()

@@ -30,7 +30,7 @@ from .idcard import id_problem, normalize_id
 from .names import ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, load_spellings, load_surnames
 from .numbers import DigitRun, digits_by_sound, find_digit_runs
 from .phone import mentions_caller_number, normalize_phone
-from .types import CallContext, Extraction, SlotProblem, SlotValue
+from .types import SLOTS, CallContext, Extraction, SlotProblem, SlotValue
 
 # The contract resolves dates in Asia/Shanghai, which has had no DST since 1991.
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -46,12 +46,21 @@ _NAME_STOP_WORDS = (
     "平时", "时候", "常年", "干活", "万一", "高烧", "高处", "左边", "右边", "明天", "后天", "下周", "上午", "下午", "中午",
     "晚上", "早上", "凌晨", "夜里", "半夜", "出险", "出事", "报案", "医生", "医院", "身份证", "手机", "电话", "号码",
     "名字", "姓名", "本人", "自己", "来电", "这个", "那个", "车祸", "意外", "门诊", "住院", "确诊", "查出", "诊断",
+    "谢谢", "你好", "您好", "麻烦", "好的", "喂", "稍等", "等等", "知道", "清楚",
 )
 # After 我 in an opening, words that say the caller is the one it happened to ("我今天出了意外").
 _SELF_EVENT_RE = re.compile(
     rf"(?:^|，|报案|报个案)我(?:{dates_mod.DATE_START_RE.pattern}|得了|得的|确诊|查出|住院|住进|出了|摔|被|因为|去看|看了|骨折)"
 )
 _CALLER_IS_INSURED_RE = re.compile(r"^(?:是|就是)?(?:我|是我|我啊|就我)$")
+_NUMBER_PUNCT_RE = re.compile(r"(?<=\d)[./\-](?=\d)")  # 2026-03-17, 11/20, 3.5: not boundaries
+_PROTECT = {".": "\0", "/": "\1", "-": "\2"}
+_PARTICLES_RE = re.compile(r"[啊呀吧哈呢嘛哦喔]+$")
+_LEAD_IS_RE = re.compile(r"^(?:应该是|应该|是)(?=.)")  # "不对，应该是…"
+_INSURED_HINT_RE = re.compile(r"他|她|出险|被保|患者|病人")
+_NUMBER_LEAD_RE = re.compile(r"身份证号码|身份证号|身份证|号码|手机号|手机|电话|是")
+_ID_WORDS_RE = re.compile(r"身份证|证件|身份号")
+_PHONE_WORDS_RE = re.compile(r"手机|电话|联系|号码|打我")
 
 
 @dataclass(frozen=True)
@@ -63,10 +72,27 @@ class _Acts:
     body: str  # the compact text after a leading "不对，"
 
 
+class _Collector:
+    """Values and problems found in one utterance; the first value for a slot wins."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, SlotValue] = {}
+        self.problems: dict[str, SlotProblem] = {}
+
+    def put(self, slot: str, value: str, confidence: float, span: str) -> None:
+        if slot not in self.values:
+            self.values[slot] = SlotValue(slot, value, round(min(max(confidence, 0.0), 1.0), 2), span)
+            self.problems.pop(slot, None)
+
+    def problem(self, slot: str, code: str, span: str) -> None:
+        if slot not in self.values and slot not in self.problems:
+            self.problems[slot] = SlotProblem(slot, code, span)
+
+
 def compact_text(text: str) -> str:
     """Full-width folded, spaces dropped, punctuation reduced to '，' (kept in dates and numbers)."""
     text = unicodedata.normalize("NFKC", text)
-    text = re.sub(r"(?<=\d)[./\-](?=\d)", lambda m: {"." : "\0", "/": "\1", "-": "\2"}[m.group(0)], text)
+    text = _NUMBER_PUNCT_RE.sub(lambda m: _PROTECT[m.group(0)], text)
     text = _SPACE_RE.sub("", text)
     text = _PUNCT_RE.sub("，", text)
     text = text.replace("\0", ".").replace("\1", "/").replace("\2", "-")
@@ -99,14 +125,18 @@ class Understanding:
         self.hospitals = HospitalDirectory.from_yaml(dictionaries / "hospitals.yaml")
         acts = load("dialogue_acts.yaml")
         self._yes = {str(w) for w in acts.get("affirm") or ()}
-        self._yes_longest_first = sorted(self._yes, key=len, reverse=True)
+        yes = _alternation(self._yes).pattern
+        self._yes_re = re.compile(f"(?:{yes})(?:，?(?:{yes}))*")
         self._no = sorted({str(w) for w in acts.get("deny") or ()}, key=len, reverse=True)
         self._strong_no = [w for w in self._no if len(w) >= 2 and w not in ("没有", "有问题")]
         self._wrong_re = _alternation(acts.get("wrong_markers") or ())
         human = [str(w) for w in acts.get("human") or ()]
         self._human_re = _alternation([w for w in human if len(w) >= 3])
         self._human_short = {w for w in human if len(w) < 3}
-        self._slot_words: dict[str, list[str]] = {k: [str(w) for w in v] for k, v in (acts.get("slot_words") or {}).items()}
+        self._unknown_re = _alternation(acts.get("unknown") or ())
+        self._slot_words: dict[str, list[str]] = {
+            str(slot): [str(w) for w in words] for slot, words in (acts.get("slot_words") or {}).items()
+        }
         self._slot_word_re = _alternation([w for words in self._slot_words.values() for w in words])
         self._slot_of_word = {w: slot for slot, words in self._slot_words.items() for w in words}
 
@@ -155,44 +185,46 @@ class Understanding:
         body = acts.body
         expected = context.expected_slot
         # For a correction that names its slot, that slot is what the value answers.
-        target = acts.hint or (expected if expected in _SLOT_SET else None)
+        target = acts.hint or (expected if expected in SLOTS else None)
+        # "不知道" is no answer: bare-answer readings would turn it into a name or a hospital.
+        bare_ok = not self._unknown_re.search(body)
         now = _shanghai(context.started_at)
         out = _Collector()
-        values, put, problem = out.values, out.put, out.problem
 
         self._numbers(body, target, now, out)
         use_caller_number = mentions_caller_number(body) and target in (None, "reporter_phone")
         if use_caller_number and context.caller_number:
             number = normalize_phone(context.caller_number)
             if number:
-                put("reporter_phone", number, 0.95, body)
+                out.put("reporter_phone", number, 0.95, body)
 
         hospital_mentions = self.hospitals.find(body, self._hospital_stop_re)
-        if not hospital_mentions and target == "hospital":
-            bare = self.hospitals.bare(body, self._hospital_stop_re)
+        if not hospital_mentions and target == "hospital" and bare_ok:
+            bare = self.hospitals.bare(body, self._hospital_stop_re, last=acts.correction)
             hospital_mentions = [bare] if bare else []
         if hospital_mentions:
             h = hospital_mentions[-1] if acts.correction else hospital_mentions[0]
-            put("hospital", h.value, h.confidence, h.said)
+            out.put("hospital", h.value, h.confidence, h.said)
         # Hospital names hold words that mean other things (肿瘤医院, 儿童医院).
         rest = body
         for h in hospital_mentions:
             rest = rest.replace(h.said, "，")
 
-        self._dates(rest, now, acts, target, put, problem)
-        self._relationship(rest, target, expected, put)
-        self._names(rest, target, expected, acts, values, put)
-        self._incident(rest, target, put)
-        self._diagnosis(rest, target, acts, put)
+        self._dates(rest, now, acts, target, out)
+        self._relationship(rest, target, expected, out)
+        self._names(rest, target if bare_ok else None, acts, out)
+        self._incident(rest, target, out)
+        self._diagnosis(rest, target if bare_ok else None, acts, out)
 
-        if acts.correction and not values and not out.problems and not use_caller_number and len(body) <= 6:
-            # "不对，韦文博": a bare fix at read-back; a name is the only thing left it can be
-            bare = self.names.bare(body)
+        if bare_ok and acts.correction and not out.values and not out.problems and not use_caller_number:
+            # "不对，韦文博": a bare fix at read-back, and a name is the only thing it can be.
+            # Which name is unknown; the caller's comes first in the read-back.
+            bare = self.names.bare(body) if len(body) <= 6 else None
             if bare and bare.confidence >= 0.8:
-                put("reporter_name", bare.name, 0.6, body)
+                out.put("reporter_name", bare.name, 0.6, body)
 
         return Extraction(
-            values=values,
+            values=out.values,
             problems=out.problems,
             affirm=acts.affirm,
             correction=acts.correction,
@@ -204,7 +236,7 @@ class Understanding:
 
     def _acts(self, compact: str) -> _Acts:
         bare = compact.strip("，")
-        stripped = re.sub(r"[啊呀吧哈呢嘛哦喔]+$", "", bare)
+        stripped = _PARTICLES_RE.sub("", bare)
         wants_human = bool(self._human_re.search(bare)) or (
             len(bare) <= 6 and any(w in bare for w in self._human_short)
         )
@@ -220,7 +252,7 @@ class Understanding:
                 if bare.startswith(word):
                     affirm, correction = False, True
                     body = bare[len(word):].lstrip("，")
-                    body = re.sub(r"^(?:应该是|应该|是)(?=.)", "", body) if not body.startswith("是我") else body
+                    body = _LEAD_IS_RE.sub("", body) if not body.startswith("是我") else body
                     break
             else:
                 for yes in ("对的", "是的", "没错", "嗯对", "对"):
@@ -240,26 +272,16 @@ class Understanding:
             if wrong and not correction and (slot_word is not None):
                 affirm, correction = False, True
                 body = bare[wrong.end():].lstrip("，")
-                body = re.sub(r"^(?:应该是|应该|是)(?=.)", "", body)
+                body = _LEAD_IS_RE.sub("", body)
         return _Acts(affirm, correction, wants_human, hint, body or bare)
 
     def _is_yes(self, stripped: str) -> bool:
-        if stripped in self._yes:
-            return True
-        # "对对对", "嗯对没错", "是的是的": only yes words
-        rest = stripped
-        while rest:
-            for word in self._yes_longest_first:
-                if rest.startswith(word):
-                    rest = rest[len(word):].lstrip("，")
-                    break
-            else:
-                return False
-        return True
+        # "对", "对对对", "嗯对没错", "是的是的": nothing but yes words
+        return stripped in self._yes or bool(self._yes_re.fullmatch(stripped))
 
     def _name_owner(self, before: str) -> str:
         """Whose name a correction is about: the insured if 他/她/出险人/a relative is named, else the caller."""
-        if re.search(r"他|她|出险|被保|患者|病人", before) or self.relationships.classify(before):
+        if _INSURED_HINT_RE.search(before) or self.relationships.classify(before):
             rel = self.relationships.classify(before)
             if rel is None or rel.value != "本人":
                 return "insured_name"
@@ -267,7 +289,7 @@ class Understanding:
 
     # -- slots -----------------------------------------------------------------------
 
-    def _numbers(self, body: str, target: str | None, now: datetime, out: "_Collector") -> None:
+    def _numbers(self, body: str, target: str | None, now: datetime, out: _Collector) -> None:
         runs = find_digit_runs(body)
         candidates = [r for r in runs if len(r.digits) >= 6] or (
             [max(runs, key=lambda r: len(r.digits))] if runs and target in NUMBER_SLOTS else []
@@ -280,18 +302,20 @@ class Understanding:
         # A recognizer that mishears digits as words ("要八零" for 幺八零): read by sound,
         # and keep it only if it makes a valid number.
         if target in NUMBER_SLOTS and target not in out.values:
-            tail = re.split(r"身份证号码|身份证号|身份证|号码|手机号|手机|电话|是", body)[-1]
+            tail = _NUMBER_LEAD_RE.split(body)[-1]
             digits = digits_by_sound(tail)
-            valid = normalize_phone(digits) if target == "reporter_phone" else (
-                None if id_problem(digits, now.date()) else digits)
+            if target == "reporter_phone":
+                valid = normalize_phone(digits) is not None
+            else:
+                valid = id_problem(digits, now.date()) is None
             if valid:
                 self._number_value(target, digits, tail, now, out, confidence=0.6)
 
     def _number_slot(self, body: str, run: DigitRun, target: str | None) -> str | None:
         before = body[max(0, run.start - 10):run.start]
-        if re.search(r"身份证|证件|身份号", before):
+        if _ID_WORDS_RE.search(before):
             return "insured_id_number"
-        if re.search(r"手机|电话|联系|号码|打我", before):
+        if _PHONE_WORDS_RE.search(before):
             return "reporter_phone"
         if target in NUMBER_SLOTS:
             return target
@@ -305,115 +329,90 @@ class Understanding:
         return None
 
     def _number_value(
-        self, slot: str, digits: str, span: str, now: datetime, out: "_Collector", confidence: float = 0.95
+        self, slot: str, digits: str, span: str, now: datetime, out: _Collector, confidence: float = 0.95
     ) -> None:
-        put, problem = out.put, out.problem
         if slot == "insured_id_number":
             number = normalize_id(digits)
             code = id_problem(number, now.date())
             if code is None:
-                put(slot, number, confidence, span)
+                out.put(slot, number, confidence, span)
             else:
-                problem(slot, code, span)
+                out.problem(slot, code, span)
         else:
-            number = normalize_phone(digits)
-            if number:
-                put(slot, number, confidence, span)
+            phone = normalize_phone(digits)
+            if phone:
+                out.put(slot, phone, confidence, span)
             else:
-                problem(slot, "phone_format", span)
+                out.problem(slot, "phone_format", span)
 
-    def _dates(self, text, now, acts, target, put, problem) -> None:
+    def _dates(self, text: str, now: datetime, acts: _Acts, target: str | None, out: _Collector) -> None:
         found = dates_mod.find_dates(text, now)
         if not found:
             return
-        mention = found[-1] if acts.correction else found[0]
+        mention = found[-1] if acts.correction else found[0]  # "不是前天，是昨天"
         if mention.value is not None:
-            put("incident_date", mention.value.isoformat(), 0.95 if target == "incident_date" else 0.85, mention.span)
+            confidence = 0.95 if target == "incident_date" else 0.85
+            out.put("incident_date", mention.value.isoformat(), confidence, mention.span)
         elif mention.problem:
-            problem("incident_date", mention.problem, mention.span)
+            out.problem("incident_date", mention.problem, mention.span)
 
-    def _relationship(self, text, target, expected, put) -> None:
+    def _relationship(self, text: str, target: str | None, expected: str | None, out: _Collector) -> None:
         found = self.relationships.classify(text)
         if found:
-            put("relationship", found.value, found.confidence, found.span)
-            return
-        if target == "relationship" and _CALLER_IS_INSURED_RE.match(text):
-            put("relationship", "本人", 0.8, text)
+            out.put("relationship", found.value, found.confidence, found.span)
+        elif target == "relationship" and _CALLER_IS_INSURED_RE.match(text):
+            out.put("relationship", "本人", 0.8, text)
         elif target == "relationship" and (by_sound := self.relationships.classify_by_sound(text)):
-            put("relationship", by_sound.value, by_sound.confidence, by_sound.span)
+            out.put("relationship", by_sound.value, by_sound.confidence, by_sound.span)
         elif expected is None and _SELF_EVENT_RE.search(text):
             # an opening about what happened to "我": the caller is the insured
-            put("relationship", "本人", 0.7, text)
+            out.put("relationship", "本人", 0.7, text)
 
-    def _names(self, text, target, expected, acts, values, put) -> None:
+    def _names(self, text: str, target: str | None, acts: _Acts, out: _Collector) -> None:
+        def slot_of(role: str) -> str:
+            if role == ROLE_SELF:
+                return "reporter_name"
+            if role == ROLE_INSURED:
+                return "insured_name"
+            # "姓韦，叫韦文博": the slot asked for, or with no name asked, the caller introducing themself
+            return target if target in NAME_SLOTS else "reporter_name"
+
         mentions = self.names.find(text)
-        if target in NAME_SLOTS and not any(m.role != ROLE_SELF or target == "reporter_name" for m in mentions):
-            bare = self.names.bare(text)
+        if target in NAME_SLOTS and not any(slot_of(m.role) == target for m in mentions):
+            bare = self.names.bare(text)  # "韦文博", "就是我，韦文博"
             if bare:
-                mentions = [*mentions, bare]
-        if acts.correction:
-            mentions = list(reversed(mentions))
-        for m in mentions:
-            if m.role == ROLE_SELF:
-                slot = "reporter_name"
-            elif m.role == ROLE_INSURED:
-                slot = "insured_name"
-            elif target in NAME_SLOTS:
-                slot = target
-            else:
-                slot = "reporter_name"  # "姓韦，叫韦文博" with no question asked: the caller introducing themself
-            put(slot, m.name, m.confidence if m.role != ROLE_BARE or target in NAME_SLOTS else 0.6, m.name)
+                mentions.append(bare)
+        for m in reversed(mentions) if acts.correction else mentions:
+            confidence = m.confidence if m.role != ROLE_BARE or target in NAME_SLOTS else 0.6
+            out.put(slot_of(m.role), m.name, confidence, m.name)
         # The caller reporting for themself: the insured is the reporter.
-        rel = values.get("relationship")
+        rel = out.values.get("relationship")
         if rel and rel.value == "本人" and rel.confidence >= 0.8:
-            name = values.get("reporter_name") or values.get("insured_name")
+            name = out.values.get("reporter_name") or out.values.get("insured_name")
             if name:
-                put("insured_name", name.value, name.confidence, name.span)
+                out.put("insured_name", name.value, name.confidence, name.span)
                 if target != "insured_name":
-                    put("reporter_name", name.value, name.confidence, name.span)
+                    out.put("reporter_name", name.value, name.confidence, name.span)
 
-    def _incident(self, text, target, put) -> None:
+    def _incident(self, text: str, target: str | None, out: _Collector) -> None:
+        # A bare illness answering another question ("医生说是突发心梗") says nothing of the type.
         found = self.incidents.classify(text, allow_weak=target in (None, "incident_type"))
         if found:
-            put("incident_type", found.value, found.confidence, found.span)
+            out.put("incident_type", found.value, found.confidence, found.span)
 
-    def _diagnosis(self, text, target, acts, put) -> None:
+    def _diagnosis(self, text: str, target: str | None, acts: _Acts, out: _Collector) -> None:
         found = self.diagnoses.find(text)
         if found:
             d = found[-1] if acts.correction else found[0]
-            put("diagnosis", d.value, d.confidence, d.span)
+            out.put("diagnosis", d.value, d.confidence, d.span)
             return
-        framed = self.diagnoses.framed(text)
+        framed = self.diagnoses.framed(text)  # "诊断是胆管细胞癌": not in the lexicon
         if framed:
-            put("diagnosis", framed.value, framed.confidence, framed.span)
-            return
-        if target == "diagnosis":
+            out.put("diagnosis", framed.value, framed.confidence, framed.span)
+        elif target == "diagnosis":
             bare = self.diagnoses.bare(text)
             if bare:
-                put("diagnosis", bare.value, bare.confidence, bare.span)
-
-
-class _Collector:
-    """Values and problems found in one utterance; the first value for a slot wins."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, SlotValue] = {}
-        self.problems: dict[str, SlotProblem] = {}
-
-    def put(self, slot: str, value: str, confidence: float, span: str) -> None:
-        if slot not in self.values:
-            self.values[slot] = SlotValue(slot, value, round(min(max(confidence, 0.0), 1.0), 2), span)
-            self.problems.pop(slot, None)
-
-    def problem(self, slot: str, code: str, span: str) -> None:
-        if slot not in self.values and slot not in self.problems:
-            self.problems[slot] = SlotProblem(slot, code, span)
-
-
-_SLOT_SET = frozenset(
-    ("reporter_name", "reporter_phone", "relationship", "insured_name", "insured_id_number",
-     "incident_date", "incident_type", "hospital", "diagnosis")
-)
+                out.put("diagnosis", bare.value, bare.confidence, bare.span)
 
 
 def _shanghai(started_at: datetime) -> datetime:

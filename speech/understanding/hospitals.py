@@ -87,6 +87,16 @@ class HospitalDirectory:
         for g in generic:  # names every city has: corrected for homophones, kept as said
             self._index.setdefault(g, (g, False))
         self._keys = list(self._index)
+        # Names without a 医院-like ending ("北京协和", "广东省医"), found anywhere, and
+        # short names ("华西") found right after 在 / 到 / 去: "在华西住的院".
+        plain = [
+            k for k, (_, canonical) in self._index.items()
+            if canonical and not any(m.end() == len(k) for m in SUFFIX_RE.finditer(k))
+        ]
+        self._plain_re = _alternation(plain)
+        self._short_re = (
+            re.compile(f"(?<=[在到去是])(?:{_alternation(self._short).pattern})") if self._short else None
+        )
         self._key_pinyin = [_pinyin(k) for k in self._keys]
 
     @classmethod
@@ -142,7 +152,19 @@ class HospitalDirectory:
             if mention:
                 mentions.append(mention)
                 last_end = mention.end
-        return mentions
+        extra = [
+            HospitalMention(self._index[m.group(0)][0], m.group(0), m.start(), m.end(), True, 0.9)
+            for m in self._plain_re.finditer(text)
+        ]
+        if self._short_re is not None:
+            extra += [
+                HospitalMention(self._short[m.group(0)], m.group(0), m.start(), m.end(), True, 0.8)
+                for m in self._short_re.finditer(text)
+            ]
+        for mention in extra:
+            if not any(mention.start < other.end and other.start < mention.end for other in mentions):
+                mentions.append(mention)
+        return sorted(mentions, key=lambda h: h.start)
 
     def _mention_ending_at(
         self, text: str, suffix_start: int, end: int, stop_re: re.Pattern[str] | None
@@ -196,12 +218,18 @@ class HospitalDirectory:
         city = self._city.get(hit[0], "")
         return hit[1] and bool(city) and text[start:i] in (city, f"{city}市")
 
-    def bare(self, text: str, stop_re: re.Pattern[str] | None = None) -> HospitalMention | None:
-        """The answer to "在哪家医院": a mention, a short name (协和), or the words said."""
+    def bare(
+        self, text: str, stop_re: re.Pattern[str] | None = None, *, last: bool = False
+    ) -> HospitalMention | None:
+        """The answer to "在哪家医院": a mention, a short name (协和), or the words said.
+
+        With last (a correction, "不是协和，是华西"), the last name said wins.
+        """
         found = self.find(text, stop_re)
         if found:
-            return found[0]
-        for chunk in [c for c in text.split("，") if c]:
+            return found[-1] if last else found[0]
+        chunks = [c for c in re.split(r"，|是(?=[^的])", text) if c]
+        for chunk in reversed(chunks) if last else chunks:
             core = re.sub(r"^(?:就是|就|是|在|去的|去了|去|到了|到)+", "", chunk)
             core = re.sub(r"(?:看的|看病|就诊|住院|住的|那边|那里|这边|这里|吧|啊|的)+$", "", core)
             if not core:
@@ -213,10 +241,16 @@ class HospitalDirectory:
                 return HospitalMention(hit[0], core, text.find(core), text.find(core) + len(core), hit[1], 1.0)
             fuzzy = self.fuzzy(core)
             if fuzzy:
-                return HospitalMention(fuzzy[0], core, text.find(core), text.find(core) + len(core), fuzzy[1], fuzzy[2] / 100)
+                start = text.find(core)
+                return HospitalMention(fuzzy[0], core, start, start + len(core), fuzzy[1], fuzzy[2] / 100)
             if 2 <= len(core) <= _MAX_LEN and all(_name_char(c) for c in core):
                 return HospitalMention(core, core, text.find(core), text.find(core) + len(core), False, 0.4)
         return None
+
+
+def _alternation(words: Iterable[str]) -> re.Pattern[str]:
+    words = sorted({w for w in words if w}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(w) for w in words)) if words else re.compile(r"(?!x)x")
 
 
 def _name_char(ch: str) -> bool:

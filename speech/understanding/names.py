@@ -40,6 +40,11 @@ _BARE_PREFIXES = (
     "叫做", "我叫", "我是", "他叫", "她叫", "他是", "她是", "就是", "就叫", "那个", "嗯", "呃", "额", "哦", "叫", "是", "我",
 )
 _SURNAME_MARK_RE = re.compile("姓")
+_AFTER_SURNAME_RE = re.compile(r"，?(?:名字叫|名字是|名叫|全名叫|全名是|叫做|叫|是)?，?")  # 姓韦，叫…
+_AFTER_RELATION_RE = re.compile(r"(?:的名字|名字)?(?:叫做|叫|是)?，?")  # 我爸(的名字)(叫)…
+_SURNAME_BEFORE_RE = re.compile(r"姓[\u4e00-\u9fff]{1,2}，?$")
+_THIRD_PERSON_BEFORE_RE = re.compile(r"(?:他|她)(?:的)?(?:名字)?$")
+_FIRST_PERSON_BEFORE_RE = re.compile(r"我(?:的)?(?:名字)?$")
 _BARE_SUFFIXES = ("就是我", "是我", "吧", "啊", "呀", "哈", "的", "了", "呢")
 
 
@@ -188,8 +193,8 @@ class NameFinder:
                 continue
             role = self._role_before(text, m.start())
             after = m.end() + len(surname)
-            tail = re.match(r"，?(?:名字叫|名字是|名叫|全名叫|全名是|叫做|叫|是)?，?", text[after:])
-            pos = after + (tail.end() if tail else 0)
+            tail = _AFTER_SURNAME_RE.match(text, after)
+            pos = tail.end() if tail else after
             name = self.name_at(text, pos)
             if name and name.startswith(surname):
                 add(name, role, pos)
@@ -213,23 +218,23 @@ class NameFinder:
             add(self.name_at(text, start + 1), self._role_before(text, start), start + 1)
             start = text.find("叫", start + 1)
         for m in self._relation_re.finditer(text):  # "我爸张建国", "我 父亲 姜 建国"
-            tail = re.match(r"(?:的名字|名字)?(?:叫做|叫|是)?，?", text[m.end():])
-            pos = m.end() + (tail.end() if tail else 0)
+            tail = _AFTER_RELATION_RE.match(text, m.end())
+            pos = tail.end() if tail else m.end()
             add(self.name_at(text, pos), ROLE_INSURED, pos)
         return sorted(mentions.values(), key=lambda n: n.start)
 
     def _role_before(self, text: str, idx: int) -> str:
         """Whose name follows: look at what comes right before 叫/姓."""
         before = text[max(0, idx - 8):idx].rstrip("，")
-        if before.endswith("姓") or re.search(r"姓[\u4e00-\u9fff]{1,2}，?$", before):
+        if before.endswith("姓") or _SURNAME_BEFORE_RE.search(before):
             # "我姓韦，叫…": the role is decided before 姓
             k = text.rfind("姓", 0, idx)
             return self._role_before(text, k) if k >= 0 and k != idx else ROLE_BARE
-        if re.search(r"(他|她)(的)?(名字)?$", before):
+        if _THIRD_PERSON_BEFORE_RE.search(before):
             return ROLE_INSURED
         if self._relation_end_re and self._relation_end_re.search(before):
             return ROLE_INSURED
-        if re.search(r"我(的)?(名字)?$", before):
+        if _FIRST_PERSON_BEFORE_RE.search(before):
             return ROLE_SELF
         return ROLE_BARE
 
@@ -250,13 +255,25 @@ class NameFinder:
                 continue
             if spelled and core[0] != spelled and _same_sound(core[0], spelled):
                 core = spelled + core[1:]
-            if 2 <= len(core) <= 4 and self.surname_at(core, 0):
+            surname = self.surname_at(core, 0)
+            if (
+                surname
+                and 2 <= len(core) <= 4
+                and len(core) > len(surname)
+                and not self._stop_re.match(core)
+                and not any(c in GIVEN_NAME_STOP_CHARS for c in core[len(surname):])
+            ):
                 best = NameMention(core, ROLE_BARE, start, 0.9)
                 continue
             name = self.name_at(core, 0)
             if name:
                 best = NameMention(name, ROLE_BARE, start, 0.8)
-            elif 2 <= len(core) <= 3 and best is None:
+            elif (
+                2 <= len(core) <= 3
+                and best is None
+                and not self._stop_re.match(core)
+                and not any(c in GIVEN_NAME_STOP_CHARS for c in core)
+            ):
                 best = NameMention(core, ROLE_BARE, start, 0.5)  # a surname not in the list
         return best
 

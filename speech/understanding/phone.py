@@ -15,6 +15,7 @@ _CALLER_NUMBER_RE = re.compile(
 )
 # "就是我现在打的这个", "打进来的那个": the number itself left unsaid
 _CALLER_NUMBER_BARE_RE = re.compile(r"(?:现在|正在)(?:打|用)的(?:这个|这部)|打(?:进来|过来)的(?:这个|那个)|(?:用|打)(?:我)?(?:这个|本机)就(?:行|可以)")
+_SPACES_RE = re.compile(r"\s+")
 _NEGATED_RE = re.compile(r"(不|别|不要|不能|不用|换)(用|是|打)?(这个|本机|来电)")
 
 
@@ -48,7 +49,7 @@ def looks_like_phone(digits: str) -> bool:
 
 def mentions_caller_number(text: str) -> bool:
     """Does the caller say "use the number I am calling from"?"""
-    compact = re.sub(r"\s+", "", text)
+    compact = _SPACES_RE.sub("", text)
     if not (_CALLER_NUMBER_RE.search(compact) or _CALLER_NUMBER_BARE_RE.search(compact)):
         return False
     return not _NEGATED_RE.search(compact)

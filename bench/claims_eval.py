@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""Claim-report benchmark of the gateway's dialogue (not a test).
+
+    .venv/bin/python bench/claims_eval.py                 # text (200 callers) then voice (30 callers)
+    .venv/bin/python bench/claims_eval.py --text-only     # ~1-2 min
+    .venv/bin/python bench/claims_eval.py --voice-only    # real-time audio, several minutes
+    .venv/bin/python bench/claims_eval.py --limit 20 --concurrency 8
+
+1. starts `gateway serve --port P` as a subprocess on a free loopback port, with a fresh
+   temporary GATEWAY_DATA_DIR (empty SQLite), the model from ../shared/models (unpacked
+   in var/models) and GATEWAY_MAX_CALLS=64; waits for GET /healthz = 200;
+2. imports ../shared/eval/policies_dev.csv (POST /api/policies, text/csv); aborts if that fails;
+3. runs ../shared/eval/simcaller.py against ws://127.0.0.1:P/ws/call: text turns for all
+   callers of claim_dev.jsonl, then by voice (--audio ../shared/audio/callers-dev,
+   the 30 recorded callers, streamed in real time);
+4. prints a table per mode with the figures next to the targets (PASS/FAIL), the gateway's
+   audio figures from GET /metrics over the voice run, and one final JSON line.
+
+Failing calls (simcaller --show-failures) are saved as JSON lines, with the gateway log,
+in a kept output folder whose path is printed. The gateway is always stopped (SIGTERM,
+SIGKILL after 10 s) and its data folder removed; every phase is bounded in time.
+Progress goes to stderr; tables and the JSON line to stdout.
+Exit status: 0 all targets met, 1 some target missed, 2 the benchmark could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared")).resolve()
+SIMCALLER = SHARED / "eval" / "simcaller.py"
+PERSONAS = SHARED / "eval" / "claim_dev.jsonl"
+POLICIES = SHARED / "eval" / "policies_dev.csv"
+CALLERS_AUDIO = SHARED / "audio" / "callers-dev"
+MIRROR = SHARED / "models"
+MODEL_CACHE = ROOT / "var" / "models"
+GATEWAY_BIN = ROOT / ".venv" / "bin" / "gateway"
+if not GATEWAY_BIN.exists():  # run from another venv: the console script next to this interpreter
+    GATEWAY_BIN = Path(sys.executable).with_name("gateway")
+
+HOST = "127.0.0.1"
+MAX_CALLS = 64
+HEALTH_TIMEOUT_S = 120.0
+STOP_GRACE_S = 10.0
+
+# (key in simcaller's summary, label, comparison, target, unit)
+TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
+    "text": [
+        ("slot_accuracy", "slot accuracy", ">=", 0.97, "%"),
+        ("report_accuracy", "report accuracy", ">=", 0.90, "%"),
+        ("median_turns", "median turns", "<=", 8, ""),
+        ("max_turns", "max turns", "<=", 16, ""),
+    ],
+    "voice": [
+        ("slot_accuracy", "slot accuracy", ">=", 0.90, "%"),
+        ("report_accuracy", "report accuracy", ">=", 0.60, "%"),
+        ("median_call_seconds", "median call", "<=", 120, " s"),
+    ],
+}
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on (gateway did not start, import failed, ...)."""
+
+
+class OverallTimeout(BaseException):
+    """The overall time budget is spent (raised from SIGALRM)."""
+
+
+def log(msg: str) -> None:
+    print(f"[claims_eval {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway subprocess
+# --------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def gateway_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        GATEWAY_DATA_DIR=str(data_dir),
+        GATEWAY_MODEL_MIRRORS=str(MIRROR),
+        GATEWAY_MODEL_CACHE_DIR=str(MODEL_CACHE),
+        GATEWAY_MAX_CALLS=str(MAX_CALLS),
+        GATEWAY_HOST=HOST,  # loopback only; no API keys needed there
+        GATEWAY_API_KEYS="",
+        GATEWAY_WEBHOOK_URL="",  # nothing leaves the machine
+        GATEWAY_CLAIMS_WEBHOOK_URL="",
+        GATEWAY_TWILIO_AUTH_TOKEN="",
+    )
+    return env
+
+
+class Gateway:
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://{HOST}:{self.port}"
+        self.ws_url = f"ws://{HOST}:{self.port}/ws/call"
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float) -> float:
+        t0 = time.monotonic()
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [str(GATEWAY_BIN), "serve", "--port", str(self.port)], env=gateway_env(self.data_dir),
+                cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise BenchError(f"gateway exited with status {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    return time.monotonic() - t0
+            time.sleep(0.25)
+        raise BenchError(f"gateway not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            log(f"gateway did not stop within {STOP_GRACE_S:.0f} s of SIGTERM; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def import_policies(gw: Gateway) -> dict[str, Any]:
+    body = POLICIES.read_bytes()
+    try:
+        resp = httpx.post(f"{gw.base}/api/policies", content=body,
+                          headers={"Content-Type": "text/csv"}, timeout=180)
+    except httpx.HTTPError as exc:
+        raise BenchError(f"policy import failed: {type(exc).__name__}: {exc}") from None
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if resp.status_code not in (200, 207) or not isinstance(data, dict) or not data.get("imported"):
+        detail = json.dumps(data, ensure_ascii=False)[:500] if data is not None else resp.text[:500]
+        raise BenchError(f"policy import of {POLICIES} failed: HTTP {resp.status_code}: {detail}")
+    return {"status": resp.status_code, "imported": data.get("imported"), "rejected": data.get("rejected"),
+            "total": data.get("total"), "errors": (data.get("errors") or [])[:5]}
+
+
+def scrape_metrics(gw: Gateway) -> dict[str, float]:
+    """Unlabelled samples of GET /metrics (labelled ones summed per name)."""
+    out: dict[str, float] = {}
+    try:
+        text = httpx.get(f"{gw.base}/metrics", timeout=10).text
+    except httpx.HTTPError as exc:
+        log(f"GET /metrics failed: {exc}")
+        return out
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if m:
+            with contextlib.suppress(ValueError):
+                out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+    return out
+
+
+def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    def d(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    audio_in = d("gateway_audio_seconds_in_total")
+    decoded = d("gateway_audio_seconds_decoded_total")
+    recog = d("gateway_recognizer_seconds_total")
+    return {
+        "audio_seconds_in": round(audio_in, 1),
+        "audio_seconds_decoded": round(decoded, 1),
+        "decoded_share": round(decoded / audio_in, 3) if audio_in else None,
+        "recognizer_seconds": round(recog, 1),
+        "real_time_factor": round(recog / decoded, 3) if decoded else None,
+        "transcripts_final": int(d("gateway_transcripts_final_total")),
+        "calls": int(d("gateway_calls_total")),
+        "calls_refused": int(d("gateway_calls_refused_total")),
+        "protocol_errors": int(d("gateway_protocol_errors_total")),
+        "decode_lag_s_at_end": after.get("gateway_decode_lag_seconds"),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# simcaller runs
+# --------------------------------------------------------------------------------------------
+CHILDREN: list[subprocess.Popen] = []
+
+
+def run_simcaller(mode: str, gw: Gateway, out_dir: Path, *, limit: int, concurrency: int,
+                  call_timeout: float, run_timeout: float, show_failures: int) -> dict[str, Any]:
+    cmd = [sys.executable, str(SIMCALLER), str(PERSONAS), "--url", gw.ws_url,
+           "--concurrency", str(concurrency), "--timeout", f"{call_timeout:g}",
+           "--show-failures", str(show_failures)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    if mode == "voice":
+        cmd += ["--audio", str(CALLERS_AUDIO)]
+    failures_path = out_dir / f"failures-{mode}.jsonl"
+    stderr_path = out_dir / f"simcaller-{mode}.stderr"
+    log(f"{mode}: {' '.join(cmd)}  (run timeout {run_timeout:.0f} s)")
+    t0 = time.monotonic()
+    with open(stderr_path, "wb") as errf:
+        proc = subprocess.Popen(cmd, cwd=SIMCALLER.parent, stdout=subprocess.PIPE, stderr=errf,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        CHILDREN.append(proc)
+        try:
+            stdout, _ = proc.communicate(timeout=run_timeout)
+        except subprocess.TimeoutExpired:
+            kill_child(proc)
+            raise BenchError(f"{mode} simcaller run exceeded {run_timeout:.0f} s; killed "
+                             f"(stderr: {stderr_path})") from None
+        finally:
+            if proc in CHILDREN and proc.poll() is not None:
+                CHILDREN.remove(proc)
+    seconds = round(time.monotonic() - t0, 1)
+    summary = None
+    for line in reversed(stdout.decode("utf-8", "replace").splitlines()):
+        with contextlib.suppress(ValueError):
+            obj = json.loads(line)
+            if isinstance(obj, dict) and "slot_accuracy" in obj:
+                summary = obj
+                break
+    failures, other = [], []
+    for line in stderr_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and "correct" in obj:
+            failures.append(obj)
+        elif line.strip():
+            other.append(line)
+    with open(failures_path, "w", encoding="utf-8") as fh:
+        for r in failures:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if proc.returncode != 0 or summary is None:
+        raise BenchError(f"{mode} simcaller exited with {proc.returncode} and "
+                         f"{'no' if summary is None else 'a'} summary:\n" + "\n".join(other[-15:]))
+    return {"summary": summary, "seconds": seconds, "failures": failures,
+            "failures_file": str(failures_path), "concurrency": concurrency}
+
+
+def kill_child(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)  # its own session: simcaller only
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+def check(summary: dict[str, Any], mode: str) -> list[dict[str, Any]]:
+    rows = []
+    for key, label, op, target, unit in TARGETS[mode]:
+        value = summary.get(key)
+        ok = value is not None and (value >= target if op == ">=" else value <= target)
+        rows.append({"metric": key, "label": label, "value": value, "op": op, "target": target,
+                     "unit": unit, "pass": ok})
+    return rows
+
+
+def fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "%":
+        return f"{value * 100:.1f}%"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.1f}{unit}"
+    return f"{value:g}{unit}"
+
+
+def print_table(mode: str, run: dict[str, Any], gold: dict[str, dict]) -> None:
+    s = run["summary"]
+    print(f"\n== {mode}: {s.get('callers')} callers, concurrency {run['concurrency']}, {run['seconds']:.0f} s ==")
+    print(f"  {'metric':<17}{'value':>9}  {'target':<10}result")
+    for row in run["checks"]:
+        target = f"{row['op']} {fmt(row['target'], row['unit'])}"
+        print(f"  {row['label']:<17}{fmt(row['value'], row['unit']):>9}  {target:<10}"
+              f"{'PASS' if row['pass'] else 'FAIL'}")
+    info = [f"completed {fmt(s.get('completed'), '%')}", f"median turns {fmt(s.get('median_turns'), '')}",
+            f"max turns {fmt(s.get('max_turns'), '')}"]
+    print("  " + "; ".join(info))
+    print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in (s.get("outcomes") or {}).items()))
+    per_slot = s.get("per_slot") or {}
+    print("  per slot: " + ", ".join(f"{k} {v * 100:.0f}%" for k, v in per_slot.items()))
+    failures = run["failures"]
+    print(f"  failing calls: {len(failures)} saved to {run['failures_file']}")
+    for r in failures[:5]:
+        g = gold.get(r["id"], {})
+        wrong = [f"{k}={r['slots'].get(k)!s}≠{g.get(k)}" for k, ok in r["correct"].items() if not ok]
+        print(f"    {r['id']} {r.get('outcome')} turns {r.get('turns')}: " + "; ".join(wrong)[:220])
+
+
+def print_metrics(m: dict[str, Any]) -> None:
+    print("\n== gateway /metrics over the voice run ==")
+    print(f"  audio in {m['audio_seconds_in']:.0f} s, decoded {m['audio_seconds_decoded']:.0f} s "
+          f"(share {fmt(m['decoded_share'], '%')}), recognizer {m['recognizer_seconds']:.0f} s, "
+          f"real-time factor {m['real_time_factor'] if m['real_time_factor'] is not None else 'n/a'}")
+    print(f"  calls {m['calls']}, refused {m['calls_refused']}, protocol errors {m['protocol_errors']}, "
+          f"final transcripts {m['transcripts_final']}, decode lag at end {m['decode_lag_s_at_end']} s")
+
+
+# --------------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--text-only", action="store_true", help="text turns only")
+    only.add_argument("--voice-only", action="store_true", help="voice (recorded audio) only")
+    ap.add_argument("--limit", type=int, default=0, help="first N callers of each mode (0: all)")
+    ap.add_argument("--concurrency", type=int, default=8, help="simultaneous calls (default 8; voice: keep >= 8)")
+    ap.add_argument("--text-timeout", type=float, default=15.0, help="simcaller --timeout for text (s)")
+    ap.add_argument("--voice-timeout", type=float, default=30.0, help="simcaller --timeout for voice (s)")
+    ap.add_argument("--text-run-timeout", type=float, default=600.0, help="bound of the text run (s)")
+    ap.add_argument("--voice-run-timeout", type=float, default=1500.0, help="bound of the voice run (s)")
+    ap.add_argument("--overall-timeout", type=float, default=2400.0, help="bound of everything (s)")
+    ap.add_argument("--show-failures", type=int, default=1000, help="failing calls saved per mode")
+    args = ap.parse_args()
+    modes = ["text"] * (not args.voice_only) + ["voice"] * (not args.text_only)
+
+    for path in (SIMCALLER, PERSONAS, POLICIES, GATEWAY_BIN) + ((CALLERS_AUDIO / "manifest.tsv",) if "voice" in modes else ()):
+        if not path.exists():
+            print(f"claims_eval: missing {path}", file=sys.stderr)
+            return 2
+
+    def on_alarm(signum, frame):
+        raise OverallTimeout()
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+    deadline = time.monotonic() + args.overall_timeout
+    signal.alarm(int(args.overall_timeout) + 1)
+
+    gold = {}
+    for line in PERSONAS.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            p = json.loads(line)
+            gold[p["id"]] = p["gold"]
+
+    out_dir = Path(tempfile.mkdtemp(prefix="claims_eval-"))  # kept: failing calls, gateway log
+    data_dir = Path(tempfile.mkdtemp(prefix="claims_eval-data-"))  # removed: the gateway's SQLite
+    gw = Gateway(data_dir, out_dir / "gateway.log")
+    result: dict[str, Any] = {"bench": "claims_eval", "modes": modes, "limit": args.limit,
+                              "output_dir": str(out_dir), "gateway_log": str(gw.log_path)}
+    status = 2
+    try:
+        log(f"starting gateway on {gw.base} (data {data_dir}, log {gw.log_path})")
+        result["gateway_start_s"] = round(gw.start(min(HEALTH_TIMEOUT_S, deadline - time.monotonic())), 1)
+        log(f"gateway healthy after {result['gateway_start_s']} s")
+        result["policies"] = imp = import_policies(gw)
+        log(f"policies: imported {imp['imported']}, rejected {imp['rejected']}, total {imp['total']}")
+        print(f"policies_dev.csv: imported {imp['imported']}, rejected {imp['rejected']}, total {imp['total']} "
+              f"(HTTP {imp['status']})")
+        all_pass = True
+        for mode in modes:
+            before = scrape_metrics(gw)
+            remaining = deadline - time.monotonic() - 20  # leave time to stop the gateway
+            if remaining <= 30:
+                raise BenchError(f"no time left for the {mode} run")
+            run = run_simcaller(
+                mode, gw, out_dir, limit=args.limit, concurrency=args.concurrency,
+                call_timeout=args.text_timeout if mode == "text" else args.voice_timeout,
+                run_timeout=min(args.text_run_timeout if mode == "text" else args.voice_run_timeout, remaining),
+                show_failures=args.show_failures,
+            )
+            run["checks"] = check(run["summary"], mode)
+            run["pass"] = all(c["pass"] for c in run["checks"])
+            all_pass &= run["pass"]
+            if mode == "voice":
+                run["metrics"] = metrics_delta(before, scrape_metrics(gw))
+            print_table(mode, run, gold)
+            if mode == "voice":
+                print_metrics(run["metrics"])
+            result[mode] = {
+                "pass": run["pass"], "seconds": run["seconds"], "concurrency": run["concurrency"],
+                "summary": run["summary"],
+                "checks": {c["metric"]: {"value": c["value"], "target": f"{c['op']}{c['target']:g}",
+                                         "pass": c["pass"]} for c in run["checks"]},
+                "failing_calls": len(run["failures"]), "failures_file": run["failures_file"],
+                **({"gateway_metrics": run["metrics"]} if "metrics" in run else {}),
+            }
+        result["pass"] = all_pass
+        status = 0 if all_pass else 1
+    except BenchError as exc:
+        result["error"] = str(exc)
+        print(f"claims_eval: {exc}", file=sys.stderr)
+    except OverallTimeout:
+        result["error"] = f"overall timeout of {args.overall_timeout:.0f} s"
+        print(f"claims_eval: {result['error']}", file=sys.stderr)
+    except KeyboardInterrupt:
+        result["error"] = "interrupted"
+        print("claims_eval: interrupted", file=sys.stderr)
+    finally:
+        signal.alarm(0)
+        for child in CHILDREN:
+            kill_child(child)
+        try:
+            gw.stop()
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"\nfailing calls and the gateway log: {out_dir}")
+    print(json.dumps(result, ensure_ascii=False))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
