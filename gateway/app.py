@@ -22,6 +22,7 @@ from .routes import routes
 from .services import Services
 from .settings import Settings
 from .speech_service import SpeechService
+from .twilio_voice import twilio_routes
 from .webhook import forward_events
 
 log = logging.getLogger(__name__)
@@ -80,4 +81,4 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
             await database.close()
             speech.close()
 
-    return Starlette(routes=[*routes(), *api_routes()], lifespan=lifespan)
+    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes()], lifespan=lifespan)

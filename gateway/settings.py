@@ -60,6 +60,8 @@ class Settings:
     tts_http_url: str = ""
     tts_http_api_key: str = ""
     tts_voice: str = ""
+    # Where a transferred Twilio call is dialled (TwiML <Dial> after the stream ends).
+    transfer_number: str = ""
 
     # Flows (config/flows/*.yaml) and dictionaries (config/dictionaries/); empty: the bundled config/.
     config_dir: str = ""

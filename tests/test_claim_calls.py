@@ -292,3 +292,51 @@ async def test_a_chat_caller_is_not_rushed(make_settings):
             assert first["event"] == "prompt"
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(ws.recv(), 1.5)  # no "are you there?" on a text channel
+
+
+async def test_twilio_stream_end_dials_the_agent_only_after_a_transfer(make_settings):
+    from gateway.auth import twilio_signature
+
+    settings = make_settings(transfer_number="+862100000000", twilio_auth_token="tw", public_url="wss://gw.example.com",
+                             no_input_s=0.3, prompt_chars_per_s=1000.0, tts_engine="none")
+    with running_gateway(settings) as address:
+        call_sid = "CA" + "7" * 32
+        stream = "MZ" + "7" * 32
+        signature = twilio_signature("tw", "wss://gw.example.com/ws/twilio")
+        async with connect(f"ws://{address}/ws/twilio", additional_headers={"X-Twilio-Signature": signature}) as ws:
+            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            await ws.send(json.dumps({"event": "start", "streamSid": stream, "start": {
+                "streamSid": stream, "callSid": call_sid, "accountSid": "AC" + "0" * 32, "tracks": ["inbound"],
+                "customParameters": {"flow": "claim_report", "caller": "+8613800138000"},
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+            silence = json.dumps({"event": "media", "streamSid": stream,
+                                  "media": {"track": "inbound", "payload": "//////////////////////////8="}})
+            with pytest.raises(ConnectionClosed):  # the caller stays silent until the bot gives up
+                for _ in range(1500):
+                    await ws.send(silence)
+                    await asyncio.sleep(0.005)
+        stored = await wait_until(lambda: _ended_call(address, call_sid))
+        assert stored["end_reason"] == "transfer"
+
+        form = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32}
+        url = "https://gw.example.com/twilio/stream-ended"
+        async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+            refused = await client.post("/twilio/stream-ended", data=form, headers={"X-Twilio-Signature": "bad"})
+            assert refused.status_code == 403
+            ok = await client.post("/twilio/stream-ended", data=form,
+                                   headers={"X-Twilio-Signature": twilio_signature("tw", url, form)})
+            assert ok.status_code == 200 and "<Dial>+862100000000</Dial>" in ok.text
+            other = {"CallSid": "CA" + "8" * 32}
+            hung = await client.post("/twilio/stream-ended", data=other,
+                                     headers={"X-Twilio-Signature": twilio_signature("tw", url, other)})
+            assert "<Hangup/>" in hung.text
+
+
+async def _ended_call(address: str, call_id: str):
+    from calls import transcript
+
+    try:
+        stored = await transcript(address, call_id)
+    except httpx.HTTPStatusError:
+        return None
+    return stored if stored["ended_at"] else None

@@ -217,3 +217,20 @@ async def test_non_loopback_clients_are_refused_without_keys(make_settings):
     assert auth.check_upgrade("::1", {}, {}) is Verdict.ALLOWED
     assert auth.check_upgrade("10.1.2.3", {}, {}) is Verdict.DENIED
     assert auth.check_upgrade("203.0.113.9", {"authorization": "Bearer x"}, {}) is Verdict.DENIED
+
+
+async def test_call_events_are_posted_to_the_webhook(make_settings):
+    from fake_claims import fake_claims_system
+
+    with fake_claims_system() as receiver:
+        with running_gateway(make_settings(webhook_url=receiver.url)) as address:
+            pcm, rate = load_pcm(HELLO)
+            await generic_call(address, pcm, rate, "hooked")
+            deadline = asyncio.get_running_loop().time() + 10
+            while not any(d["json"]["type"] == "call.ended" for d in receiver.deliveries()):
+                assert asyncio.get_running_loop().time() < deadline, receiver.deliveries()
+                await asyncio.sleep(0.05)
+    events = [d["json"] for d in receiver.deliveries()]
+    assert [e["type"] for e in events][0] == "call.started"
+    finals = [e for e in events if e["type"] == "transcript" and e["final"]]
+    assert finals and finals[0]["text"].replace(" ", "") == "你好世界" and finals[0]["call_id"] == "hooked"
