@@ -111,7 +111,10 @@ class CallSession:
         self.can_send = True  # the peer may be gone while its last messages are still queued
         self.flushed = False
         self.flow: FlowCall | None = None
-        self.answer_deadline: float | None = None  # when silence after a prompt counts as no input
+        # When silence after a prompt counts as no input: by the clock (nothing arrives at all)
+        # and by the call's own audio (frames keep coming; robust to recognition lagging behind).
+        self.answer_deadline: float | None = None
+        self.answer_due_audio: float | None = None
         self.playing_until = 0.0  # when the prompt audio sent to the platform ends (estimated)
         self.prompts_played = 0
 
@@ -216,6 +219,11 @@ class CallSession:
             if outcome.audio_seconds > 0 or texts:
                 await self._caller_speaks()
             await self._converse(outcome.finals, texts)
+            if self.answer_due_audio is not None and self._audio_position() >= self.answer_due_audio:
+                await self._no_input()
+            elif self.answer_due_audio is not None and self.answer_deadline is not None:
+                # Frames are arriving: the audio clock decides, the wall clock only when they stop.
+                self.answer_deadline = time.monotonic() + (self.answer_due_audio - self._audio_position()) + 2.0
         if not self.connected and self.ws.application_state == WebSocketState.CONNECTED:
             if self.end_reason in {"hangup", "transfer"}:
                 await self._linger()
@@ -261,7 +269,9 @@ class CallSession:
             settings = self.services.settings
             if not speaking_s:  # not played by us: the platform or client shows or speaks the text
                 speaking_s = sum(len(p.text) for p in result.prompts) / settings.prompt_chars_per_s
-            self.answer_deadline = time.monotonic() + speaking_s + settings.no_input_s
+            wait_s = speaking_s + settings.no_input_s
+            self.answer_deadline = time.monotonic() + wait_s
+            self.answer_due_audio = self._audio_position() + wait_s
         if result.end is not None:
             self.end_reason = result.end
             self.connected = False
@@ -282,15 +292,20 @@ class CallSession:
         self.playing_until = max(self.playing_until, time.monotonic()) + seconds
         return seconds
 
+    def _audio_position(self) -> float:
+        return self.earlier_audio_seconds + (self.audio.seconds_in if self.audio else 0.0)
+
     async def _caller_speaks(self) -> None:
         """Caller speech (or input) arrived: it answers the prompt, and barges in on playback."""
         self.answer_deadline = None
+        self.answer_due_audio = None
         if time.monotonic() < self.playing_until:
             self.playing_until = 0.0
             await self._send(self.adapter.clear())
 
     async def _no_input(self) -> None:
         self.answer_deadline = None
+        self.answer_due_audio = None
         # Silence means "no answer" only on a voice call; a chat user may take their time to type.
         voice_call = self.adapter.plays_audio or (self.live is not None and self.live.first_audio is not None)
         if voice_call and self.flow is not None and not self.flow.dialogue.finished:
