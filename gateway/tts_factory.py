@@ -1,0 +1,37 @@
+"""Builds the configured prompt synthesizer, always behind a disk cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from speech.tts import CachedSynthesizer, EspeakPinyinSynthesizer, SilenceSynthesizer, Synthesizer
+
+from .tts_http import HttpSynthesizer
+
+ENGINES = ("none", "espeak", "http", "silence")
+
+
+def build_synthesizer(
+    engine: str,
+    *,
+    cache_dir: Path,
+    sample_rate: int,
+    http_url: str = "",
+    http_api_key: str = "",
+    voice: str = "",
+) -> Synthesizer | None:
+    """Engine name from settings -> a cached synthesizer, or None for "none" (no playback)."""
+    inner: Synthesizer
+    if engine == "none":
+        return None
+    if engine == "espeak":
+        inner = EspeakPinyinSynthesizer(voice or "cmn-latn-pinyin", sample_rate=sample_rate)
+    elif engine == "http":
+        if not http_url:
+            raise ValueError('TTS engine "http" needs a provider URL')
+        inner = HttpSynthesizer(http_url, http_api_key or None, voice or None, sample_rate=sample_rate)
+    elif engine == "silence":
+        inner = SilenceSynthesizer(sample_rate)
+    else:
+        raise ValueError(f"unknown TTS engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+    return CachedSynthesizer(inner, cache_dir)
