@@ -25,7 +25,9 @@ def build_synthesizer(
     if engine == "none":
         return None
     if engine == "espeak":
-        inner = EspeakPinyinSynthesizer(voice or "cmn-latn-pinyin", sample_rate=sample_rate)
+        # The female variant with a small word gap is the most intelligible espeak voice we
+        # measured (Vosk CER on prompts 0.54 vs 0.82 for the defaults); still robotic.
+        inner = EspeakPinyinSynthesizer(voice or "cmn-latn-pinyin+f3", sample_rate=sample_rate, word_gap=3)
     elif engine == "http":
         if not http_url:
             raise ValueError('TTS engine "http" needs a provider URL')

@@ -8,11 +8,13 @@ import os
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from gateway.app import create_app, model_spec
 from gateway.claim_calls import Dialogues
@@ -24,9 +26,49 @@ SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
 AUDIO = SHARED / "audio"
 
 
-def database_url_for_tests(tmp_path: Path) -> str:
-    """SQLite in a temporary folder, or the PostgreSQL URL CI gives in GATEWAY_TEST_DATABASE_URL."""
-    return os.environ.get("GATEWAY_TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+def _in_thread(coro) -> None:
+    """Run a coroutine to completion on its own loop (fixtures are sync; a test loop may exist)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+async def _admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    parsed = make_url(url)
+    conn = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                                 password=parsed.password, database=parsed.database)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def isolated_database(tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own: SQLite in a temporary folder, or, when CI gives a
+    PostgreSQL server in GATEWAY_TEST_DATABASE_URL, a fresh database created on it."""
+    server = os.environ.get("GATEWAY_TEST_DATABASE_URL")
+    if not server:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+        return
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+    _in_thread(_admin(server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _in_thread(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -41,12 +83,18 @@ def model_cache() -> Path:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, model_cache: Path):
+def test_database(tmp_path: Path) -> Iterator[str]:
+    with isolated_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, model_cache: Path, test_database: str):
     def make(**overrides) -> Settings:
         base = load_settings(environ={})
         values = dict(
             data_dir=str(tmp_path),
-            database_url=database_url_for_tests(tmp_path),
+            database_url=test_database,
             model_cache_dir=str(model_cache),
             model_mirrors=(),
             model_url="",
