@@ -58,6 +58,7 @@ HOST = "127.0.0.1"
 MAX_CALLS = 64
 HEALTH_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0
+SAMPLE_S = 2.0  # /metrics sampling period during a run (decode lag)
 
 # (key in simcaller's summary, label, comparison, target, unit)
 TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
@@ -177,13 +178,14 @@ def import_policies(gw: Gateway) -> dict[str, Any]:
             "total": data.get("total"), "errors": (data.get("errors") or [])[:5]}
 
 
-def scrape_metrics(gw: Gateway) -> dict[str, float]:
+def scrape_metrics(gw: Gateway, quiet: bool = False) -> dict[str, float]:
     """Unlabelled samples of GET /metrics (labelled ones summed per name)."""
     out: dict[str, float] = {}
     try:
         text = httpx.get(f"{gw.base}/metrics", timeout=10).text
     except httpx.HTTPError as exc:
-        log(f"GET /metrics failed: {exc}")
+        if not quiet:
+            log(f"GET /metrics failed: {exc}")
         return out
     for line in text.splitlines():
         m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
@@ -210,7 +212,6 @@ def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
         "calls": int(d("gateway_calls_total")),
         "calls_refused": int(d("gateway_calls_refused_total")),
         "protocol_errors": int(d("gateway_protocol_errors_total")),
-        "decode_lag_s_at_end": after.get("gateway_decode_lag_seconds"),
     }
 
 
@@ -232,23 +233,38 @@ def run_simcaller(mode: str, gw: Gateway, out_dir: Path, *, limit: int, concurre
     failures_path = out_dir / f"failures-{mode}.jsonl"
     stderr_path = out_dir / f"simcaller-{mode}.stderr"
     log(f"{mode}: {' '.join(cmd)}  (run timeout {run_timeout:.0f} s)")
+    stdout_path = out_dir / f"simcaller-{mode}.stdout"
     t0 = time.monotonic()
-    with open(stderr_path, "wb") as errf:
-        proc = subprocess.Popen(cmd, cwd=SIMCALLER.parent, stdout=subprocess.PIPE, stderr=errf,
+    lags: list[float] = []  # gateway_decode_lag_seconds, sampled while the calls run
+    active: list[float] = []
+    with open(stdout_path, "wb") as outf, open(stderr_path, "wb") as errf:
+        proc = subprocess.Popen(cmd, cwd=SIMCALLER.parent, stdout=outf, stderr=errf,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         CHILDREN.append(proc)
         try:
-            stdout, _ = proc.communicate(timeout=run_timeout)
-        except subprocess.TimeoutExpired:
-            kill_child(proc)
-            raise BenchError(f"{mode} simcaller run exceeded {run_timeout:.0f} s; killed "
-                             f"(stderr: {stderr_path})") from None
+            while True:
+                try:
+                    proc.wait(timeout=SAMPLE_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if time.monotonic() - t0 > run_timeout:
+                    kill_child(proc)
+                    raise BenchError(f"{mode} simcaller run exceeded {run_timeout:.0f} s; killed "
+                                     f"(stderr: {stderr_path})")
+                m = scrape_metrics(gw, quiet=True)
+                if "gateway_decode_lag_seconds" in m:
+                    lags.append(m["gateway_decode_lag_seconds"])
+                    active.append(m.get("gateway_active_calls", 0.0))
         finally:
-            if proc in CHILDREN and proc.poll() is not None:
+            if proc.poll() is not None and proc in CHILDREN:
                 CHILDREN.remove(proc)
     seconds = round(time.monotonic() - t0, 1)
+    lag = {"max_decode_lag_s": round(max(lags), 2) if lags else None,
+           "median_decode_lag_s": round(sorted(lags)[len(lags) // 2], 2) if lags else None,
+           "max_active_calls": int(max(active)) if active else None, "samples": len(lags)}
     summary = None
-    for line in reversed(stdout.decode("utf-8", "replace").splitlines()):
+    for line in reversed(stdout_path.read_text(encoding="utf-8", errors="replace").splitlines()):
         with contextlib.suppress(ValueError):
             obj = json.loads(line)
             if isinstance(obj, dict) and "slot_accuracy" in obj:
@@ -270,7 +286,7 @@ def run_simcaller(mode: str, gw: Gateway, out_dir: Path, *, limit: int, concurre
     if proc.returncode != 0 or summary is None:
         raise BenchError(f"{mode} simcaller exited with {proc.returncode} and "
                          f"{'no' if summary is None else 'a'} summary:\n" + "\n".join(other[-15:]))
-    return {"summary": summary, "seconds": seconds, "failures": failures,
+    return {"summary": summary, "seconds": seconds, "failures": failures, "lag": lag,
             "failures_file": str(failures_path), "concurrency": concurrency}
 
 
@@ -313,7 +329,8 @@ def fmt(value: Any, unit: str) -> str:
 
 def print_table(mode: str, run: dict[str, Any], gold: dict[str, dict]) -> None:
     s = run["summary"]
-    print(f"\n== {mode}: {s.get('callers')} callers, concurrency {run['concurrency']}, {run['seconds']:.0f} s ==")
+    print(f"\n== {mode}: {s.get('callers')} callers, concurrency {run['concurrency']}, {run['seconds']:.0f} s "
+          f"(load average {run['loadavg_1min_after']:g} on {os.cpu_count()} CPUs) ==")
     print(f"  {'metric':<17}{'value':>9}  {'target':<10}result")
     for row in run["checks"]:
         target = f"{row['op']} {fmt(row['target'], row['unit'])}"
@@ -339,7 +356,9 @@ def print_metrics(m: dict[str, Any]) -> None:
           f"(share {fmt(m['decoded_share'], '%')}), recognizer {m['recognizer_seconds']:.0f} s, "
           f"real-time factor {m['real_time_factor'] if m['real_time_factor'] is not None else 'n/a'}")
     print(f"  calls {m['calls']}, refused {m['calls_refused']}, protocol errors {m['protocol_errors']}, "
-          f"final transcripts {m['transcripts_final']}, decode lag at end {m['decode_lag_s_at_end']} s")
+          f"final transcripts {m['transcripts_final']}")
+    print(f"  decode lag (sampled every {SAMPLE_S:g} s): max {m['max_decode_lag_s']} s, "
+          f"median {m['median_decode_lag_s']} s; max active calls {m['max_active_calls']}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,6 +405,7 @@ def main() -> int:
     gw = Gateway(data_dir, out_dir / "gateway.log")
     result: dict[str, Any] = {"bench": "claims_eval", "modes": modes, "limit": args.limit,
                               "output_dir": str(out_dir), "gateway_log": str(gw.log_path)}
+    result["machine"] = {"cpus": os.cpu_count(), "loadavg_1min_start": round(os.getloadavg()[0], 2)}
     status = 2
     try:
         log(f"starting gateway on {gw.base} (data {data_dir}, log {gw.log_path})")
@@ -411,7 +431,9 @@ def main() -> int:
             run["pass"] = all(c["pass"] for c in run["checks"])
             all_pass &= run["pass"]
             if mode == "voice":
-                run["metrics"] = metrics_delta(before, scrape_metrics(gw))
+                run["metrics"] = {**metrics_delta(before, scrape_metrics(gw)),
+                                  **{k: v for k, v in run["lag"].items() if k != "samples"}}
+            run["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
             print_table(mode, run, gold)
             if mode == "voice":
                 print_metrics(run["metrics"])
@@ -421,6 +443,7 @@ def main() -> int:
                 "checks": {c["metric"]: {"value": c["value"], "target": f"{c['op']}{c['target']:g}",
                                          "pass": c["pass"]} for c in run["checks"]},
                 "failing_calls": len(run["failures"]), "failures_file": run["failures_file"],
+                "loadavg_1min_after": run["loadavg_1min_after"],
                 **({"gateway_metrics": run["metrics"]} if "metrics" in run else {}),
             }
         result["pass"] = all_pass

@@ -122,6 +122,13 @@ class CallSession:
     async def run(self) -> None:
         settings = self.services.settings
         await self.ws.accept()
+        lag = self.services.registry.max_decode_lag()
+        if settings.max_decode_lag_s and lag > settings.max_decode_lag_s:
+            # Recognition already trails real time: one more call would degrade every call.
+            self.services.metrics.count_refusal("overload")
+            log.warning("refused %s call: recognition is %.1f s behind real time", self.adapter.name, lag)
+            await self._close(CLOSE_TRY_AGAIN, f"gateway overloaded (recognition {lag:.1f} s behind), try again later")
+            return
         self.live = self.services.registry.open(self.adapter.name)
         if self.live is None:
             self.services.metrics.count_refusal("capacity")
@@ -369,6 +376,8 @@ class CallSession:
         speech = self.services.speech
         recognizer_rate = speech.input_rate(rate)
         self.audio_rate = rate
+        if self.recognizer is not None:
+            await speech.run(self.recognizer.close)
         try:
             self.audio = AudioInput(self.start.encoding, rate, recognizer_rate, self._vad_config(self.start))
         except ValueError as exc:
@@ -415,7 +424,8 @@ class CallSession:
             await self._protocol_error(ProtocolError(f"bad audio: {exc}", 1007))
             return False
         self.services.metrics.audio_seconds_in += self.audio.seconds_in - before
-        self._merge(outcome, await self.services.speech.run(recognize, self.recognizer, gate_events))
+        if gate_events:  # silence the gate dropped costs no trip to the recognizer threads
+            self._merge(outcome, await self.services.speech.run(recognize, self.recognizer, gate_events))
         self.live.audio_seconds_processed = self.earlier_audio_seconds + self.audio.seconds_in
         return True
 
@@ -532,5 +542,7 @@ class CallSession:
             await self.services.database.end_call(self.call_pk, self.end_reason, audio_seconds)
         self._publish({"type": "call.ended", "reason": self.end_reason, "audio_seconds": round(audio_seconds, 3)})
         log.info("call %s ended: %s (%.1f s of audio)", self.call_id, self.end_reason, audio_seconds)
+        if self.recognizer is not None:
+            await self.services.speech.run(self.recognizer.close)
         self.recognizer = None
         self.audio = None

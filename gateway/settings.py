@@ -41,6 +41,8 @@ class Settings:
     idle_timeout_s: float = 30.0
     max_call_s: float = 3600.0
     recognizer_workers: int = 0
+    # New calls are refused (1013) while recognition trails real time by more than this; 0: never.
+    max_decode_lag_s: float = 1.0
 
     vad_enabled: bool = True
     vad_preroll_ms: int = 300

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
-from speech.recognizer import Recognizer, load_model
+from speech.recognizer import Recognizer, RecognizerPool, load_model
 
 T = TypeVar("T")
 
@@ -29,6 +29,7 @@ class SpeechService:
         self.sample_rate = model_sample_rate(model_path)
         self.workers = workers
         self._model = load_model(model_path)
+        self.pool = RecognizerPool(self._model, max_idle=max(4 * workers, 8))
         # Vosk releases the GIL while decoding, so threads give real parallelism;
         # one per core keeps the event loop's own thread free.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recognizer")
@@ -53,7 +54,7 @@ class SpeechService:
     ) -> Recognizer:
         return Recognizer(
             self._model, sample_rate, phrases=phrases, words=words,
-            max_alternatives=max_alternatives, partial_interval_s=partial_interval_s,
+            max_alternatives=max_alternatives, partial_interval_s=partial_interval_s, pool=self.pool,
         )
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -31,6 +32,42 @@ def load_model(path: Path | str) -> vosk.Model:
     return vosk.Model(str(path))
 
 
+class RecognizerPool:
+    """Warm Vosk recognizers kept between calls.
+
+    A Vosk recognizer caches the decoding graph it expands as it goes: a fresh
+    one spends ~4.5x the CPU of a warm one on its first utterances (1.13 s vs
+    0.25 s on a 2.3 s phrase). Recognizers without a grammar are therefore
+    reset and reused instead of thrown away. Thread-safe.
+    """
+
+    def __init__(self, model: vosk.Model, max_idle: int = 16) -> None:
+        self.model = model
+        self.max_idle = max_idle
+        self._idle: dict[int, list[tuple[vosk.KaldiRecognizer, int]]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, sample_rate: int) -> tuple[vosk.KaldiRecognizer, int]:
+        """A recognizer at this rate and the samples it was already fed (Vosk's clock runs on)."""
+        with self._lock:
+            idle = self._idle.get(sample_rate)
+            if idle:
+                return idle.pop()
+        return vosk.KaldiRecognizer(self.model, sample_rate), 0
+
+    def release(self, sample_rate: int, rec: vosk.KaldiRecognizer, fed_samples: int) -> None:
+        rec.Reset()
+        with self._lock:
+            idle = self._idle.setdefault(sample_rate, [])
+            if sum(len(v) for v in self._idle.values()) < self.max_idle:
+                idle.append((rec, fed_samples))
+
+    @property
+    def idle(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._idle.values())
+
+
 class Recognizer:
     """Streaming recognition of one call. Not thread-safe: one caller at a time."""
 
@@ -43,8 +80,11 @@ class Recognizer:
         words: bool = True,
         max_alternatives: int = 0,
         partial_interval_s: float = 0.0,
+        pool: RecognizerPool | None = None,
     ) -> None:
         self.sample_rate = sample_rate
+        self._pool = pool
+        self._pooled = False  # self._rec came from the pool and has had no grammar
         # Computing a partial costs ~15% more CPU; callers rarely need one per 20 ms frame.
         self.partial_interval_s = partial_interval_s
         self._since_partial = 0.0
@@ -54,19 +94,25 @@ class Recognizer:
         self.max_alternatives = max_alternatives
         self._model = model
         self._phrases = tuple(phrases) if phrases else None
-        self._rec = self._new_recognizer()
         self._fed_samples = 0
-        # Parallel lists: recognizer time where a contiguous run starts, and its call time.
-        self._anchor_rec: list[float] = [0.0]
-        self._anchor_call: list[float] = [0.0]
         self._next_call_time: float | None = None
+        self._rec = self._new_recognizer()
+        # Parallel lists: recognizer time where a contiguous run starts, and its call time.
+        self._anchor_rec: list[float] = [self._fed_samples / sample_rate]
+        self._anchor_call: list[float] = [0.0]
         self._last_partial = ""
         self.utterance_has_audio = False
 
     def _new_recognizer(self) -> vosk.KaldiRecognizer:
+        """A recognizer for the current vocabulary; sets the clock base (`_fed_samples`)."""
+        self._pooled = False
+        self._fed_samples = 0
         if self._phrases:
             grammar = json.dumps([*self._phrases, UNKNOWN_WORD], ensure_ascii=False)
             rec = vosk.KaldiRecognizer(self._model, self.sample_rate, grammar)
+        elif self._pool is not None:
+            rec, self._fed_samples = self._pool.acquire(self.sample_rate)
+            self._pooled = True
         else:
             rec = vosk.KaldiRecognizer(self._model, self.sample_rate)
         rec.SetWords(self.words)
@@ -99,8 +145,10 @@ class Recognizer:
         self._phrases = phrases
         if self._phrases:
             self._rec.SetGrammar(json.dumps([*self._phrases, UNKNOWN_WORD], ensure_ascii=False))
+            self._pooled = False  # a grammar sticks to a recognizer: it is not reused for other calls
         else:
-            # Vosk cannot drop a grammar from a live recognizer; build a new one at the same clock.
+            # Vosk cannot drop a grammar from a live recognizer; take another at the same call clock.
+            self._release()
             self._rec = self._new_recognizer()
             self._rebase()
 
@@ -202,10 +250,18 @@ class Recognizer:
         return self._anchor_call[i] + (rec_time - self._anchor_rec[i])
 
     def _rebase(self) -> None:
-        # A new Vosk recognizer counts time from zero again.
-        self._fed_samples = 0
-        self._anchor_rec = [0.0]
+        # Another Vosk recognizer has its own clock (zero, or where a pooled one stopped).
+        self._anchor_rec = [self._fed_samples / self.sample_rate]
         self._anchor_call = [self._next_call_time or 0.0]
+
+    def _release(self) -> None:
+        if self._pooled and self._pool is not None:
+            self._pool.release(self.sample_rate, self._rec, self._fed_samples)
+        self._pooled = False
+
+    def close(self) -> None:
+        """The call is over: a reusable recognizer goes back to the pool."""
+        self._release()
 
 
 def grammar_phrases(hints: Iterable[str]) -> tuple[str, ...]:

@@ -289,7 +289,7 @@ def test_factory(tmp_path: Path, provider) -> None:
 
     espeak = build_synthesizer("espeak", cache_dir=tmp_path / "espeak", sample_rate=16000)
     assert isinstance(espeak, CachedSynthesizer) and isinstance(espeak.inner, EspeakPinyinSynthesizer)
-    assert espeak.sample_rate == 16000 and espeak.name == "espeak-ng/cmn-latn-pinyin/s150"
+    assert espeak.sample_rate == 16000 and espeak.name == "espeak-ng/cmn-latn-pinyin+f3/s150/g3"
 
     http = build_synthesizer(
         "http", cache_dir=tmp_path / "http", sample_rate=8000, http_url=f"{base}/wav", http_api_key="k", voice="v"
