@@ -21,12 +21,19 @@ class LiveCall:
     opened: float = field(default_factory=time.monotonic)
     first_audio: float | None = None
     audio_seconds_processed: float = 0.0
+    waiting: bool = False  # the call's loop waits for the peer: nothing of it is queued
 
     def decode_lag(self, now: float) -> float:
         """How far recognition is behind the call's real-time audio."""
-        if self.first_audio is None:
+        if self.first_audio is None or self.waiting:
             return 0.0
         return max(0.0, (now - self.first_audio) - self.audio_seconds_processed)
+
+    def caught_up(self, now: float) -> None:
+        """Nothing was queued: whatever the peer sent is processed. Pauses in its sending
+        (chat calls, platforms that stop streaming in silence) must not read as lag."""
+        if self.first_audio is not None:
+            self.first_audio = now - self.audio_seconds_processed
 
 
 class Subscriber:

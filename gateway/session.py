@@ -163,9 +163,14 @@ class CallSession:
             wait = min(settings.idle_timeout_s, remaining)
             if self.answer_deadline is not None:
                 wait = min(wait, max(self.answer_deadline - time.monotonic(), 0.0))
+            waited_from = time.monotonic()
+            if self.live is not None:
+                self.live.waiting = True
             try:
                 message = await asyncio.wait_for(self.ws.receive(), wait)
             except TimeoutError:
+                if self.live is not None:
+                    self.live.caught_up(time.monotonic())
                 if self.answer_deadline is not None and time.monotonic() >= self.answer_deadline:
                     await self._no_input()
                     continue
@@ -177,6 +182,11 @@ class CallSession:
             if message["type"] == "websocket.disconnect":
                 self.connected = False
                 return
+            received_at = time.monotonic()
+            if self.live is not None:
+                self.live.waiting = False
+                if received_at - waited_from > 0.005:
+                    self.live.caught_up(received_at)  # we waited for this message: nothing was queued
             data, text = message.get("bytes"), message.get("text")
             size = len(data) if data is not None else len((text or "").encode())
             if size > settings.max_message_bytes:

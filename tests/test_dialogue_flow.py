@@ -22,6 +22,10 @@ def claim_raw() -> dict:
 
 
 def write(tmp_path: Path, raw: dict, name: str = "broken.yaml") -> Path:
+    """The flow, written elsewhere: its `hints_files` (relative to the flow file) made absolute."""
+    for item in raw.get("slots") or ():
+        if isinstance(item, dict) and isinstance(item.get("hints_files"), list):
+            item["hints_files"] = [str((FLOWS / f).resolve()) for f in item["hints_files"]]
     path = tmp_path / name
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path
@@ -114,6 +118,7 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
 
 def test_yes_no_keys_read_as_booleans_are_explained(tmp_path: Path) -> None:
     text = CLAIM.read_text(encoding="utf-8").replace("dtmf: {affirm: 1, deny: 2}", "dtmf: {yes: 1, no: 2}")
+    text = text.replace("../dictionaries/", f"{FLOWS.parent / 'dictionaries'}/")  # written elsewhere
     assert "{yes: 1, no: 2}" in text
     path = tmp_path / "yesno.yaml"
     path.write_text(text, encoding="utf-8")
@@ -180,3 +185,51 @@ def test_second_flow_runs() -> None:
                             "reporter_phone": "13812345678"}
     assert report.details["insured_id_number"].source == "dtmf"
     assert closing.text == flow.closing[0].text and d.finished
+
+
+# ---------------------------------------------------------------- vocabularies for voice (hints, rechecks)
+
+
+def test_the_shipped_claim_flow_listens_with_grammars() -> None:
+    claim = load_flow(CLAIM)
+    assert claim.start_hints is False  # the opening may be the whole story
+    names = claim.slot("reporter_name").hints
+    assert names is not None and {"我叫", "韦", "张", "建国", "慧"} <= set(names)
+    assert claim.slot("insured_name").hints == names
+    assert claim.slot("reporter_name").recheck and claim.slot("reporter_name").recheck_below is None
+    assert claim.slot("hospital").recheck_below == 0.8
+    assert "北京协和医院" in claim.slot("hospital").hints and "北京" in claim.slot("hospital").hints
+    assert "本人" in claim.slot("relationship").hints and "前天" in claim.slot("incident_date").hints
+    digits = claim.slot("insured_id_number").hints
+    assert "十" not in digits and "一一" in digits and any(len(h) > 100 for h in digits)
+    assert claim.records.sounds_like == {"reporter_name": ("insured_name", "holder_name"),
+                                         "insured_name": ("insured_name",)}
+
+
+def test_hints_files_text_and_yaml(tmp_path: Path) -> None:
+    (tmp_path / "words.txt").write_text("# a comment\n甲\n\n乙\n", encoding="utf-8")
+    (tmp_path / "words.yaml").write_text("a: [丙, {b: 丁}]\nc: 戊\n", encoding="utf-8")
+    raw = claim_raw()
+    slot = next(s for s in raw["slots"] if s["name"] == "hospital")
+    slot["hints"] = ["甲", "己"]
+    slot["hints_files"] = [str(tmp_path / "words.txt"), str(tmp_path / "words.yaml")]
+    slot["recheck"] = "再说一下医院。"
+    flow = load_flow(write(tmp_path, raw, "ok.yaml"))
+    assert flow.slot("hospital").hints == ("甲", "己", "乙", "丙", "丁", "戊")
+    assert flow.slot("hospital").recheck == "再说一下医院。" and flow.slot("hospital").recheck_below is None
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    ("slots[hospital].recheck", "再说一遍。", "slots[7](hospital).recheck: needs `hints`"),
+    ("slots[reporter_name].hints_files", ["nope.txt"], "slots[0](reporter_name).hints_files[0]: cannot read"),
+    ("slots[reporter_name].recheck", {"say": "再说", "below": 2}, "recheck.below: expected a confidence"),
+    ("records.sounds_like", {"reporter_name": ["name"]}, "records.sounds_like.reporter_name: no such record field"),
+    ("start_hints", "no", "start_hints: expected true or false"),
+])
+def test_voice_keys_are_validated(tmp_path: Path, path: str, value, expected: str) -> None:
+    raw = mutate(claim_raw(), path, value)
+    if path.startswith("slots[hospital]"):
+        next(s for s in raw["slots"] if s["name"] == "hospital").pop("hints_files", None)
+    with pytest.raises(FlowError) as info:
+        load_flow(write(tmp_path, raw))
+    assert expected in str(info.value)

@@ -98,3 +98,27 @@ def test_shared_policies_load_fast_and_every_dev_caller_is_found() -> None:
         assert [r.insured_id_number for r in index.find(wrong, None, gold["insured_name"])] == [gold["insured_id_number"]]
     lookups = time.perf_counter() - t0
     assert lookups < 1.0, f"{2 * len(callers)} look-ups took {lookups:.2f}s"
+
+
+# ---------------------------------------------------------------- names by sound (recognized speech)
+
+
+def test_near_id_agrees_with_a_name_that_sounds_like_the_records() -> None:
+    one_off = "110101195705157706"
+    assert INDEX.find(one_off, None, "涵慧") == [HAN]  # 涵 for 韩: a recognizer homophone
+    assert INDEX.find(one_off, None, "寒强") == [HAN]  # the holder's name, by sound
+    assert INDEX.find(one_off, None, "韩明") == []  # the family name alone is not enough
+    two_dropped = "1101011957051577"  # digits said twice and heard once
+    assert INDEX.find(two_dropped, None, "韩慧") == [HAN]
+
+
+def test_near_id_prefers_the_exact_name_or_phone() -> None:
+    assert INDEX.near_id("110101195705157706", "", "韩慧") == [HAN]
+    assert INDEX.near_id("110101195705157706", "13700003333", None) == [NEIGHBOUR]
+    assert INDEX.near_id("110101195705157706", "", None) == []
+    assert INDEX.near_id("999999999999999999", "13700003333", "王芳") == []
+
+
+def test_phone_narrowed_by_a_name_that_sounds_alike() -> None:
+    shared = RecordIndex([LI, rec("P4", "李父", "110101195001010011", "13800002222", holder="李明")])
+    assert [r.policy_number for r in shared.find(None, "13800002222", "李福")] == ["P4"]

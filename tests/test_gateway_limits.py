@@ -234,3 +234,29 @@ async def test_call_events_are_posted_to_the_webhook(make_settings):
     assert [e["type"] for e in events][0] == "call.started"
     finals = [e for e in events if e["type"] == "transcript" and e["final"]]
     assert finals and finals[0]["text"].replace(" ", "") == "你好世界" and finals[0]["call_id"] == "hooked"
+
+
+def test_decode_lag_counts_only_audio_waiting_for_recognition():
+    from gateway.calls import CallRegistry
+
+    registry = CallRegistry(max_calls=4)
+    call = registry.open("call")
+    call.first_audio = 100.0
+    call.audio_seconds_processed = 3.0
+    assert call.decode_lag(now=105.0) == 2.0  # 5 s of real time, 3 s recognized
+    call.caught_up(now=105.0)  # the loop found nothing queued: the peer paused, we are not behind
+    assert call.decode_lag(now=105.0) == 0.0
+    call.audio_seconds_processed = 3.5
+    assert call.decode_lag(now=106.0) == 0.5
+
+
+async def test_a_paused_client_does_not_look_like_lag(make_settings):
+    with running_gateway(make_settings(max_decode_lag_s=0.2)) as address:
+        async with connect(f"ws://{address}/ws/call") as paused:
+            await paused.send(json.dumps({"event": "start", "call_id": "paused", "sample_rate": 8000}))
+            await paused.send(silence(0.1, 8000))
+            await asyncio.sleep(2.0)  # sends nothing for a while (a chat call, a muted line)
+            async with connect(f"ws://{address}/ws/call") as another:
+                await another.send(json.dumps({"event": "start", "call_id": "another", "sample_rate": 8000}))
+                await another.send(json.dumps({"event": "stop"}))
+                assert await close_code(another) == 1000

@@ -1,0 +1,205 @@
+"""Voice calls through Dialogue + the real Understanding: what the recognizer wrote (homophones,
+dropped digits, misheard yes/no) and how the flow's grammars, rechecks and the policy records put
+it right. Recognized speech is what comes with the recognizer's confidence (`on_text(text, conf)`)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+
+from speech.dialogue.actions import Prompt, Report, Transfer
+from speech.dialogue.engine import Dialogue
+from speech.dialogue.flow import load_flow
+from speech.dialogue.records import PolicyRecord, RecordIndex
+from speech.understanding.extract import Understanding
+from speech.understanding.types import CallContext
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOW = load_flow(ROOT / "config" / "flows" / "claim_report.yaml")
+HEARD = 0.8  # any recognizer confidence: the text is recognized speech
+
+
+@lru_cache(maxsize=1)
+def understanding() -> Understanding:
+    return Understanding.from_config(ROOT / "config")
+
+
+def rec(policy: str, insured: str, id_number: str, phone: str, holder: str | None = None) -> PolicyRecord:
+    return PolicyRecord(policy, "住院医疗", holder or insured, insured, id_number, phone, date(2025, 1, 1),
+                        date(2027, 1, 1))
+
+
+JIA = rec("P1", "贾超", "510107199906232643", "17309656343")
+XIE = rec("P2", "谢金凤", "310115201102157978", "13900001111", holder="谢晓明")
+ZHONG = rec("P3", "钟明", "310115194512284459", "13453840191")
+RECORDS = RecordIndex([JIA, XIE, ZHONG])
+
+
+class Call:
+    def __init__(self, records: RecordIndex | None = RECORDS, caller: str = "16066907439") -> None:
+        context = CallContext(datetime.fromisoformat("2026-03-19T10:16:00+08:00"), caller)
+        self.d = Dialogue(FLOW, understanding(), context, records)
+        self.out = self.d.start()
+
+    def say(self, text: str, confidence: float | None = HEARD) -> list:
+        assert not self.d.finished, text
+        self.out = self.d.on_text(text, confidence)
+        return self.out
+
+    @property
+    def prompt(self) -> Prompt:
+        return [a for a in self.out if isinstance(a, Prompt)][-1]
+
+
+def test_the_first_prompt_listens_freely_later_name_prompts_with_the_name_grammar() -> None:
+    call = Call()
+    assert call.prompt.slot == "reporter_name" and call.prompt.hints is None
+    call.say("我 要 报案")
+    assert call.prompt.slot == "reporter_name" and "王" in call.prompt.hints
+
+
+def test_a_homophone_name_takes_the_records_spelling_and_makes_the_caller_the_insured() -> None:
+    call = Call()
+    call.say("我 叫 假钞")  # free vocabulary: 贾超 heard as 假钞 (counterfeit money)
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    assert call.d.slots["reporter_name"] == "贾超" and call.d.slots["relationship"] == "本人"
+    assert call.prompt.slot == "incident_date"  # relationship and the insured's name come from the record
+
+
+def test_the_reporter_sounding_like_the_holder_is_the_holder() -> None:
+    call = Call()
+    call.say("我 是 谢 晓 明")
+    call.say("身 份 证 号 是 三 一 零 一 一 五 二 零 一 一 零 二 一 五 七 九 七 八")
+    assert call.d.slots["reporter_name"] == "谢晓明" and call.d.slots["insured_name"] == "谢金凤"
+    assert "relationship" not in call.d.slots  # the holder is not the insured: still asked
+
+
+def test_an_id_with_dropped_digits_is_found_with_the_insureds_name_asked_next() -> None:
+    call = Call()
+    call.say("我 叫 钟 勇")
+    call.say("身 份 证 号 是 三 一 零 一 五 一 九 四 五 一 二 八 四 四 五 九")  # two digits said twice, heard once
+    assert call.prompt.slot == "insured_name"  # not the ID again at once: the name may find the record
+    call.say("我 爸 叫 周 明")  # the surname misheard too
+    assert call.d.slots["insured_id_number"] == ZHONG.insured_id_number
+    assert call.d.slots["insured_name"] == "钟明" and call.d.slots["relationship"] == "父母"
+
+
+def test_typed_invalid_id_is_asked_again_at_once() -> None:
+    call = Call()
+    call.say("我叫钟勇", None)
+    call.say("身份证号是三一零一五一九四五一二八四四五九", None)
+    assert call.prompt.slot == "insured_id_number" and "18位" in call.prompt.text
+
+
+def finish_until_readback(call: Call) -> None:
+    call.say("前天")
+    call.say("出 了 意外 骨折")
+    call.say("在 华西 医院")
+
+
+def test_a_name_heard_in_free_speech_is_asked_once_more_with_the_grammar() -> None:
+    call = Call(records=None)
+    call.say("我 是 中 会")  # 周慧, heard by the full vocabulary
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 邻 居")
+    call.say("我 邻 居 叫 蔡 金 凤")
+    finish_until_readback(call)
+    assert call.prompt.slot == "reporter_name" and "再说一遍" in call.prompt.text and call.prompt.hints
+    call.say("我 是 周 慧")
+    assert call.prompt.slot == "confirm" and "报案人周慧" in call.prompt.text
+
+
+def test_typed_names_are_not_asked_again() -> None:
+    call = Call(records=None)
+    for text in ("我是周慧", "身份证号是510107199906232643", "是我邻居", "我邻居叫蔡金凤", "前天", "出了意外，骨折"):
+        call.say(text, None)
+    call.say("在华西医院", None)
+    assert call.prompt.slot == "confirm"
+
+
+def readback_with_name(name_heard: str) -> Call:
+    call = Call(records=None)
+    call.say("我 要 报案")
+    call.say(f"我 是 {name_heard}")  # with the name grammar
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 邻 居")
+    call.say("我 邻 居 叫 蔡 金 凤")
+    finish_until_readback(call)
+    assert call.prompt.slot == "confirm", call.prompt
+    return call
+
+
+def test_a_correction_in_free_speech_does_not_replace_a_name_heard_with_the_grammar() -> None:
+    call = Call(records=None)
+    call.say("我 要 报案")
+    call.say("我 是 钟 红 梅")  # the name prompt's grammar
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 邻 居")
+    call.say("我 邻 居 叫 蔡 金 凤")
+    finish_until_readback(call)
+    assert "报案人钟红梅" in call.prompt.text
+    call.say("不对 信 中 叫 诸侯 没")  # "不对，姓周，叫周红梅" in free speech
+    assert call.d.slots["reporter_name"] == "钟红梅"
+    assert call.prompt.slot == "reporter_name" and call.prompt.hints  # asked again, with the grammar
+    call.say("我 是 周 红 梅")
+    assert call.d.slots["reporter_name"] == "周红梅"
+    assert call.prompt.slot == "confirm"
+
+
+def test_a_name_rejected_twice_takes_what_the_caller_says_instead() -> None:
+    call = Call(records=None)
+    call.say("我 要 报案")
+    call.say("我 叫 刘 伟")
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 朋 友")
+    call.say("我 朋 友 叫 蔡 金 凤")
+    finish_until_readback(call)
+    call.say("不对 我 是 刘磊")
+    assert call.prompt.slot == "reporter_name"
+    call.say("我 叫 刘 伟")  # the grammar hears the same again
+    call.say("不对 我 是 刘磊")  # rejected twice: the free-speech name, which is like a name, wins
+    assert call.d.slots["reporter_name"] == "刘磊"
+
+
+def test_a_misheard_correction_that_repeats_the_readback_is_asked_again_then_handed_over() -> None:
+    call = Call(records=None)
+    call.say("越 远")  # 叶艳 heard in free speech
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 父 亲")
+    call.say("我 父 亲 叫 蔡 金 凤")
+    finish_until_readback(call)
+    call.say("亲 岳 叫 岳 燕")  # the recheck, with the grammar
+    asked = []
+    for _ in range(6):
+        if call.d.finished:
+            break
+        if call.prompt.slot == "confirm":
+            call.say("不 是 越 远")
+        else:
+            asked.append(call.prompt.slot)
+            call.say("亲 岳 叫 岳 燕" if call.prompt.slot == "reporter_name" else "就 用 这 个 号 码")
+    assert call.d.finished and isinstance(call.out[-1], Transfer)
+    assert asked[0] == "reporter_name" and "reporter_phone" in asked  # the assumed phone was checked too
+    assert any(isinstance(a, Report) and a.slots["reporter_name"] == "岳燕" for a in call.out)
+
+
+def test_a_misheard_phone_correction_sets_nothing_else() -> None:
+    call = Call(records=None)
+    call.say("我 要 报案")
+    call.say("我 叫 段 玉 兰")
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 父 亲")
+    call.say("我 父 亲 叫 蔡 金 凤")
+    finish_until_readback(call)
+    call.say("错 出门 我 的 手机 是 一三五 四六 巴塞尔 妻子 去")  # 妻子 (wife) was 七四七
+    assert call.d.slots["relationship"] == "父母"
+    assert call.prompt.slot == "reporter_phone" and call.prompt.hints
+    call.say("我 的 手 机 号 是 一 三 五 四 六 八 四 二 七 四 七")
+    assert call.d.slots["reporter_phone"] == "13546842747" and call.prompt.slot == "confirm"
+
+
+def test_a_misheard_yes_completes_the_call() -> None:
+    call = readback_with_name("周 慧")
+    call.say("对等")  # 对的
+    assert call.d.finished and any(isinstance(a, Report) and a.status == "complete" for a in call.out)
