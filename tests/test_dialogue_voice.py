@@ -96,6 +96,8 @@ def finish_until_readback(call: Call) -> None:
     call.say("前天")
     call.say("出 了 意外 骨折")
     call.say("在 华西 医院")
+    assert call.prompt.slot == "reporter_phone" and call.prompt.hints  # by voice asked, last
+    call.say("就 用 这 个 号 码")
 
 
 def test_a_name_heard_in_free_speech_is_asked_once_more_with_the_grammar() -> None:
@@ -179,9 +181,34 @@ def test_a_misheard_correction_that_repeats_the_readback_is_asked_again_then_han
         else:
             asked.append(call.prompt.slot)
             call.say("亲 岳 叫 岳 燕" if call.prompt.slot == "reporter_name" else "就 用 这 个 号 码")
-    assert call.d.finished and isinstance(call.out[-1], Transfer)
-    assert asked[0] == "reporter_name" and "reporter_phone" in asked  # the assumed phone was checked too
+    assert call.d.finished and isinstance(call.out[-1], Transfer) and call.out[-1].reason == "no_match"
+    assert asked == ["reporter_name"]  # once more with the grammar, then a person takes over
     assert any(isinstance(a, Report) and a.slots["reporter_name"] == "岳燕" for a in call.out)
+
+
+def test_by_voice_the_phone_is_asked_last_and_falls_back_to_the_callers_number() -> None:
+    call = Call(records=None)
+    call.say("我 要 报案")
+    call.say("我 叫 段 玉 兰")
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 父 亲")
+    call.say("我 父 亲 叫 蔡 金 凤")
+    call.say("前天")
+    call.say("出 了 意外 骨折")
+    call.say("在 华西 医院")
+    assert call.prompt.slot == "reporter_phone"
+    for _ in range(3):  # a digit dropped each time: 10 digits
+        call.say("我 的 手 机 号 是 一 三 五 四 六 八 四 七 四 七")
+    assert not call.d.finished and call.prompt.slot == "confirm"  # no transfer: the caller's number
+    assert call.d.slots["reporter_phone"] == "16066907439" and "来电号码" in call.prompt.text
+
+
+def test_typed_calls_still_assume_the_callers_number() -> None:
+    call = Call(records=None)
+    for text in ("我叫段玉兰", "身份证号是510107199906232643", "是我父亲", "我父亲叫蔡金凤", "前天", "出了意外，骨折"):
+        call.say(text, None)
+    call.say("在华西医院", None)
+    assert call.prompt.slot == "confirm" and "来电号码" in call.prompt.text
 
 
 def test_a_misheard_phone_correction_sets_nothing_else() -> None:

@@ -9,6 +9,14 @@ Values carry a source. The caller's own words for the slot being asked, and corr
 override anything; a side remark never overrides a value already given; a policy record
 overrides recognition (but not a correction); derivations and defaults are guesses that anything
 else replaces, and the read-back says where they came from.
+
+Voice calls (`on_text` with the recognizer's confidence) get more care, since the recognizer
+writes homophones and drops digits: a name that sounds like the policy record's takes its
+spelling; an ID that fails its check is looked up near the digits heard and, failing that, asked
+again only after the questions that may bring the insured's name; a value heard without its
+slot's vocabulary (the opening, a read-back correction) is asked once more with it (`recheck`);
+a read-back "no" we cannot place re-asks what we only assumed; a value the caller rejects again
+and again goes to a person instead of looping.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from typing import Callable, Literal, Protocol
 
 from speech.dialogue.actions import Action, Hangup, Prompt, Report, ReportStatus, SlotDetail, Source, Transfer
 from speech.dialogue.flow import Flow, holds, pick, render
-from speech.dialogue.records import PolicyRecord, RecordLookup
+from speech.dialogue.records import PolicyRecord, RecordLookup, edit_distance
+from speech.understanding.phonetic import best_match, name_similarity, same_person
 from speech.understanding.types import CallContext, Extraction, SlotValue
 
 log = logging.getLogger(__name__)
@@ -41,6 +50,9 @@ class _Value:
     turn: int
     source: Source
     explicit: bool  # the caller gave it (speech, keypad, "this number"); not a guess or a record
+    # False: recognized without the slot's own hints (free vocabulary) where the slot has a
+    # `recheck`: asked once more with them unless a policy record confirms it
+    checked: bool = True
 
 
 class Dialogue:
@@ -69,6 +81,18 @@ class Dialogue:
         self._last_query: tuple | None = None
         self._suggested: set[str] = set()  # slots filled by the records' self rule
         self._readback: dict[str, str] | None = None  # the values at the last read-back
+        self._hints: tuple[str, ...] | None = None  # the vocabulary the last prompt listens with
+        self._rechecked: dict[str, int] = {}  # slot -> times asked again with its hints
+        self._rechecking: str | None = None  # the slot a recheck prompt asks for
+        self._correcting: str | None = None  # ... because the caller said at the read-back it is wrong
+        self._doubted: set[str] = set()  # slots asked again after a "no" we could not place
+        self._rejected: dict[str, set[str]] = {}  # slot -> values the caller said "no" to at the read-back
+        self._rejections: dict[str, int] = {}  # slot -> times the caller said at the read-back it is wrong
+        self._asked_which = False  # the last prompt asked which item of the read-back is wrong
+        self._voice = False  # the caller speaks (recognized speech), rather than types
+        self._id_guess: str | None = None  # digits of an ID heard but invalid, for a tolerant look-up
+        self._deferred: set[str] = set()  # misheard numbers asked again last, once other slots may find the record
+        self._deferrals: set[str] = set()  # slots ever deferred (once each)
 
     # ------------------------------------------------------------------ public API
 
@@ -156,7 +180,9 @@ class Dialogue:
 
     def _utterance(self, text: str, source: Source, asr_confidence: float | None) -> list[Action]:
         self._turn += 1
-        context = replace(self._context, expected_slot=self._expected)
+        recognized = source == "speech" and asr_confidence is not None
+        self._voice = self._voice or recognized
+        context = replace(self._context, expected_slot=self._expected, recognized=recognized)
         try:
             extraction = self._extractor.extract(text, context)
         except Exception:  # a bug in understanding must not drop the call: treat as not understood
@@ -169,6 +195,7 @@ class Dialogue:
             )
         if extraction.wants_human:
             return self._transfer("caller_request")
+        self._note_id_guess(extraction)
         if self._phase == "confirm":
             return self._on_confirm(extraction, source, asr_confidence, text)
         return self._on_answer(extraction, source, asr_confidence)
@@ -189,9 +216,22 @@ class Dialogue:
         fresh = self._note_problems(extraction, answered)
         if expected is not None and expected == self._reask and expected in answered:
             self._reask = None
+        if expected is not None and expected == self._correcting:
+            self._correcting = None
+            if expected in answered:
+                self._corrected.add(expected)  # not even the policy record overrides it now
+        if expected is not None and expected == self._rechecking:
+            # asked again only to hear it with the slot's vocabulary: no answer keeps what we had
+            self._rechecking = None
+            if expected not in answered and expected in self._values:
+                self._reask = None
+                self._problems.pop(expected, None)
+                return self._proceed("progress")
         reason: Reason = "progress"
         focus = None
         if expected in self._specs and expected not in answered and self._open(expected):
+            if expected in fresh and self._defer(expected, asr_confidence):
+                return self._proceed("progress")
             if expected in fresh:
                 reason = "problem"
             elif not changed and not extraction.use_caller_number:
@@ -205,8 +245,21 @@ class Dialogue:
     def _on_confirm(self, extraction: Extraction, source: Source, asr_confidence: float | None,
                     text: str) -> list[Action]:
         before = self.slots
+        asked_which, self._asked_which = self._asked_which, False
         negative = extraction.affirm is False or extraction.correction
+        recognized = source == "speech" and asr_confidence is not None
+        if asked_which and extraction.affirm is None and extraction.values:
+            # the answer to "请问哪一项不对": a correction even without 不对 (by voice, often the
+            # rest of "不对，…" after the recognizer ended the utterance at the pause)
+            negative = True
+            extraction = replace(extraction, correction=True)
+        if recognized and negative and extraction.about in self._specs:
+            # "不对，我的手机号是…" misheard: nothing else in it is meant (妻子 for 七四七 is no spouse)
+            extraction = self._only_about(extraction)
         extraction = self._reassign_same_kind(extraction, negative)
+        held_back = None
+        if recognized:
+            extraction, held_back = self._hold_back_unchecked(extraction)
         new = {k: v for k, v in extraction.values.items() if k in self._specs and before.get(k) != v.value}
         mentioned = self._take(replace(extraction, values=new), source, asr_confidence, overwrite=set(new),
                                correction=True)
@@ -215,10 +268,23 @@ class Dialogue:
         self._refresh()
         if self._changed_since(before):
             return self._proceed("progress")
+        if held_back is not None and extraction.affirm is not True:
+            return self._misheard(held_back)
         if mentioned and extraction.affirm is not True and not extraction.problems:
+            if negative:
+                # "不对，<what the read-back said>": we keep mishearing it the same way; ask for it
+                # again with its own vocabulary, if it has one
+                again = next((s for s in self.flow.slot_names if s in mentioned and self._specs[s].recheck), None)
+                if again is not None and recognized:
+                    return self._misheard(again)
+                self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
+                if self._no_match[CONFIRM] >= self.flow.confirm.limit:
+                    return self._transfer("no_match")
             # said again what the read-back had ("就用这个号码"): repeat that part, ask about the rest
             return self._question(lambda: self._read_back(self.flow.ack, only=mentioned))
         problem_slots = [k for k in extraction.problems if k in self._specs]
+        if problem_slots and recognized and problem_slots[0] in self._skipped:
+            return self._transfer("no_match")  # given up on by voice once already: a person takes it
         if problem_slots:  # e.g. a corrected ID number that fails its check: ask for it again
             self._problems[problem_slots[0]] = extraction.problems[problem_slots[0]].code
             self._reask = problem_slots[0]
@@ -228,15 +294,25 @@ class Dialogue:
             return self._complete()
         if negative:
             named = self._named_slot(text)
+            if named and recognized and self._specs[named].recheck:
+                return self._misheard(named)  # "错了，我叫<misheard>": again with its vocabulary, or a person
             if named:  # "电话不对": ask for that one again
                 self._reask = named
                 self._phase = "collect"
                 return self._proceed("progress", named)
+            alike = self._sounds_like_slot(text) if recognized else None
+            if alike is not None:  # "不是，越远" when the read-back said 越远: misheard, ask again
+                return self._misheard(alike)
+            doubt = self._most_doubtful() if recognized and extraction.correction else None
+            if doubt is not None:  # "不对，<words we cannot place>": ask again what we are least sure of
+                self._doubted.add(doubt)
+                return self._recheck(doubt, correcting=True)
         self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
         if self._no_match[CONFIRM] >= self.flow.confirm.limit:
             return self._transfer("no_match")
         if negative:
             which = render(self.flow.confirm.which, self.slots, self.flow.formats, self._today())
+            self._asked_which = True
             return self._question(lambda: self._prompt(which, CONFIRM, self.flow.confirm.hints, dtmf=False))
         prefix = self.flow.no_match_prefix[min(self._no_match[CONFIRM], len(self.flow.no_match_prefix)) - 1]
         return self._question(lambda: self._read_back(prefix))
@@ -275,7 +351,13 @@ class Dialogue:
 
     def _set(self, slot: str, found: SlotValue, source: Source, asr_confidence: float | None) -> None:
         confidence = found.confidence if asr_confidence is None else min(found.confidence, asr_confidence)
-        self._values[slot] = _Value(found.value, confidence, self._turn, source, True)
+        spec = self._specs[slot]
+        # recognized speech (the shell passes the recognizer's confidence) heard without the
+        # slot's own vocabulary
+        checked = not (source == "speech" and asr_confidence is not None and spec.recheck
+                       and spec.hints != self._hints
+                       and (spec.recheck_below is None or found.confidence < spec.recheck_below))
+        self._values[slot] = _Value(found.value, confidence, self._turn, source, True, checked)
 
     def _note_problems(self, extraction: Extraction, answered: set[str]) -> list[str]:
         """Remember invalid values (to word the next ask); return the slots they were for."""
@@ -284,6 +366,8 @@ class Dialogue:
             if slot not in self._specs or slot in answered:
                 continue
             current = self._values.get(slot)
+            if current is not None and current.source == "record":
+                continue  # the policy record gave it (e.g. found with the digits heard)
             if slot == self._expected or slot == self._reask or current is None or not current.explicit:
                 self._problems[slot] = problem.code
                 fresh.append(slot)
@@ -387,6 +471,9 @@ class Dialogue:
         query = {arg: next(self._values[s].value for s in slots if s in self._values)
                  for arg, slots in spec.query.items() if any(s in self._values for s in slots)}
         names = [self._values[s].value for s in spec.query.get("name", ()) if s in self._values] or [None]
+        guessed = "id_number" not in query and bool(self._id_guess)
+        if guessed:
+            query["id_number"] = self._id_guess or ""  # heard, but invalid: a record an edit or two away
         if "id_number" not in query and "phone" not in query:
             return
         key = (query.get("id_number"), query.get("phone"), tuple(names))
@@ -398,7 +485,13 @@ class Dialogue:
                 if len(found) == 1:
                     record = found[0]
                     break
-            if record is not None and "id_number" not in query and not self._agrees_by_name(record, query):
+            if record is None and "id_number" in query and self._caller_number():
+                # a near-miss ID confirmed by the caller's own number being the policy's phone
+                near_id = getattr(self._records, "near_id", None)
+                found = near_id(query["id_number"], self._caller_number(), None) if near_id else []
+                record = found[0] if len(found) == 1 else None
+            by_id = ("id_number" in query and not guessed) or (record is not None and self._near_id_match(record, query))
+            if record is not None and not by_id and not self._agrees_by_name(record, query):
                 record = None  # a phone alone may be the caller's own policy, not the insured's
             if record is None and self._record is not None and (
                     query.get("id_number") == self._record.insured_id_number):
@@ -409,16 +502,37 @@ class Dialogue:
                 if record is not None:
                     for slot, field_name in spec.take.items():
                         self._from_record(slot, getattr(record, field_name), override=True)
+        self._spell_by_record()
         self._apply_self_rule()
+
+    def _near_id_match(self, record: PolicyRecord, query: dict[str, str]) -> bool:
+        """Was the record found by an ID (heard, maybe invalid) within a couple of edits of its own?"""
+        heard = (query.get("id_number") or "").upper()
+        return bool(heard) and edit_distance(heard, record.insured_id_number.upper(), 2) <= 2
 
     def _agrees_by_name(self, record: PolicyRecord, query: dict[str, str]) -> bool:
         rule = self.flow.records.self_rule if self.flow.records else None
-        if query.get("name") and query["name"] == record.insured_name:
+        if query.get("name") and same_person(query["name"], record.insured_name):
             return True
         return bool(rule and rule.same_person and all(
-            slot in self._values and getattr(record, field_name) == self._values[slot].value
+            slot in self._values and same_person(self._values[slot].value, getattr(record, field_name))
             for field_name, slot in rule.same_person.items()
         ))
+
+    def _spell_by_record(self) -> None:
+        """Names the caller said that sound like the record's (homophones: 假钞 for 贾超) take the
+        record's spelling; never a name the caller corrected."""
+        spec = self.flow.records
+        record = self._record
+        if spec is None or record is None:
+            return
+        for slot, rec_fields in spec.sounds_like.items():
+            current = self._values.get(slot)
+            if current is None or current.source not in ("speech", "derived") or slot in self._corrected:
+                continue
+            match = best_match(current.value, [getattr(record, f) for f in rec_fields])
+            if match is not None:
+                self._values[slot] = replace(current, value=match, source="record", confidence=1.0, checked=True)
 
     def _apply_self_rule(self) -> None:
         rule = self.flow.records.self_rule if self.flow.records else None
@@ -511,7 +625,7 @@ class Dialogue:
             return False
         if spec.derive is not None and spec.derive.holds(self.slots):
             return False  # filled as soon as its source is
-        if spec.default == "caller_number" and self._caller_number():
+        if spec.default == "caller_number" and self._caller_number() and (spec.default_by_voice or not self._voice):
             return False  # defaulted at the read-back
         return True
 
@@ -532,23 +646,184 @@ class Dialogue:
             spec = self._specs[expected]
             if (self._no_match.get(expected, 0) >= spec.limits.no_match
                     or self._no_input.get(expected, 0) >= spec.limits.no_input):
-                if not spec.optional:
+                defaulted = spec.default == "caller_number" and self._caller_number() is not None
+                if not spec.optional and not (defaulted and self._voice and not spec.default_by_voice):
                     return self._transfer("no_input" if reason == "no_input" else "no_match")
+                # optional, or (by voice) a slot we only asked instead of assuming its default:
+                # the default it is, read back for the caller to confirm
                 self._skipped.add(expected)
+                if self._reask == expected:
+                    self._reask = None
                 reason = "progress"
         slot = self._reask if self._reask else None
         if slot is None and focus is not None and (self._needed(focus) or focus in self._problems):
             slot = focus
         if slot is None:
+            slot = next((name for name in self.flow.slot_names
+                         if self._needed(name) and name not in self._deferred and not self._asked_late(name)), None)
+        if slot is None:
             slot = next((name for name in self.flow.slot_names if self._needed(name)), None)
+        self._deferred.discard(slot or "")
         if slot is None:
             self._apply_defaults()
             slot = next((name for name in self.flow.slot_names if self._needed(name)), None)
+        if slot is None:
+            # values heard without their vocabulary, that no record confirmed: once more, with it
+            due = next((name for name in self.flow.slot_names if self._recheck_due(name)), None)
+            if due is not None:
+                return self._recheck(due)
         if slot is None:
             self._phase = "confirm"
             return [self._read_back(self.flow.ack if reason == "progress" else "")]
         self._phase = "collect"
         return [self._ask(slot, reason)]
+
+    def _asked_late(self, slot: str) -> bool:
+        """By voice, a slot asked instead of assuming its default comes last: a number the
+        recognizer cannot get (keypad, then the default) must not cost the rest of the report."""
+        spec = self._specs[slot]
+        return self._voice and spec.default == "caller_number" and not spec.default_by_voice
+
+    def _recheck_due(self, slot: str) -> bool:
+        value = self._values.get(slot)
+        return (value is not None and not value.checked and value.source == "speech"
+                and self._can_recheck(slot) and self._rechecked.get(slot, 0) == 0)
+
+    def _can_recheck(self, slot: str) -> bool:
+        spec = self._specs[slot]
+        return spec.recheck is not None and self._rechecked.get(slot, 0) < 2
+
+    def _recheck(self, slot: str, correcting: bool = False) -> list[Action]:
+        """Ask for a filled slot again, with its hints, in the slot's `recheck` words (`correcting`:
+        the caller said at the read-back that it is wrong)."""
+        spec = self._specs[slot]
+        if correcting:
+            self._correcting = slot
+        if spec.recheck is None:
+            self._reask = slot
+            self._phase = "collect"
+            return self._proceed("progress", slot)
+        if self._turn + self._silences + 2 > self.flow.max_turns:
+            return self._transfer("too_many_turns")
+        self._rechecked[slot] = self._rechecked.get(slot, 0) + 1
+        self._rechecking = slot
+        self._reask = slot
+        self._phase = "collect"
+        self._problems.pop(slot, None)
+        text = render(spec.recheck, self.slots, self.flow.formats, self._today())
+        return [self._prompt(text, slot, spec.hints, dtmf=False)]
+
+    def _misheard(self, slot: str) -> list[Action]:
+        """The caller says at the read-back that `slot` is wrong, and what they said instead we
+        heard no better: ask for it again with its vocabulary; when that has been tried (twice),
+        a person takes over rather than the caller repeating it to no end."""
+        self._rejections[slot] = self._rejections.get(slot, 0) + 1
+        if self._can_recheck(slot):
+            return self._recheck(slot, correcting=True)
+        self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
+        if self._rejections[slot] >= 2 or self._no_match[CONFIRM] >= self.flow.confirm.limit:
+            doubt = self._most_doubtful(assumed_only=True)
+            if doubt is not None and self._no_match[CONFIRM] < self.flow.confirm.limit:
+                self._doubted.add(doubt)  # before giving up: what else we only assumed
+                return self._recheck(doubt, correcting=True)
+            return self._transfer("no_match")
+        return self._question(lambda: self._read_back(self.flow.ack, only={slot}))
+
+    def _only_about(self, extraction: Extraction) -> Extraction:
+        """A correction that names its slot: only values for that slot (or one of its kind)."""
+        about = extraction.about or ""
+        kind = self._specs[about].kind
+
+        def keep(slot: str) -> bool:
+            return slot == about or (kind is not None and slot in self._specs and self._specs[slot].kind == kind)
+
+        return replace(extraction, values={k: v for k, v in extraction.values.items() if keep(k)},
+                       problems={k: v for k, v in extraction.problems.items() if keep(k)})
+
+    def _hold_back_unchecked(self, extraction: Extraction) -> tuple[Extraction, str | None]:
+        """A read-back correction heard without its slot's vocabulary (names in free speech are
+        mostly wrong) does not replace a value heard with it or given by the record: that slot is
+        asked again with its vocabulary instead. Returns the extraction without such values and
+        the first slot held back."""
+        held: list[str] = []
+        values = dict(extraction.values)
+        for slot, found in extraction.values.items():
+            spec = self._specs.get(slot)
+            current = self._values.get(slot)
+            if (spec is None or not spec.recheck or spec.hints == self._hints or current is None
+                    or not current.checked or current.source not in ("speech", "record")
+                    or current.value == found.value):
+                continue
+            rejected = current.value in self._rejected.get(slot, set())
+            self._rejected.setdefault(slot, set()).add(current.value)
+            if rejected and found.confidence > 0.5:
+                continue  # said "no" to it twice: what the caller says instead, if it is like a name
+            del values[slot]
+            held.append(slot)
+        if not held:
+            return extraction, None
+        first = next(s for s in self.flow.slot_names if s in held)
+        return replace(extraction, values=values), first
+
+    def _most_doubtful(self, assumed_only: bool = False) -> str | None:
+        """The value we are least sure of, for a "no" at the read-back that names nothing we can
+        make out: a number we assumed (the caller's own number, the policy's phone), then a value
+        heard by the recognizer (not confirmed by a record) that can still be asked again."""
+        order = self.flow.confirm.order
+        for slot in order:
+            value = self._values.get(slot)
+            if (value is not None and slot not in self._doubted and not value.explicit
+                    and value.source in ("caller_id", "record") and self._specs[slot].caller_number):
+                return slot
+        for slot in () if assumed_only else order:
+            value = self._values.get(slot)
+            if (value is not None and slot not in self._doubted and value.source == "speech"
+                    and self._specs[slot].recheck and self._can_recheck(slot)):
+                return slot
+        return None
+
+    def _sounds_like_slot(self, text: str) -> str | None:
+        """The slot with a `recheck` whose value the caller's words sound like ("不是，越远" when we
+        have 越远): they are repeating what we misheard."""
+        heard = "".join(ch for ch in text if "\u4e00" <= ch <= "\u9fff")
+        best, best_score = None, 0.0
+        for slot in self.flow.slot_names:
+            value = self._values.get(slot)
+            if value is None or not self._specs[slot].recheck:
+                continue
+            target = "".join(ch for ch in value.value if "\u4e00" <= ch <= "\u9fff")
+            n = len(target)
+            if not n or len(heard) < n:
+                continue
+            score = max(name_similarity(heard[i:i + n], target) for i in range(len(heard) - n + 1))
+            if score > best_score:
+                best, best_score = slot, score
+        return best if best_score >= 0.75 else None
+
+    def _defer(self, slot: str, asr_confidence: float | None) -> bool:
+        """An ID the recognizer got wrong (invalid digits) and no record near them yet: ask the other
+        questions first - the insured's name they bring may find the record with the digits heard
+        - and this one again at the end (once; typed or keyed numbers are asked again at once)."""
+        spec = self.flow.records
+        if (asr_confidence is None or spec is None or self._records is None or slot in self._deferrals
+                or slot not in spec.query.get("id_number", ()) or not self._id_guess or self._record is not None):
+            return False
+        if not any(self._needed(other) for other in self.flow.slot_names if other != slot):
+            return False
+        self._deferred.add(slot)
+        self._deferrals.add(slot)
+        return True
+
+    def _note_id_guess(self, extraction: Extraction) -> None:
+        spec = self.flow.records
+        if spec is None:
+            return
+        for slot in spec.query.get("id_number", ()):
+            problem = extraction.problems.get(slot)
+            if problem is not None and problem.heard and slot not in extraction.values:
+                self._id_guess = problem.heard
+            elif slot in extraction.values:
+                self._id_guess = None
 
     def _ask(self, slot: str, reason: Reason) -> Prompt:
         spec = self._specs[slot]
@@ -579,8 +854,9 @@ class Dialogue:
             prompts = spec.prompts_for(self.slots)
             body = prompts[min(failures, len(prompts) - 1)]
         self._buffer = ""
+        hints = spec.hints if reason != "start" or self.flow.start_hints else None
         return self._prompt(prefix + render(body, self.slots, self.flow.formats, self._today()), slot,
-                            spec.hints, dtmf=keypad)
+                            hints, dtmf=keypad)
 
     def _read_back(self, prefix: str, only: set[str] | None = None) -> Prompt:
         """The whole form, or after a correction only what changed (`only`: these slots)."""
@@ -619,6 +895,7 @@ class Dialogue:
 
     def _prompt(self, text: str, slot: str | None, hints: tuple[str, ...] | None, dtmf: bool) -> Prompt:
         self._expected = slot
+        self._hints = hints
         return Prompt(text=text, slot=slot, slots=self.slots, hints=hints, dtmf=dtmf)
 
     def _today(self) -> date:

@@ -90,11 +90,20 @@ class SlotSpec:
     optional: bool = False
     derive: Derivation | None = None
     default: str | None = None  # "caller_number": used, and read back, if still empty at confirmation
+    # False: in a voice call the default is not assumed but asked for (with `hints`): a correction
+    # of it at the read-back would be heard in free speech
+    default_by_voice: bool = True
     caller_number: bool = False  # "就用这个号码" fills this slot
     kind: str | None = None  # slots of one kind (e.g. person names) share ambiguous corrections
     aliases: tuple[str, ...] = ()  # words naming the slot ("电话"), for "电话不对" at the read-back
     limits: Limits = Limits(3, 3)
     readback: tuple[Variant, ...] = ()
+    # Asked once more, with `hints`, when the value was recognized without them (in free speech,
+    # e.g. the caller's opening or a read-back correction) and no policy record confirms it.
+    recheck: str | None = None
+    # ... only when understanding was less sure of the value than this (e.g. a hospital kept as
+    # said, not found in the directory); None: whatever its confidence
+    recheck_below: float | None = None
 
     def prompts_for(self, values: Mapping[str, str]) -> tuple[str, ...]:
         for prompt_set in self.prompts_when:
@@ -155,6 +164,9 @@ class RecordSpec:
     query: Mapping[str, tuple[str, ...]]  # find() argument (id_number, phone, name) -> slots tried in order
     take: Mapping[str, str]  # slot -> record field
     self_rule: SelfRule | None
+    # slot -> record fields: a name the caller gave that sounds like one of them is that name,
+    # spelled as the record spells it (the recognizer writes homophones: 假钞 for 贾超)
+    sounds_like: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,9 @@ class Flow:
     closing: tuple[Variant, ...]
     transfer: tuple[Variant, ...]
     records: RecordSpec | None = None
+    # False: the call's first prompt listens with the full vocabulary whatever its slot's hints
+    # (callers open with their story: "我爸昨天住院了…", not only what the prompt asks).
+    start_hints: bool = True
 
     def slot(self, name: str) -> SlotSpec:
         for spec in self.slots:
@@ -310,11 +325,12 @@ def _kind(value: Any) -> str:
 
 TOP_KEYS = {
     "name", "description", "greeting", "ack", "no_match_prefix", "no_input_prefix", "limits",
-    "formats", "slots", "confirm", "closing", "transfer", "records",
+    "formats", "slots", "confirm", "closing", "transfer", "records", "start_hints",
 }
 SLOT_KEYS = {
     "name", "prompts", "prompts_when", "problems", "hints", "dtmf", "optional", "derive", "default",
-    "caller_number", "kind", "aliases", "limits", "readback", "description",
+    "caller_number", "kind", "aliases", "limits", "readback", "description", "hints_files", "recheck",
+    "default_by_voice",
 }
 
 
@@ -370,8 +386,9 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
             raise r.fail(f"slots[{i}].name", f"slot {slot_name!r} is defined twice or reserved")
         names.append(slot_name)
     known = set(names)
+    base = path.parent if path is not None else Path.cwd()
     slots = tuple(
-        _parse_slot(r, item, f"slots[{i}]({item['name']})", known, formats, default_limits)
+        _parse_slot(r, item, f"slots[{i}]({item['name']})", known, formats, default_limits, base)
         for i, item in enumerate(raw_slots)
     )
 
@@ -390,6 +407,7 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
         closing=_parse_variants(r, top["closing"], "closing", known, formats),
         transfer=_parse_variants(r, top["transfer"], "transfer", known, formats),
         records=_parse_records(r, top["records"], known) if top.get("records") is not None else None,
+        start_hints=r.flag(top.get("start_hints", True), "start_hints"),
     )
     for key, variants in (("closing", flow.closing), ("transfer", flow.transfer)):
         if variants[-1].when:
@@ -477,7 +495,7 @@ def _parse_variants(r: _Reader, value: Any, key: str, known: set[str], formats: 
 
 
 def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapping[str, Format],
-                default_limits: Limits) -> SlotSpec:
+                default_limits: Limits, base: Path | None = None) -> SlotSpec:
     name = item["name"]
     r.mapping(item, key, SLOT_KEYS)
     if "prompts" not in item:
@@ -501,6 +519,22 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
         for code, text in r.mapping(item.get("problems", {}), f"{key}.problems").items()
     }
     hints = r.texts(item["hints"], f"{key}.hints") if item.get("hints") is not None else None
+    if item.get("hints_files") is not None:
+        hints = (*(hints or ()), *_hint_files(r, item["hints_files"], f"{key}.hints_files", base or Path.cwd()))
+        hints = tuple(dict.fromkeys(hints))
+    recheck = recheck_below = None
+    if isinstance(item.get("recheck"), dict):
+        rc = r.mapping(item["recheck"], f"{key}.recheck", {"say", "below"}, {"say"})
+        recheck = r.text(rc["say"], f"{key}.recheck.say")
+        if "below" in rc:
+            below = rc["below"]
+            if isinstance(below, bool) or not isinstance(below, (int, float)) or not 0 < below <= 1:
+                raise r.fail(f"{key}.recheck.below", f"expected a confidence in (0, 1], got {below!r}")
+            recheck_below = float(below)
+    elif item.get("recheck") is not None:
+        recheck = r.text(item["recheck"], f"{key}.recheck")
+    if recheck is not None and not hints:
+        raise r.fail(f"{key}.recheck", "needs `hints` (or `hints_files`): it asks again with them")
 
     dtmf = None
     if item.get("dtmf") is not None:
@@ -563,7 +597,43 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
             r.integer(limits.get("no_input", default_limits.no_input), f"{key}.limits.no_input"),
         ),
         readback=readback,
+        recheck=recheck,
+        recheck_below=recheck_below,
+        default_by_voice=r.flag(item.get("default_by_voice", True), f"{key}.default_by_voice"),
     )
+
+
+def _hint_files(r: _Reader, value: Any, key: str, base: Path) -> tuple[str, ...]:
+    """Hint phrases from files, paths relative to the flow file: a text file has one phrase a
+    line (`#` comments); a YAML dictionary gives every text in it that is not a key (the names,
+    aliases and cities of hospitals.yaml, the words of relationships.yaml)."""
+    phrases: list[str] = []
+    for i, name in enumerate(r.texts(value, key)):
+        file = (base / name).resolve()
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as e:
+            raise r.fail(f"{key}[{i}]", f"cannot read {file}: {e.strerror or e}") from None
+        if file.suffix in (".yaml", ".yml"):
+            try:
+                phrases += _leaf_texts(yaml.safe_load(text))
+            except yaml.YAMLError as e:
+                raise r.fail(f"{key}[{i}]", f"{file} is not valid YAML: {e}") from None
+        else:
+            phrases += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not phrases:
+        raise r.fail(key, "the files hold no phrases")
+    return tuple(phrases)
+
+
+def _leaf_texts(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [t for v in node.values() for t in _leaf_texts(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in _leaf_texts(v)]
+    if isinstance(node, (str, int)) and not isinstance(node, bool) and str(node).strip():
+        return [str(node).strip()]
+    return []
 
 
 def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], formats: Mapping[str, Format]) -> ConfirmSpec:
@@ -606,7 +676,7 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
 
 
 def _parse_records(r: _Reader, value: Any, known: set[str]) -> RecordSpec:
-    spec = r.mapping(value, "records", {"query", "take", "self"}, {"query", "take"})
+    spec = r.mapping(value, "records", {"query", "take", "self", "sounds_like"}, {"query", "take"})
     query = {}
     for arg, slots in r.mapping(spec["query"], "records.query", {"id_number", "phone", "name"}).items():
         slots = slots if isinstance(slots, list) else [slots]
@@ -630,7 +700,15 @@ def _parse_records(r: _Reader, value: Any, known: set[str]) -> RecordSpec:
         )
         if not self_rule.when or any(len(v) != 1 for v in self_rule.when.values()):
             raise r.fail("records.self.when", "must give one value per slot (they are set when the caller is the insured)")
-    return RecordSpec(query=query, take=take, self_rule=self_rule)
+    sounds_like = {}
+    for slot, rec_fields in r.mapping(spec.get("sounds_like", {}), "records.sounds_like").items():
+        _slot_ref(r, slot, f"records.sounds_like.{slot}", known)
+        rec_fields = r.texts(rec_fields, f"records.sounds_like.{slot}")
+        for rec_field in rec_fields:
+            if rec_field not in RECORD_FIELDS:
+                raise r.fail(f"records.sounds_like.{slot}", f"no such record field {rec_field!r} (known: {', '.join(RECORD_FIELDS)})")
+        sounds_like[slot] = rec_fields
+    return RecordSpec(query=query, take=take, self_rule=self_rule, sounds_like=sounds_like)
 
 
 def _slot_ref(r: _Reader, value: Any, key: str, known: set[str]) -> str:

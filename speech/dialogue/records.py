@@ -75,7 +75,9 @@ class RecordIndex:
     2. an ID number within edit distance `max_id_distance` of a record whose insured's (or
        holder's) name, or phone, also agrees - a lone near-miss ID is not evidence enough;
     3. the phone exactly (narrowed to the records whose name agrees, when some do).
-    A name alone never matches: names are not unique.
+    A name alone never matches: names are not unique. A name "agrees" when it is the record's
+    name or sounds like it (`speech.understanding.phonetic.same_person`: the recognizer writes
+    homophones, "假钞" for 贾超); an exact name wins over one that only sounds alike.
     """
 
     def __init__(self, records: Iterable[PolicyRecord], max_id_distance: int = 2) -> None:
@@ -90,6 +92,7 @@ class RecordIndex:
             self._by_name[record.insured_name].append(record)
             if record.holder_name != record.insured_name:
                 self._by_name[record.holder_name].append(record)
+        self._ids = list(self._by_id)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -100,25 +103,46 @@ class RecordIndex:
             exact = self._by_id.get(id_key)
             if exact:
                 return list(exact)
-            # Only records that agree on something else are compared: fast, and safe against
-            # a misrecognized ID landing near some stranger's ID.
-            candidates = list(self._by_name.get(name, [])) if name else []
-            if phone_key:
-                candidates += self._by_phone.get(phone_key, [])
-            near = _unique(
-                r for r in candidates
-                if edit_distance(id_key, _norm_id(r.insured_id_number), self.max_id_distance) <= self.max_id_distance
-            )
+            near = self.near_id(id_key, phone_key, name)
             if near:
                 return near
         if phone_key:
             by_phone = self._by_phone.get(phone_key, [])
             if name:
-                agreeing = [r for r in by_phone if name in (r.insured_name, r.holder_name)]
+                agreeing = _agreeing(by_phone, name)
                 if agreeing:
                     return agreeing
             return list(by_phone)
         return []
+
+    def near_id(self, id_key: str, phone_key: str = "", name: str | None = None) -> list[PolicyRecord]:
+        """Records whose ID is within `max_id_distance` edits of `id_key` and whose phone or
+        (insured's or holder's) name agrees; the exact name or phone first, then a name by sound."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        limit = self.max_id_distance
+        # Every ID within the distance (C speed over the whole index), then the agreeing ones.
+        close = process.extract(id_key, self._ids, scorer=Levenshtein.distance, score_cutoff=limit, limit=None)
+        candidates = _unique(r for key, _, _ in close for r in self._by_id[key])
+        if not candidates:
+            return []
+        exact = [r for r in candidates if (name and name in (r.insured_name, r.holder_name))
+                 or (phone_key and _digits(r.phone) == phone_key)]
+        if exact:
+            return exact
+        return _agreeing(candidates, name) if name else []
+
+
+def _agreeing(records: Iterable[PolicyRecord], name: str) -> list[PolicyRecord]:
+    """The records whose insured's or holder's name is `name`, or else sounds like it."""
+    records = list(records)
+    exact = [r for r in records if name in (r.insured_name, r.holder_name)]
+    if exact:
+        return exact
+    from speech.understanding.phonetic import same_person
+
+    return [r for r in records if same_person(name, r.insured_name) or same_person(name, r.holder_name)]
 
 
 def _unique(records: Iterable[PolicyRecord]) -> list[PolicyRecord]:

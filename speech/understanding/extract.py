@@ -25,9 +25,10 @@ import yaml
 from . import dates as dates_mod
 from .classify import IncidentClassifier, RelationshipClassifier
 from .diagnosis import DiagnosisFinder
-from .hospitals import HospitalDirectory
+from .hospitals import HospitalDirectory, HospitalMention
 from .idcard import id_problem, normalize_id
-from .names import ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, load_spellings, load_surnames
+from .names import (ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, NamePrior, load_given_names, load_spellings,
+                    load_surnames)
 from .numbers import DigitRun, digits_by_sound, find_digit_runs
 from .phone import mentions_caller_number, normalize_phone
 from .types import SLOTS, CallContext, Extraction, SlotProblem, SlotValue
@@ -84,9 +85,9 @@ class _Collector:
             self.values[slot] = SlotValue(slot, value, round(min(max(confidence, 0.0), 1.0), 2), span)
             self.problems.pop(slot, None)
 
-    def problem(self, slot: str, code: str, span: str) -> None:
+    def problem(self, slot: str, code: str, span: str, heard: str = "") -> None:
         if slot not in self.values and slot not in self.problems:
-            self.problems[slot] = SlotProblem(slot, code, span)
+            self.problems[slot] = SlotProblem(slot, code, span, heard)
 
 
 def compact_text(text: str) -> str:
@@ -142,8 +143,11 @@ class Understanding:
 
         incident_words = [str(w) for words in incident_lexicon.values() for w in words]
         relation_words = self.relationships.relation_words()
+        surnames = load_surnames(dictionaries / "surnames.txt")
+        # recognized names spelled as common names sound (涵建国 → 韩建国); speech only
+        self.name_prior = NamePrior(surnames, load_given_names(dictionaries / "given_names.txt"))
         self.names = NameFinder(
-            load_surnames(dictionaries / "surnames.txt"),
+            surnames,
             load_spellings(dictionaries / "surname_spellings.yaml"),
             stop_words=[
                 *self.diagnoses.term_words(), *incident_words, *self.hospitals.names(), *_NAME_STOP_WORDS,
@@ -182,6 +186,8 @@ class Understanding:
     def extract(self, text: str, context: CallContext) -> Extraction:
         compact = compact_text(text)
         acts = self._acts(compact)
+        if context.recognized and acts.affirm is None:
+            acts = self._acts_by_sound(compact) or acts
         body = acts.body
         expected = context.expected_slot
         # For a correction that names its slot, that slot is what the value answers.
@@ -204,6 +210,8 @@ class Understanding:
             hospital_mentions = [bare] if bare else []
         if hospital_mentions:
             h = hospital_mentions[-1] if acts.correction else hospital_mentions[0]
+            if context.recognized and h.confidence < 1.0:
+                h = self._hospital_after_noise(h)
             out.put("hospital", h.value, h.confidence, h.said)
         # Hospital names hold words that mean other things (肿瘤医院, 儿童医院).
         rest = body
@@ -212,7 +220,7 @@ class Understanding:
 
         self._dates(rest, now, acts, target, out)
         self._relationship(rest, target, expected, out)
-        self._names(rest, target if bare_ok else None, acts, out)
+        self._names(rest, target if bare_ok else None, acts, out, context.recognized)
         self._incident(rest, target, out)
         self._diagnosis(rest, target if bare_ok else None, acts, out)
 
@@ -221,7 +229,9 @@ class Understanding:
             # Which name is unknown; the caller's comes first in the read-back.
             bare = self.names.bare(body) if len(body) <= 6 else None
             if bare and bare.confidence >= 0.8:
-                out.put("reporter_name", bare.name, 0.6, body)
+                name = self.name_prior.normalize(bare.name) if context.recognized else bare.name
+                plausible = not context.recognized or self.name_prior.plausible(name)
+                out.put("reporter_name", name, 0.6 if plausible else 0.4, body)
 
         return Extraction(
             values=out.values,
@@ -230,6 +240,7 @@ class Understanding:
             correction=acts.correction,
             use_caller_number=use_caller_number,
             wants_human=acts.wants_human,
+            about=acts.hint if acts.hint in SLOTS else None,
         )
 
     # -- dialogue acts ---------------------------------------------------------------
@@ -274,6 +285,23 @@ class Understanding:
                 body = bare[wrong.end():].lstrip("，")
                 body = _LEAD_IS_RE.sub("", body)
         return _Acts(affirm, correction, wants_human, hint, body or bare)
+
+    def _acts_by_sound(self, compact: str) -> _Acts | None:
+        """Recognized speech that misheard the yes/no word: "对等" / "是 等" for 对的 / 是的, "错 出门
+        我叫…" for 错了，我叫…. Only short yeses (a longer answer says something else too)."""
+        from .phonetic import name_similarity
+
+        bare = compact.strip("，")
+        stripped = _PARTICLES_RE.sub("", bare)
+        if stripped.startswith("错") and not stripped.startswith("错误"):
+            body = stripped[1:].lstrip("了，")
+            acts = self._acts(f"错了，{body}" if body else "错了")
+            return acts if acts.affirm is False else None
+        if 2 <= len(stripped) <= 3 and not any(ch in stripped for ch in "不没错否"):
+            for word in self._yes:
+                if len(word) == len(stripped) and len(word) >= 2 and name_similarity(stripped, word) >= 0.75:
+                    return _Acts(True, False, False, None, bare)
+        return None
 
     def _is_yes(self, stripped: str) -> bool:
         # "对", "对对对", "嗯对没错", "是的是的": nothing but yes words
@@ -337,13 +365,29 @@ class Understanding:
             if code is None:
                 out.put(slot, number, confidence, span)
             else:
-                out.problem(slot, code, span)
+                out.problem(slot, code, span, number)
         else:
             phone = normalize_phone(digits)
             if phone:
                 out.put(slot, phone, confidence, span)
             else:
-                out.problem(slot, "phone_format", span)
+                out.problem(slot, "phone_format", span, digits)
+
+    def _hospital_after_noise(self, h: HospitalMention) -> HospitalMention:
+        """A name not found as said whose first character or two are a misheard word ("战省人民医院",
+        "大瑞金医院" for 在省人民医院 / 在瑞金医院): the directory name that follows, if one does -
+        said exactly, or (for a name otherwise kept as said) by sound."""
+        cuts = [h.said[cut:] for cut in (1, 2) if len(h.said) - cut >= 4]
+        hit = self.hospitals.lookup(cuts[0]) if cuts else None
+        if hit:  # one character too many before a name said exactly (not one said by sound only)
+            return HospitalMention(hit[0], cuts[0], h.end - len(cuts[0]), h.end, hit[1], 0.8)
+        if h.canonical or h.confidence > 0.6:
+            return h
+        for rest in cuts:
+            fuzzy = self.hospitals.fuzzy(rest)
+            if fuzzy:
+                return HospitalMention(fuzzy[0], rest, h.end - len(rest), h.end, fuzzy[1], fuzzy[2] / 100 * 0.8)
+        return h
 
     def _dates(self, text: str, now: datetime, acts: _Acts, target: str | None, out: _Collector) -> None:
         found = dates_mod.find_dates(text, now)
@@ -368,7 +412,7 @@ class Understanding:
             # an opening about what happened to "我": the caller is the insured
             out.put("relationship", "本人", 0.7, text)
 
-    def _names(self, text: str, target: str | None, acts: _Acts, out: _Collector) -> None:
+    def _names(self, text: str, target: str | None, acts: _Acts, out: _Collector, recognized: bool = False) -> None:
         def slot_of(role: str) -> str:
             if role == ROLE_SELF:
                 return "reporter_name"
@@ -384,7 +428,10 @@ class Understanding:
                 mentions.append(bare)
         for m in reversed(mentions) if acts.correction else mentions:
             confidence = m.confidence if m.role != ROLE_BARE or target in NAME_SLOTS else 0.6
-            out.put(slot_of(m.role), m.name, confidence, m.name)
+            name = self.name_prior.normalize(m.name) if recognized else m.name
+            if recognized and not self.name_prior.plausible(name):
+                confidence = min(confidence, 0.4)  # heard, but not like a name: doubtful
+            out.put(slot_of(m.role), name, confidence, m.name)
         # The caller reporting for themself: the insured is the reporter.
         rel = out.values.get("relationship")
         if rel and rel.value == "本人" and rel.confidence >= 0.8:

@@ -243,6 +243,8 @@ class HospitalDirectory:
             if fuzzy:
                 start = text.find(core)
                 return HospitalMention(fuzzy[0], core, start, start + len(core), fuzzy[1], fuzzy[2] / 100)
+            if stop_re is not None and stop_re.search(core):
+                continue  # "左骨折", "急性阑尾炎": an illness, not a hospital's name
             if 2 <= len(core) <= _MAX_LEN and all(_name_char(c) for c in core):
                 return HospitalMention(core, core, text.find(core), text.find(core) + len(core), False, 0.4)
         return None

@@ -251,6 +251,8 @@ class NameFinder:
             core = _strip_fillers(chunk)
             if not core or not all(_is_cjk(c) for c in core):
                 continue
+            if self._relation_re.fullmatch(core):
+                continue  # "是我父亲": who, not a name
             if core.startswith("姓"):
                 continue
             if spelled and core[0] != spelled and _same_sound(core[0], spelled):
@@ -306,3 +308,103 @@ def _same_sound(a: str, b: str) -> bool:
     from pypinyin import lazy_pinyin  # only for spelled surnames
 
     return lazy_pinyin(a) == lazy_pinyin(b)
+
+
+class NamePrior:
+    """Recognized names, spelled as the commonest name that sounds exactly the same (tones too).
+
+    A speech recognizer restricted to name characters cannot tell 涵 from 韩 (both han2) or 家姨
+    from 佳怡 (jia1 yi2); the acoustics say nothing more, so the spelling real names use most wins:
+    a first character that is no surname becomes the commonest surname with its sound, a given
+    name not in the list of common given names becomes the first one in it with its sound. A
+    surname or given name that is already a known one is kept (the recognizer's choice stands).
+    Lists are in order of frequency (surnames.txt, given_names.txt).
+    """
+
+    def __init__(self, surnames: Iterable[str], given_names: Iterable[str]) -> None:
+        self.surnames = list(dict.fromkeys(surnames))
+        self.given = list(dict.fromkeys(given_names))
+        self._surname_set = frozenset(self.surnames)
+        self._given_set = frozenset(self.given)
+        self._given_chars: dict[str, int] = {}
+        for g in self.given:
+            for ch in g:
+                self._given_chars.setdefault(ch, len(self._given_chars))
+        self._surname_by_sound: dict[str, str] = {}
+        for s in self.surnames:
+            if len(s) == 1:
+                for reading in _toned(s):
+                    self._surname_by_sound.setdefault(reading, s)
+        self._given_by_sound: dict[tuple[str, ...], str] = {}
+        for g in self.given:
+            self._given_by_sound.setdefault(tuple(_toned(ch)[0] for ch in g if _toned(ch)), g)
+        self._char_by_sound: dict[str, str] = {}
+        for ch in self._given_chars:
+            for reading in _toned(ch):
+                self._char_by_sound.setdefault(reading, ch)
+
+    def normalize(self, name: str) -> str:
+        if not 2 <= len(name) <= 4 or not all(_is_cjk(c) for c in name):
+            return name
+        surname = name[:2] if name[:2] in self._surname_set else name[0]
+        given = name[len(surname):]
+        if surname not in self._surname_set:
+            surname = next((self._surname_by_sound[r] for r in _toned(surname) if r in self._surname_by_sound),
+                           surname)
+        if given and given not in self._given_set:
+            whole = self._given_by_sound_of(given)
+            if whole is not None:
+                given = whole
+            else:
+                given = "".join(
+                    ch if ch in self._given_chars
+                    else next((self._char_by_sound[r] for r in _toned(ch) if r in self._char_by_sound), ch)
+                    for ch in given
+                )
+        return surname + given
+
+    def plausible(self, name: str) -> bool:
+        """A known surname and given-name characters that names use ("刘磊", not "证券" or "附件均")."""
+        if not 2 <= len(name) <= 4:
+            return False
+        surname = name[:2] if name[:2] in self._surname_set else name[0]
+        given = name[len(surname):]
+        return surname in self._surname_set and bool(given) and all(ch in self._given_chars for ch in given)
+
+    def _given_by_sound_of(self, given: str) -> str | None:
+        from itertools import product
+
+        readings = [_toned(ch) for ch in given]
+        if not all(readings):
+            return None
+        for combo in product(*readings):
+            found = self._given_by_sound.get(tuple(combo))
+            if found is not None:
+                return found
+        return None
+
+
+def load_given_names(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _toned(ch: str) -> tuple[str, ...]:
+    """The toned pinyin of a character ("han2")."""
+    return _toned_cached(ch)
+
+
+from functools import lru_cache  # noqa: E402
+
+
+@lru_cache(maxsize=8192)
+def _toned_cached(ch: str) -> tuple[str, ...]:
+    if not _is_cjk(ch):
+        return ()
+    from pypinyin import Style, pinyin
+
+    readings = pinyin(ch, style=Style.TONE3, heteronym=True, neutral_tone_with_five=True, errors="ignore")
+    # the first (commonest) reading only: rare readings make strange homophones (家 as gu1)
+    return (readings[0][0],) if readings and readings[0] else ()

@@ -28,6 +28,8 @@ class CallContext:
     started_at: datetime  # timezone-aware; relative dates resolve against it in its own zone
     caller_number: str | None = None
     expected_slot: str | None = None  # the slot the bot just asked for ("confirm" during read-back)
+    # the text is a speech recognizer's (homophones, misheard words): read names and yes/no by sound too
+    recognized: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class SlotProblem:
     slot: str
     code: str  # e.g. "id_checksum", "id_length", "id_birth_date", "phone_format", "date_future"
     span: str = ""
+    heard: str = ""  # the invalid value as read (an ID's digits), for a tolerant look-up elsewhere
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,4 @@ class Extraction:
     correction: bool = False  # the caller says something earlier was wrong (不对，… / 错了，是…)
     use_caller_number: bool = False  # "就用这个号码": the phone is the caller's number
     wants_human: bool = False  # 转人工 / 人工客服
+    about: str | None = None  # the slot a correction names ("不对，我的手机号是…" → reporter_phone)
