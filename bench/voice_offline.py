@@ -16,7 +16,7 @@
    `speech.recognizer.Recognizer` at 8 kHz in 20 ms frames. First run: in parallel processes,
    several minutes; cached in var/voice_cache/<file>.<grammar hash>.<pipeline>.json.
 2. The callers are played through `Dialogue` + the real `Understanding` + the dev policy records
-   (`RecordIndex`), with a port of simcaller.py's `Caller` (recorded phrasings only). As with
+   (`RecordIndex`), with simcaller.py's own `Caller` (recorded phrasings only). As with
    simcaller and the gateway, the caller answers every prompt (after hearing it at 6 chars/s),
    its utterances go down one line in order, each is heard with the vocabulary of the last prompt
    when it starts, and every final goes to `Dialogue.on_text(text, confidence)`. A read-back
@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import argparse
 import hashlib
 import json
@@ -73,51 +74,17 @@ FREE = "free"
 # ---------------------------------------------------------------- simcaller, in substance
 
 
-def slot_ok(p: dict, slot: str, value: Any) -> bool:
-    if value is None:
-        return False
-    value = str(value).replace(" ", "")
-    gold = p["gold"][slot]
-    if slot == "hospital":
-        return value in p["accept"]["hospital"]
-    if slot == "diagnosis":
-        core = p["accept"]["diagnosis_core"]
-        return core in value and len(value) <= len(core) + 6
-    if slot == "insured_id_number":
-        return value.upper() == gold
-    return value == gold
+def _load_simcaller():
+    """The shared simulated caller itself, so this never drifts from what the evaluation plays."""
+    spec = importlib.util.spec_from_file_location("simcaller", SHARED / "eval" / "simcaller.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class Caller:
-    def __init__(self, p: dict, can_say) -> None:
-        self.p = p
-        self.can_say = can_say
-        self.asked: dict[str, int] = {}
-        self.turns = 0
-        self.opened = False
-
-    def options(self, slot: str) -> list[str]:
-        return [o for o in self.p["answers"][slot] if self.can_say(o)] or self.p["answers"][slot]
-
-    def answer(self, ev: dict) -> str:
-        p = self.p
-        slot = ev.get("slot")
-        if not self.opened:
-            self.opened = True
-            if p.get("opening"):
-                return p["opening"]
-        if slot == "confirm":
-            wrong = [s for s in SLOTS if not slot_ok(p, s, (ev.get("slots") or {}).get(s))]
-            if not wrong:
-                return p["yes"]
-            fix = self.options(wrong[0])[0]
-            return f"{p['no']}，{fix}"
-        if slot in p["answers"]:
-            k = self.asked.get(slot, 0)
-            self.asked[slot] = k + 1
-            options = self.options(slot)
-            return options[min(k, len(options) - 1)]
-        return p["yes"]
+simcaller = _load_simcaller()
+slot_ok = simcaller.slot_ok
+Caller = simcaller.Caller
 
 
 # ---------------------------------------------------------------- recordings and recognition

@@ -1,6 +1,6 @@
 """Integration: every simulated caller of shared/eval/claim_dev.jsonl through Dialogue + the real Understanding.
 
-The caller is a port of shared/eval/simcaller.py's `Caller` (text turns): it answers the slot a prompt
+The caller is shared/eval/simcaller.py's own `Caller` (text turns): it answers the slot a prompt
 asks for with its own phrasings, checks the read-back against its gold values and corrects the first
 wrong slot, and says yes to anything else. Turns are counted as simcaller counts them: every prompt
 the caller hears and answers, including the last one before the hang-up.
@@ -8,6 +8,7 @@ the caller hears and answers, including the last one before the hang-up.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 from datetime import datetime
@@ -34,50 +35,17 @@ MAX_TURNS = 24
 TARGETS = {"slot_accuracy": 0.97, "report_accuracy": 0.90, "median_turns": 8, "max_turns": 16}
 
 
-def slot_ok(p: dict, slot: str, value: Any) -> bool:
-    if value is None:
-        return False
-    value = str(value).replace(" ", "")
-    gold = p["gold"][slot]
-    if slot == "hospital":
-        return value in p["accept"]["hospital"]
-    if slot == "diagnosis":
-        core = p["accept"]["diagnosis_core"]
-        return core in value and len(value) <= len(core) + 6
-    if slot == "insured_id_number":
-        return value.upper() == gold
-    return value == gold
+def _load_simcaller():
+    """The shared simulated caller itself, so this never drifts from what the evaluation plays."""
+    spec = importlib.util.spec_from_file_location("simcaller", SHARED / "simcaller.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class Caller:
-    def __init__(self, p: dict) -> None:
-        self.p = p
-        self.asked: dict[str, int] = {}
-        self.turns = 0
-        self.opened = False
-
-    def options(self, slot: str) -> list[str]:
-        return self.p["answers"][slot]
-
-    def answer(self, ev: dict) -> str:
-        p = self.p
-        slot = ev.get("slot")
-        if not self.opened:
-            self.opened = True
-            if p.get("opening"):
-                return p["opening"]
-        if slot == "confirm":
-            wrong = [s for s in SLOTS if not slot_ok(p, s, (ev.get("slots") or {}).get(s))]
-            if not wrong:
-                return p["yes"]
-            fix = self.options(wrong[0])[0]
-            return f"{p['no']}，{fix}"
-        if slot in p["answers"]:
-            k = self.asked.get(slot, 0)
-            self.asked[slot] = k + 1
-            options = self.options(slot)
-            return options[min(k, len(options) - 1)]
-        return p["yes"]
+simcaller = _load_simcaller()
+slot_ok = simcaller.slot_ok
+Caller = simcaller.Caller
 
 
 # ---------------------------------------------------------------- running calls
