@@ -19,6 +19,7 @@ Guarantees of `VoiceGate`:
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
 from dataclasses import dataclass
@@ -93,9 +94,44 @@ _MIN_DB = -100.0  # energy of digital silence, so log10 never sees zero
 def frame_energy_db(frame: npt.NDArray[np.int16]) -> float:
     """RMS level of a frame in dBFS, ignoring any DC offset."""
     x = frame.astype(np.float64)
-    x -= x.mean()
-    power = float(np.dot(x, x)) / (len(x) * 32768.0 * 32768.0)
+    n = len(x)
+    total = float(x.sum())
+    # Variance as E[x^2] - E[x]^2: one pass fewer than subtracting the mean (this runs for
+    # every 20 ms of every call); float64 keeps it exact enough at 16-bit sample scale.
+    power = max(float(x.dot(x)) - total * total / n, 0.0) / (n * 32768.0 * 32768.0)
     return 10.0 * math.log10(power) if power > 1e-10 else _MIN_DB
+
+
+class SortedWindow:
+    """The last `size` values, kept sorted too, for percentiles in O(size) per update
+    (np.percentile over the window cost ~20 us per 20 ms frame, the gate's biggest cost)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._order: collections.deque[float] = collections.deque()
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def append(self, value: float) -> None:
+        if len(self._order) == self.size:
+            old = self._order.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self._order.append(value)
+        bisect.insort(self._sorted, value)
+
+    def percentile(self, q: float) -> float:
+        """As np.percentile's default (linear) method."""
+        values = self._sorted
+        if not values:
+            raise ValueError("percentile of an empty window")
+        pos = q / 100.0 * (len(values) - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(values) - 1)
+        a, b, t = values[lo], values[hi], pos - lo
+        # numpy's lerp, for results identical to np.percentile
+        return b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t
 
 
 class EnergyDetector:
@@ -118,6 +154,7 @@ class EnergyDetector:
         self._config = config
         window = max(self._FALL_FRAMES, round(config.noise_window_s * 1000 / config.frame_ms))
         self._history: collections.deque[float] = collections.deque(maxlen=window)
+        self._window = SortedWindow(window)
         self._rise = config.floor_rise_db_per_s * config.frame_ms / 1000
         self._previous = False
         self.noise_floor_db: float | None = None
@@ -126,6 +163,7 @@ class EnergyDetector:
         cfg = self._config
         energy = frame_energy_db(frame)
         self._history.append(energy)
+        self._window.append(energy)
         floor = self._update_floor(energy)
         margin = cfg.continue_margin_db if self._previous else cfg.start_margin_db
         self._previous = energy > floor + margin and energy > cfg.min_speech_db
@@ -140,9 +178,9 @@ class EnergyDetector:
         recent = min(len(history), self._FALL_FRAMES)
         floor = min(floor, max(history[-i] for i in range(1, recent + 1)))
         if len(history) == history.maxlen:
-            low, mid, high = np.percentile(history, (10.0, 50.0, 90.0))
-            if high - low <= self._config.stationary_spread_db:
-                floor = max(floor, float(mid))
+            window = self._window
+            if window.percentile(90.0) - window.percentile(10.0) <= self._config.stationary_spread_db:
+                floor = max(floor, window.percentile(50.0))
         self.noise_floor_db = floor
         return floor
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speech.vad import SpeechAudio, SpeechEnd, SpeechStart, VadConfig, VoiceGate
+from speech.vad import SortedWindow, SpeechAudio, SpeechEnd, SpeechStart, VadConfig, VoiceGate, frame_energy_db
 
 from audio_helpers import (
     REAL,
@@ -251,3 +251,25 @@ def test_real_speech_unpadded_yields_an_utterance() -> None:
         gate, events = run(speech.astype(float))
         assert len(utterances(events, RATE)) >= 1
         assert speech_coverage(speech, passed_mask(events, len(speech), RATE), RATE, 0) >= 0.95
+
+
+def test_sorted_window_percentiles_equal_numpy_over_the_last_values() -> None:
+    rng = np.random.default_rng(7)
+    window = SortedWindow(50)
+    history: list[float] = []
+    values = np.concatenate([rng.normal(-60, 3, 80), np.full(40, -42.0), rng.uniform(-90, -10, 80)])
+    for value in values:
+        window.append(float(value))
+        history = (history + [float(value)])[-50:]
+        assert len(window) == len(history)
+        for q in (10.0, 50.0, 90.0, 0.0, 100.0):
+            assert window.percentile(q) == float(np.percentile(history, q))
+
+
+def test_frame_energy_ignores_dc_offset_and_reads_full_scale_sine_as_minus_3_dbfs() -> None:
+    t = np.arange(160)
+    sine = (32767 * np.sin(2 * np.pi * 1000 * t / 8000)).astype(np.int16)
+    assert frame_energy_db(sine) == pytest.approx(-3.01, abs=0.01)
+    quiet = (300 * np.sin(2 * np.pi * 1000 * t / 8000)).astype(np.int16)
+    assert frame_energy_db(quiet + 5000) == pytest.approx(frame_energy_db(quiet), abs=0.01)
+    assert frame_energy_db(np.full(160, 1234, dtype=np.int16)) == -100.0
