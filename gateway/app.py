@@ -23,7 +23,7 @@ from .outbox import OutboxWorker
 from .routes import routes
 from .services import Services
 from .settings import Settings
-from .speech_service import SpeechService
+from .speech_service import SpeechService, load_warmup_speech
 from .tts_factory import build_synthesizer
 from .twilio_voice import twilio_routes
 from .webhook import forward_events
@@ -63,7 +63,19 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         model_path: Path = await asyncio.to_thread(ensure_model, model_spec(settings))
-        speech = await asyncio.to_thread(SpeechService, model_path, settings.workers)
+        speech = await asyncio.to_thread(SpeechService, model_path, settings.workers, settings.pool_size)
+        if settings.warmup_audio_dir:
+            try:
+                warmup = await asyncio.to_thread(
+                    load_warmup_speech, Path(settings.warmup_audio_dir).expanduser(), settings.warmup_sample_rate
+                )
+            except ValueError as exc:
+                log.warning("recognizers will not be warmed up: %s", exc)
+            else:
+                count = settings.warmup_recognizers or settings.pool_size
+                log.info("warming %d recognizers on %.0f s of speech in the background",
+                         count, len(warmup) / 2 / settings.warmup_sample_rate)
+                speech.start_warmup(warmup, settings.warmup_sample_rate, count)
         database = Database.from_url(settings.effective_database_url)
         await database.create_schema()
         auth = Authenticator(frozenset(settings.api_keys))

@@ -14,6 +14,7 @@ class Metrics:
     audio_seconds_decoded: float = 0.0  # audio the voice gate passed to the recognizer
     recognizer_seconds: float = 0.0  # wall time spent inside the recognizer
     transcripts_final: int = 0
+    recognizer_batches: int = 0  # trips of gated audio to the recognizer threads
 
     def count_call(self, protocol: str) -> None:
         self.calls_total[protocol] = self.calls_total.get(protocol, 0) + 1
@@ -26,7 +27,10 @@ class Metrics:
         """Recognizer time per second of decoded audio (lower is faster)."""
         return self.recognizer_seconds / self.audio_seconds_decoded if self.audio_seconds_decoded else 0.0
 
-    def render(self, *, active_calls: int, max_calls: int, decode_lag: float) -> str:
+    def render(
+        self, *, active_calls: int, max_calls: int, decode_lag: float, recognizers_idle: int = 0,
+        recognizers_warming: int = 0,
+    ) -> str:
         lines: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -60,5 +64,9 @@ class Metrics:
         metric("gateway_recognizer_seconds_total", "counter", "Wall seconds spent in the recognizer.", [("", self.recognizer_seconds)])
         metric("gateway_real_time_factor", "gauge", "Recognizer seconds per decoded audio second.", [("", round(self.real_time_factor, 4))])
         metric("gateway_decode_lag_seconds", "gauge", "Largest lag of recognition behind real time over active calls.", [("", round(decode_lag, 3))])
+        metric("gateway_recognizer_batches_total", "counter", "Batches of gated audio sent to the recognizer threads.",
+               [("", self.recognizer_batches)])
+        metric("gateway_recognizers_idle", "gauge", "Warm recognizers pooled for the next calls.", [("", recognizers_idle)])
+        metric("gateway_recognizers_warming", "gauge", "Recognizers still being warmed up at start.", [("", recognizers_warming)])
         metric("gateway_transcripts_final_total", "counter", "Final transcripts produced.", [("", self.transcripts_final)])
         return "\n".join(lines) + "\n"

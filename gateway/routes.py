@@ -117,6 +117,8 @@ async def metrics(request: Request) -> Response:
         active_calls=services.registry.active,
         max_calls=services.settings.max_calls,
         decode_lag=services.registry.max_decode_lag(),
+        recognizers_idle=services.speech.pool.idle,
+        recognizers_warming=services.speech.warming,
     )
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 

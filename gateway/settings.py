@@ -41,6 +41,14 @@ class Settings:
     idle_timeout_s: float = 30.0
     max_call_s: float = 3600.0
     recognizer_workers: int = 0
+    # Warm recognizers kept between calls (each ~35 MB); 0: as many as max_calls.
+    recognizer_pool_size: int = 0
+    # WAV files of speech that warm recognizers before the first call (a fresh one costs
+    # ~2.5x the CPU on its first ~40 s of speech); empty: no warm-up, calls warm them.
+    warmup_audio_dir: str = ""
+    # How many to warm (0: the whole pool), at this input rate (the callers' line rate).
+    warmup_recognizers: int = 0
+    warmup_sample_rate: int = 8000
     # New calls are refused (1013) while recognition trails real time by more than this; 0: never.
     max_decode_lag_s: float = 1.0
 
@@ -49,6 +57,8 @@ class Settings:
     trailing_silence_ms: int = 600
     max_utterance_s: float = 20.0
     partial_interval_ms: int = 200
+    # Gated audio is decoded in batches of at least this much (an utterance's end at once).
+    recognize_batch_ms: int = 100
 
     webhook_url: str = ""
 
@@ -100,6 +110,10 @@ class Settings:
     @property
     def workers(self) -> int:
         return self.recognizer_workers or (os.cpu_count() or 1)
+
+    @property
+    def pool_size(self) -> int:
+        return self.recognizer_pool_size or self.max_calls
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **_coerce_all(changes))

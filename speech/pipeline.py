@@ -37,6 +37,11 @@ class AudioInput:
         return events + self._gate.flush()
 
     @property
+    def rate(self) -> int:
+        """The rate of the audio handed on (the recognizer's)."""
+        return self._gate.sample_rate
+
+    @property
     def seconds_in(self) -> float:
         """Audio received, in seconds."""
         return self._samples_in / self._in_rate

@@ -74,3 +74,25 @@ def test_vocabulary_switch_waits_for_the_utterance_to_end(model):
     result = rec.finish()
     assert result.text.replace(" ", "").startswith("你好")
     assert rec.phrases == ("一", "二")
+
+
+def test_warm_up_pools_a_recognizer_that_then_decodes_a_call_like_a_fresh_one(model):
+    import threading
+
+    pcm, rate = load_pcm(HELLO)
+    speech, _ = load_pcm(AUDIO / "phone" / sorted(p.name for p in (AUDIO / "phone").glob("*.wav"))[0])
+    pool = RecognizerPool(model, max_idle=1)
+    assert pool.warm_up(rate, speech * 2)
+    assert pool.idle == 1
+    assert not pool.warm_up(rate, speech)  # full: nothing more is kept
+    stopped = threading.Event()
+    stopped.set()
+    assert not RecognizerPool(model).warm_up(rate, speech, stopped)
+
+    fresh = recognize(Recognizer(model, rate), pcm, 5.0)
+    call = Recognizer(model, rate, pool=pool)
+    assert pool.idle == 0
+    warm = recognize(call, pcm, 5.0)
+    assert warm.text == fresh.text
+    assert warm.start == pytest.approx(fresh.start, abs=0.05)  # warm-up audio is not on the call's clock
+    assert warm.words[-1].end == pytest.approx(fresh.words[-1].end, abs=0.05)
