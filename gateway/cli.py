@@ -58,6 +58,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
     from .app import create_app, model_spec
+    from .ws_protocol import BufferedWebSocketProtocol
 
     settings = settings.replace(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     if not settings.api_keys and not is_loopback_bind(settings.host):
@@ -77,7 +78,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws=BufferedWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         log_level=settings.log_level,
         lifespan="on",

@@ -15,6 +15,8 @@ class Metrics:
     recognizer_seconds: float = 0.0  # wall time spent inside the recognizer
     transcripts_final: int = 0
     recognizer_batches: int = 0  # trips of gated audio to the recognizer threads
+    vosk_decode_cpu_s: float = 0.0  # thread CPU inside Vosk decoding
+    vosk_partial_cpu_s: float = 0.0  # thread CPU inside Vosk partial results
 
     def count_call(self, protocol: str) -> None:
         self.calls_total[protocol] = self.calls_total.get(protocol, 0) + 1
@@ -64,6 +66,9 @@ class Metrics:
         metric("gateway_recognizer_seconds_total", "counter", "Wall seconds spent in the recognizer.", [("", self.recognizer_seconds)])
         metric("gateway_real_time_factor", "gauge", "Recognizer seconds per decoded audio second.", [("", round(self.real_time_factor, 4))])
         metric("gateway_decode_lag_seconds", "gauge", "Largest lag of recognition behind real time over active calls.", [("", round(decode_lag, 3))])
+        metric("gateway_vosk_cpu_seconds_total", "counter",
+               "Thread CPU seconds inside Vosk: decoding, and partial results.",
+               [('{kind="decode"}', round(self.vosk_decode_cpu_s, 4)), ('{kind="partial"}', round(self.vosk_partial_cpu_s, 4))])
         metric("gateway_recognizer_batches_total", "counter", "Batches of gated audio sent to the recognizer threads.",
                [("", self.recognizer_batches)])
         metric("gateway_recognizers_idle", "gauge", "Warm recognizers pooled for the next calls.", [("", recognizers_idle)])

@@ -58,12 +58,15 @@ class RecognitionOutcome:
     partial: Transcript | None = None
     audio_seconds: float = 0.0
     elapsed: float = 0.0
+    decode_cpu_s: float = 0.0  # thread CPU inside Vosk decoding
+    partial_cpu_s: float = 0.0  # thread CPU inside Vosk partial results
 
 
 def recognize(recognizer: Recognizer, gate_events: list[Any], flush: bool = False) -> RecognitionOutcome:
     """Feed gated audio to the recognizer (runs in the recognition pool)."""
     out = RecognitionOutcome()
     started = time.perf_counter()
+    decode_cpu, partial_cpu = recognizer.decode_cpu_s, recognizer.partial_cpu_s
     for event in gate_events:
         if isinstance(event, SpeechAudio):
             result = recognizer.accept(event.pcm16, event.t)
@@ -87,6 +90,8 @@ def recognize(recognizer: Recognizer, gate_events: list[Any], flush: bool = Fals
             out.finals.append(result)
         out.partial = None
     out.elapsed = time.perf_counter() - started
+    out.decode_cpu_s = recognizer.decode_cpu_s - decode_cpu
+    out.partial_cpu_s = recognizer.partial_cpu_s - partial_cpu
     return out
 
 
@@ -490,6 +495,8 @@ class CallSession:
         outcome.partial = more.partial
         outcome.audio_seconds += more.audio_seconds
         outcome.elapsed += more.elapsed
+        outcome.decode_cpu_s += more.decode_cpu_s
+        outcome.partial_cpu_s += more.partial_cpu_s
         if more.finals:
             self.partial = None
         if more.partial is not None:
@@ -501,6 +508,8 @@ class CallSession:
         metrics = self.services.metrics
         metrics.audio_seconds_decoded += outcome.audio_seconds
         metrics.recognizer_seconds += outcome.elapsed
+        metrics.vosk_decode_cpu_s += outcome.decode_cpu_s
+        metrics.vosk_partial_cpu_s += outcome.partial_cpu_s
         for final in outcome.finals:
             metrics.transcripts_final += 1
             self.segments += 1

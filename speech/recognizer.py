@@ -11,6 +11,7 @@ import bisect
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -122,6 +123,10 @@ class Recognizer:
         self._anchor_call: list[float] = [0.0]
         self._last_partial = ""
         self.utterance_has_audio = False
+        # Thread CPU seconds inside Vosk: decoding (what any Vosk user pays for this audio) and
+        # partial results (extra work asked of it); the rest of a call's CPU is the gateway's own.
+        self.decode_cpu_s = 0.0
+        self.partial_cpu_s = 0.0
 
     def _new_recognizer(self) -> vosk.KaldiRecognizer:
         """A recognizer for the current vocabulary; sets the clock base (`_fed_samples`)."""
@@ -198,15 +203,21 @@ class Recognizer:
         if n:
             self.utterance_has_audio = True
         self._since_partial += n / self.sample_rate
+        started = time.thread_time()
         if self._rec.AcceptWaveform(pcm16):
-            return self._final(self._rec.Result())
+            raw = self._rec.Result()
+            self.decode_cpu_s += time.thread_time() - started
+            return self._final(raw)
+        self.decode_cpu_s += time.thread_time() - started
         if self._since_partial >= self.partial_interval_s:
             return self.partial()
         return None
 
     def partial(self) -> Transcript:
         self._since_partial = 0.0
+        started = time.thread_time()
         raw = json.loads(self._rec.PartialResult())
+        self.partial_cpu_s += time.thread_time() - started
         text = raw.get("partial", "")
         self._last_partial = text
         words = self._words(raw.get("partial_result", []))
@@ -214,7 +225,10 @@ class Recognizer:
 
     def finish(self) -> Transcript:
         """End the current utterance and return its final result."""
-        return self._final(self._rec.FinalResult())
+        started = time.thread_time()
+        raw = self._rec.FinalResult()
+        self.decode_cpu_s += time.thread_time() - started
+        return self._final(raw)
 
     # Results -----------------------------------------------------------------
     def _final(self, raw_json: str) -> Transcript:

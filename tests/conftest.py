@@ -20,6 +20,7 @@ from gateway.app import create_app, model_spec
 from gateway.claim_calls import Dialogues
 from gateway.model_fetch import ensure_model
 from gateway.settings import Settings, load_settings
+from gateway.ws_protocol import BufferedWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
@@ -131,7 +132,7 @@ def running_gateway(settings: Settings) -> Iterator[str]:
         create_app(settings.replace(port=port), shared_dialogues() if not settings.config_dir else None),
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
+        ws=BufferedWebSocketProtocol,  # as `gateway serve` runs it
         ws_max_size=settings.max_message_bytes,
         log_level="warning",
         lifespan="on",
