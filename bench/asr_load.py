@@ -1137,11 +1137,11 @@ async def ramp(args: argparse.Namespace, data_dir: Path, scripts: list[CallPlan]
     if lo:
         n80 = max(1, int(round(0.8 * lo)))
         lat_step = tried.get(n80)
-        if lat_step is None and args.quick:
+        if lat_step is None and not args.quick and time.monotonic() + reserve() <= deadline:
+            lat_step = tried[n80] = await step(n80, f"lat{n80}")
+        if lat_step is None:  # no time for a step of its own: the largest passing step below 80 %
             below = [k for k in tried if k <= n80 and tried[k]["pass"]]
             lat_step = tried[max(below)] if below else None
-        if lat_step is None and time.monotonic() + reserve() <= deadline:
-            lat_step = tried[n80] = await step(n80, f"lat{n80}")
     else:
         out["notes"].append("no N sustained: latency at 80 % of capacity not measured")
     out["latency_step"] = lat_step

@@ -41,7 +41,7 @@ class Settings:
     idle_timeout_s: float = 30.0
     max_call_s: float = 3600.0
     recognizer_workers: int = 0
-    # Warm recognizers kept between calls (each ~35 MB); 0: as many as max_calls.
+    # Warm recognizers kept between calls (each ~115 MB once warm); 0: as many as max_calls.
     recognizer_pool_size: int = 0
     # WAV files of speech that warm recognizers before the first call (a fresh one costs
     # ~2.5x the CPU on its first ~40 s of speech); empty: no warm-up, calls warm them.

@@ -67,3 +67,13 @@ def test_every_setting_is_in_the_default_file():
 
     documented = set(tomllib.loads(DEFAULT_SETTINGS_FILE.read_text()))
     assert documented == {f.name for f in dataclasses.fields(Settings)}
+
+
+def test_every_setting_is_documented_in_the_readme():
+    import dataclasses
+
+    from gateway.settings import DEFAULT_SETTINGS_FILE
+
+    readme = (DEFAULT_SETTINGS_FILE.parent.parent / "README.md").read_text()
+    missing = [f.name for f in dataclasses.fields(Settings) if f"GATEWAY_{f.name.upper()}" not in readme]
+    assert missing == []
