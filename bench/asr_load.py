@@ -1041,6 +1041,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "quick 24); calls beyond them get fresh recognizers")
     ap.add_argument("--workers", type=int, default=0, help="GATEWAY_RECOGNIZER_WORKERS (default 0: one per core)")
     ap.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a gateway setting for the load phase, e.g. --set recognize_batch_ms=200 (repeatable)")
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--no-vad-off", action="store_true", help="skip the VAD-off comparison")
     ap.add_argument("--partials", action="store_true",
@@ -1067,6 +1069,9 @@ async def ramp(args: argparse.Namespace, data_dir: Path, scripts: list[CallPlan]
            "GATEWAY_RECOGNIZER_POOL_SIZE": str(max(args.warm, 1)), "GATEWAY_WARMUP_RECOGNIZERS": str(max(args.warm, 1))}
     if args.workers:
         env["GATEWAY_RECOGNIZER_WORKERS"] = str(args.workers)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        env["GATEWAY_" + key.strip().upper()] = value.strip()
 
     def reserve() -> float:  # what must still fit after a ramp step: latency step, VAD-off, closing baseline
         vad_off = 0.0 if args.no_vad_off else step_cost + 15.0
