@@ -304,41 +304,49 @@ def call_events(plan: CallPlan, vad: bool) -> list[list[Any]]:
     return [audio.feed(p) for p in payloads] + [audio.flush()]
 
 
-def raw_call(vosk: Any, model: Any, events: list[list[Any]], partials: bool = False, rec: Any = None) -> dict:
-    """Vosk alone on one call's gate events: AcceptWaveform per event, FinalResult per SpeechEnd."""
+def decode_batch(rec: Any, batch: list[Any], partials: bool = False, chunk_s: list[float] | None = None) -> float:
+    """Raw Vosk on one message's gate events: AcceptWaveform per audio event, FinalResult per
+    SpeechEnd; the seconds of audio fed."""
     from speech.vad import SpeechAudio, SpeechEnd
 
+    audio = 0.0
+    for ev in batch:
+        if isinstance(ev, SpeechAudio):
+            audio += len(ev.pcm16) / 2 / REC_RATE
+            c0 = time.perf_counter()
+            final = rec.AcceptWaveform(ev.pcm16)
+            if chunk_s is not None:
+                chunk_s.append(time.perf_counter() - c0)
+            if final:
+                rec.Result()
+            elif partials:  # what speech.recognizer.Recognizer.accept adds
+                json.loads(rec.PartialResult())
+        elif isinstance(ev, SpeechEnd):
+            rec.FinalResult()
+    return audio
+
+
+def raw_call(vosk: Any, model: Any, events: list[list[Any]], partials: bool = False, rec: Any = None) -> dict:
+    """Vosk alone on one call's gate events."""
     if rec is None:
         rec = _new_rec(vosk, model, partial_words=partials)
     else:
         rec.Reset()
-    audio = 0.0
-    chunk_s = []  # wall time of each AcceptWaveform: cold graph regions make some very slow
+    chunk_s: list[float] = []  # wall time of each AcceptWaveform: cold graph regions make some very slow
     t0, w0 = time.thread_time(), time.perf_counter()
-    for batch in events:
-        for ev in batch:
-            if isinstance(ev, SpeechAudio):
-                audio += len(ev.pcm16) / 2 / REC_RATE
-                c0 = time.perf_counter()
-                final = rec.AcceptWaveform(ev.pcm16)
-                chunk_s.append(time.perf_counter() - c0)
-                if final:
-                    rec.Result()
-                elif partials:  # what speech.recognizer.Recognizer.accept adds
-                    json.loads(rec.PartialResult())
-            elif isinstance(ev, SpeechEnd):
-                rec.FinalResult()
+    audio = sum(decode_batch(rec, batch, partials, chunk_s) for batch in events)
     rec.FinalResult()
     return {"cpu": time.thread_time() - t0, "wall": time.perf_counter() - w0, "audio": audio, "chunks": chunk_s}
 
 
 def warm_rec(vosk: Any, model: Any, warm_pcm: bytes) -> Any:
-    """A recognizer warmed as the gateway warms its pool (speech.recognizer.RecognizerPool.warm_up)."""
-    rec = _new_rec(vosk, model)
-    step = 2 * REC_RATE // 5
-    for off in range(0, len(warm_pcm), step):
-        rec.AcceptWaveform(warm_pcm[off:off + step])
-    rec.FinalResult()
+    """A recognizer warmed by the gateway's own warm-up (speech.recognizer.RecognizerPool.warm_up)."""
+    from speech.recognizer import RecognizerPool
+
+    pool = RecognizerPool(model, max_idle=1)
+    pool.warm_up(REC_RATE, warm_pcm)
+    rec, _ = pool.acquire(REC_RATE)
+    rec.SetWords(True)  # as _new_rec
     return rec
 
 
@@ -386,8 +394,6 @@ class RawPool:
 
     def rtf(self, plans: list[CallPlan], vad: bool) -> float:
         """Thread CPU per second of audio fed to Vosk for these calls."""
-        from speech.vad import SpeechAudio, SpeechEnd
-
         self.ensure(len(plans))
         events = [call_events(p, vad) for p in plans]  # outside the timing
 
@@ -397,14 +403,8 @@ class RawPool:
                 self.recs[i].Reset()
             for k in range(max((len(events[i]) for i in part), default=0)):
                 for i in part:
-                    rec = self.recs[i]
-                    for ev in events[i][k] if k < len(events[i]) else ():
-                        if isinstance(ev, SpeechAudio):
-                            audio += len(ev.pcm16) / 2 / REC_RATE
-                            if rec.AcceptWaveform(ev.pcm16):
-                                rec.Result()
-                        elif isinstance(ev, SpeechEnd):
-                            rec.FinalResult()
+                    if k < len(events[i]):
+                        audio += decode_batch(self.recs[i], events[i][k])
             for i in part:
                 self.recs[i].FinalResult()
             return {"cpu": time.thread_time() - t0, "audio": audio}

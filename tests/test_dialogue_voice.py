@@ -186,13 +186,19 @@ def test_a_misheard_correction_that_repeats_the_readback_is_asked_again_then_han
     assert any(isinstance(a, Report) and a.slots["reporter_name"] == "岳燕" for a in call.out)
 
 
-def test_by_voice_the_phone_is_asked_last_and_falls_back_to_the_callers_number() -> None:
+def father_injured_call() -> Call:
+    """A voice call without policy records, up to the insured's name."""
     call = Call(records=None)
     call.say("我 要 报案")
     call.say("我 叫 段 玉 兰")
     call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
     call.say("是 我 父 亲")
     call.say("我 父 亲 叫 蔡 金 凤")
+    return call
+
+
+def test_by_voice_the_phone_is_asked_last_and_falls_back_to_the_callers_number() -> None:
+    call = father_injured_call()
     call.say("前天")
     call.say("出 了 意外 骨折")
     call.say("在 华西 医院")
@@ -212,12 +218,7 @@ def test_typed_calls_still_assume_the_callers_number() -> None:
 
 
 def test_a_misheard_phone_correction_sets_nothing_else() -> None:
-    call = Call(records=None)
-    call.say("我 要 报案")
-    call.say("我 叫 段 玉 兰")
-    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
-    call.say("是 我 父 亲")
-    call.say("我 父 亲 叫 蔡 金 凤")
+    call = father_injured_call()
     finish_until_readback(call)
     call.say("错 出门 我 的 手机 是 一三五 四六 巴塞尔 妻子 去")  # 妻子 (wife) was 七四七
     assert call.d.slots["relationship"] == "父母"
