@@ -19,6 +19,7 @@ from .calls import CallRegistry
 from .database import Database
 from .metrics import Metrics
 from .model_fetch import ModelSpec, ensure_model
+from .model_graph import ensure_static_graph
 from .outbox import OutboxWorker
 from .routes import routes
 from .services import Services
@@ -58,13 +59,26 @@ def start_synthesizer(settings: Settings) -> Synthesizer | None:
         return None
 
 
+def start_speech(settings: Settings, model_path: Path) -> SpeechService:
+    """The speech service, on a static graph when one is (or can be) compiled."""
+    static = ensure_static_graph(model_path) if settings.static_graph else None
+    if static is not None:
+        try:
+            return SpeechService(model_path, settings.workers, settings.pool_size, static_model_path=static)
+        except Exception as exc:  # noqa: BLE001 - Vosk raises a bare Exception on a bad model
+            log.warning("static graph %s does not load (%s); decoding with the graph as shipped", static, exc)
+    return SpeechService(model_path, settings.workers, settings.pool_size)
+
+
 def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starlette:
     """The gateway app. `dialogues` may be passed in when already loaded (they take seconds)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         model_path: Path = await asyncio.to_thread(ensure_model, model_spec(settings))
-        speech = await asyncio.to_thread(SpeechService, model_path, settings.workers, settings.pool_size)
-        if settings.warmup_audio_dir:
+        speech = await asyncio.to_thread(start_speech, settings, model_path)
+        if settings.warmup_audio_dir and speech.static_graph:
+            log.info("recognizer warm-up skipped: recognizers on a static graph need none")
+        elif settings.warmup_audio_dir:
             try:
                 warmup = await asyncio.to_thread(
                     load_warmup_speech, Path(settings.warmup_audio_dir).expanduser(), settings.warmup_sample_rate
@@ -103,8 +117,9 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
             background.append(asyncio.create_task(worker.run()))
         elif settings.claims_webhook_secret:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
-        log.info("gateway ready: model %s at %d Hz, %d recognizer threads, up to %d calls",
-                 model_path.name, speech.sample_rate, speech.workers, settings.max_calls)
+        log.info("gateway ready: model %s at %d Hz (%s graph), %d recognizer threads, up to %d calls",
+                 model_path.name, speech.sample_rate, "static" if speech.static_graph else "composed on the fly",
+                 speech.workers, settings.max_calls)
         try:
             yield
         finally:

@@ -8,6 +8,7 @@ import sys
 
 from .auth import is_loopback_bind
 from .model_fetch import ModelUnavailable, ensure_model
+from .model_graph import ensure_static_graph
 from .settings import Settings, SettingsError, load_settings
 
 
@@ -23,7 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default from settings: 8000)")
     model = commands.add_parser("model", help="manage the speech model")
     model_commands = model.add_subparsers(dest="model_command", required=True)
-    model_commands.add_parser("fetch", help="fetch, verify (sha256) and unpack the speech model into the cache")
+    model_commands.add_parser(
+        "fetch", help="fetch, verify (sha256) and unpack the speech model into the cache, then compile its "
+        "static decoding graph (unless static_graph is off)"
+    )
     return parser
 
 
@@ -50,6 +54,8 @@ def _fetch_model(settings: Settings) -> int:
     except ModelUnavailable as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
+    if settings.static_graph:
+        ensure_static_graph(path)  # a failure is a warning: the model works without it
     print(path)
     return 0
 

@@ -31,7 +31,7 @@ class Metrics:
 
     def render(
         self, *, active_calls: int, max_calls: int, decode_lag: float, recognizers_idle: int = 0,
-        recognizers_warming: int = 0,
+        recognizers_warming: int = 0, static_graph: bool = False,
     ) -> str:
         lines: list[str] = []
 
@@ -73,5 +73,7 @@ class Metrics:
                [("", self.recognizer_batches)])
         metric("gateway_recognizers_idle", "gauge", "Warm recognizers pooled for the next calls.", [("", recognizers_idle)])
         metric("gateway_recognizers_warming", "gauge", "Recognizers still being warmed up at start.", [("", recognizers_warming)])
+        metric("gateway_static_graph", "gauge", "1 when free speech is decoded on the compiled static graph.",
+               [("", int(static_graph))])
         metric("gateway_transcripts_final_total", "counter", "Final transcripts produced.", [("", self.transcripts_final)])
         return "\n".join(lines) + "\n"

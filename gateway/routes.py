@@ -119,6 +119,7 @@ async def metrics(request: Request) -> Response:
         decode_lag=services.registry.max_decode_lag(),
         recognizers_idle=services.speech.pool.idle,
         recognizers_warming=services.speech.warming,
+        static_graph=services.speech.static_graph,
     )
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 

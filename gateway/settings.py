@@ -31,6 +31,8 @@ class Settings:
     model_url: str = "https://alphacephei.com/vosk/models/vosk-model-small-cn-0.22.zip"
     model_mirrors: tuple[str, ...] = ()
     model_cache_dir: str = ""
+    # Compose the model's two-part graph into one static graph after fetching (OpenFst tools).
+    static_graph: bool = True
 
     api_keys: tuple[str, ...] = ()
     twilio_auth_token: str = ""
@@ -41,10 +43,10 @@ class Settings:
     idle_timeout_s: float = 30.0
     max_call_s: float = 3600.0
     recognizer_workers: int = 0
-    # Warm recognizers kept between calls (each ~115 MB once warm); 0: as many as max_calls.
+    # Recognizers kept between calls (without a static graph ~115 MB each once warm); 0: max_calls.
     recognizer_pool_size: int = 0
-    # WAV files of speech that warm recognizers before the first call (a fresh one costs
-    # ~2.5x the CPU on its first ~40 s of speech); empty: no warm-up, calls warm them.
+    # Without a static graph: WAV files of speech that warm recognizers before the first call (a
+    # fresh one costs ~2.5x the CPU on its first ~40 s of speech); empty: calls warm them.
     warmup_audio_dir: str = ""
     # How many to warm (0: the whole pool), at this input rate (the callers' line rate).
     warmup_recognizers: int = 0

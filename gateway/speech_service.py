@@ -1,4 +1,4 @@
-"""The process's one speech model, the bounded pool that runs recognition, and its warm-up."""
+"""The process's speech model, the bounded pool that runs recognition, and its warm-up."""
 
 from __future__ import annotations
 
@@ -63,11 +63,16 @@ def load_warmup_speech(folder: Path, sample_rate: int, max_seconds: float = WARM
 
 
 class SpeechService:
-    def __init__(self, model_path: Path, workers: int, pool_size: int = 32) -> None:
+    def __init__(self, model_path: Path, workers: int, pool_size: int = 32,
+                 static_model_path: Path | None = None) -> None:
+        """`static_model_path`: the same model with a precompiled graph (gateway.model_graph), for
+        free speech; `model_path` then serves phrase-list recognizers only."""
         self.model_path = model_path
         self.sample_rate = model_sample_rate(model_path)
         self.workers = workers
-        self._model = load_model(model_path)
+        self._grammar_model = load_model(model_path)
+        self._model = load_model(static_model_path) if static_model_path else self._grammar_model
+        self.static_graph = static_model_path is not None
         self.pool = RecognizerPool(self._model, max_idle=pool_size)
         # Vosk releases the GIL while decoding, so threads give real parallelism;
         # one per core keeps the event loop's own thread free.
@@ -98,11 +103,15 @@ class SpeechService:
         return Recognizer(
             self._model, sample_rate, phrases=phrases, words=words,
             max_alternatives=max_alternatives, partial_interval_s=partial_interval_s, pool=self.pool,
+            grammar_model=self._grammar_model,
         )
 
     def start_warmup(self, pcm16: bytes, sample_rate: int, count: int) -> None:
         """Warm `count` pooled recognizers on this speech in background threads (one per
-        worker, at low priority, so calls arriving meanwhile go first)."""
+        worker, at low priority, so calls arriving meanwhile go first). Nothing to do on a static
+        graph: its recognizers cost the same from their first second."""
+        if self.static_graph:
+            return
         count = min(count, self.pool.max_idle - self.pool.idle)
         if count <= 0:
             return

@@ -34,13 +34,14 @@ def load_model(path: Path | str) -> vosk.Model:
 
 
 class RecognizerPool:
-    """Warm Vosk recognizers kept between calls.
+    """Vosk recognizers without a grammar, kept between calls.
 
-    A Vosk recognizer caches the decoding graph it expands as it goes (the small
-    models compose it on the fly): a fresh one spends ~2.5x the CPU of a warm one
-    per second of speech until some 30-45 s of speech have passed through it, ~5 s
-    of CPU in all. Recognizers without a grammar are therefore reset and reused
-    instead of thrown away, and can be warmed before the first call (`warm_up`).
+    With a graph composed on the fly (the small models as shipped) a recognizer
+    caches what it expands: a fresh one spends ~2.5x the CPU of a warm one per
+    second of speech until some 30-45 s of speech have passed through it, ~5 s
+    of CPU in all. Such recognizers are therefore reset and reused instead of
+    thrown away, and can be warmed before the first call (`warm_up`). With a
+    static graph they need no warming; reuse still saves their set-up.
     Thread-safe.
     """
 
@@ -102,10 +103,16 @@ class Recognizer:
         max_alternatives: int = 0,
         partial_interval_s: float = 0.0,
         pool: RecognizerPool | None = None,
+        grammar_model: vosk.Model | None = None,
     ) -> None:
+        """`model` recognizes free speech; `grammar_model` (default: `model`) builds phrase-list
+        recognizers, for a model with a static graph cannot: Vosk makes a grammar's graph at run
+        time from the two-part graph the small models ship with."""
         self.sample_rate = sample_rate
         self._pool = pool
         self._pooled = False  # self._rec came from the pool and has had no grammar
+        self._grammar_model = grammar_model or model
+        self._takes_grammar = False  # self._rec can switch grammars in place (SetGrammar)
         # Computing a partial costs ~15% more CPU; callers rarely need one per 20 ms frame.
         self.partial_interval_s = partial_interval_s
         self._since_partial = 0.0
@@ -132,9 +139,11 @@ class Recognizer:
         """A recognizer for the current vocabulary; sets the clock base (`_fed_samples`)."""
         self._pooled = False
         self._fed_samples = 0
+        self._takes_grammar = self._model is self._grammar_model
         if self._phrases:
             grammar = json.dumps([*self._phrases, UNKNOWN_WORD], ensure_ascii=False)
-            rec = vosk.KaldiRecognizer(self._model, self.sample_rate, grammar)
+            rec = vosk.KaldiRecognizer(self._grammar_model, self.sample_rate, grammar)
+            self._takes_grammar = True
         elif self._pool is not None:
             rec, self._fed_samples = self._pool.acquire(self.sample_rate)
             self._pooled = True
@@ -168,11 +177,12 @@ class Recognizer:
         if phrases == self._phrases:
             return
         self._phrases = phrases
-        if self._phrases:
+        if self._phrases and self._takes_grammar:
             self._rec.SetGrammar(json.dumps([*self._phrases, UNKNOWN_WORD], ensure_ascii=False))
             self._pooled = False  # a grammar sticks to a recognizer: it is not reused for other calls
         else:
-            # Vosk cannot drop a grammar from a live recognizer; take another at the same call clock.
+            # Vosk cannot drop a grammar from a live recognizer, nor give one to a recognizer on a
+            # static graph: take another at the same call clock.
             self._release()
             self._rec = self._new_recognizer()
             self._rebase()

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from gateway.app import create_app, model_spec
 from gateway.claim_calls import Dialogues
 from gateway.model_fetch import ensure_model
+from gateway.model_graph import ensure_static_graph
 from gateway.settings import Settings, load_settings
 from gateway.ws_protocol import BufferedWebSocketProtocol
 
@@ -79,7 +80,8 @@ def model_cache() -> Path:
     cache = Path(os.environ.get("GATEWAY_MODEL_CACHE_DIR", ROOT / "var" / "models"))
     mirrors = tuple(filter(None, os.environ.get("GATEWAY_MODEL_MIRRORS", "").split(","))) or (str(SHARED / "models"),)
     settings = base.replace(model_cache_dir=str(cache), model_mirrors=mirrors, model_url="")
-    ensure_model(model_spec(settings))
+    # Compiled here, once, so that no server start in a test waits a minute for it.
+    ensure_static_graph(ensure_model(model_spec(settings)))
     return cache
 
 

@@ -1,4 +1,5 @@
-"""The gateway's recognizer pool: warmed at start from a folder of speech, and fed in batches."""
+"""The gateway's recognizer pool: on the static graph, or warmed at start from a folder of speech
+without one; and fed in batches."""
 
 from __future__ import annotations
 
@@ -24,9 +25,24 @@ async def metrics(address: str) -> str:
         return (await client.get(f"http://{address}/metrics")).text
 
 
-async def test_pool_is_warmed_at_start_and_calls_use_it(make_settings):
-    settings = make_settings(warmup_audio_dir=str(AUDIO / "real"), warmup_recognizers=2, recognizer_pool_size=4)
+async def test_static_graph_serves_calls_without_warm_up(make_settings):
+    settings = make_settings(warmup_audio_dir=str(AUDIO / "real"), recognizer_pool_size=4)
     with running_gateway(settings) as address:
+        text = await metrics(address)
+        assert metric(text, "gateway_static_graph") == 1
+        assert metric(text, "gateway_recognizers_warming") == 0  # nothing to warm on a static graph
+        pcm, rate = load_pcm(AUDIO / "real" / "fireredasr2s_hello_zh.wav")
+        await twilio_call(address, to_rate(pcm, rate, 8000), "CA" + "6" * 32)
+        stored = await wait_for_transcript(address, "CA" + "6" * 32)
+        assert "".join(s["text"] for s in stored["segments"]).startswith("你好")
+        assert metric(await metrics(address), "gateway_recognizers_idle") == 1  # kept for the next call
+
+
+async def test_pool_is_warmed_at_start_and_calls_use_it(make_settings):
+    settings = make_settings(warmup_audio_dir=str(AUDIO / "real"), warmup_recognizers=2, recognizer_pool_size=4,
+                             static_graph=False)
+    with running_gateway(settings) as address:
+        assert metric(await metrics(address), "gateway_static_graph") == 0
         deadline = time.monotonic() + 120
         while metric(text := await metrics(address), "gateway_recognizers_warming") > 0:
             assert time.monotonic() < deadline, "warm-up did not finish"
@@ -43,7 +59,7 @@ async def test_pool_is_warmed_at_start_and_calls_use_it(make_settings):
 
 async def test_a_folder_without_speech_does_not_stop_the_gateway(make_settings, tmp_path):
     (tmp_path / "empty").mkdir()
-    settings = make_settings(warmup_audio_dir=str(tmp_path / "empty"))
+    settings = make_settings(warmup_audio_dir=str(tmp_path / "empty"), static_graph=False)
     with running_gateway(settings) as address:
         text = await metrics(address)
         assert metric(text, "gateway_recognizers_warming") == 0
