@@ -162,6 +162,11 @@ async def test_hang_up_mid_call_keeps_a_partial_report(make_settings):
             assert delivered[0]["json"]["status"] == "partial"
 
 
+async def _caller_said(address: str, call_id: str) -> list[str]:
+    found = (await reports_of(address, call_id=call_id))["reports"]
+    return [t["text"] for r in found for t in r["transcript"] if t["speaker"] == "caller"]
+
+
 async def _final_reports(address: str, call_id: str):
     found = (await reports_of(address, call_id=call_id))["reports"]
     return [r for r in found if r["status"] != "in_progress"]
@@ -381,6 +386,7 @@ async def test_twilio_prompts_are_spoken_and_caller_speech_barges_in(make_settin
             next_prompt_audio = json.loads(await asyncio.wait_for(ws.recv(), 15))
             assert next_prompt_audio["event"] in {"media", "mark"}
             await ws.send(json.dumps({"event": "stop", "streamSid": stream, "stop": {"callSid": call_sid}}))
-        listing = await wait_until(lambda: _final_reports(address, call_sid))
-        said = [t["text"] for t in listing[0]["transcript"] if t["speaker"] == "caller"]
-        assert said and said[0].replace(" ", "").startswith("我是")
+        # Whether 刘磊 is heard (a slot filled, so the hang-up leaves a partial report) depends on how
+        # the frames happened to be batched; that the barge-in speech was recognized and kept does not.
+        said = await wait_until(lambda: _caller_said(address, call_sid))
+        assert said[0].replace(" ", "").startswith("我是")
