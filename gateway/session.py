@@ -260,6 +260,8 @@ class CallSession:
         """After the bot hung up or transferred, let the peer close first (it may still be
         answering the last prompt); what it sends now is not part of the call."""
         deadline = time.monotonic() + seconds
+        if self.live is not None:
+            self.live.waiting = True  # nothing of the call is queued: lingering is not lagging
         while (remaining := deadline - time.monotonic()) > 0:
             try:
                 message = await asyncio.wait_for(self.ws.receive(), remaining)

@@ -288,6 +288,37 @@ async def test_silence_after_a_prompt_is_no_input_and_escalates(make_settings):
     assert "no_input" in events[-1]["reason"]
 
 
+async def test_a_call_lingering_after_its_transfer_does_not_turn_new_calls_away(make_settings):
+    """After the bot transfers, the gateway waits up to 2 s for the peer to close; that wait is
+    not recognition lag, so the lag-based admission check must not refuse the next caller."""
+    settings = make_settings(no_input_s=0.3, prompt_chars_per_s=1000.0, max_decode_lag_s=1.0)
+    with running_gateway(settings) as address:
+        async with connect(f"ws://{address}/ws/call") as ws:
+            await ws.send(json.dumps({"event": "start", "flow": "claim_report", "call_id": "linger",
+                                      "sample_rate": 8000}))
+
+            async def line_noise() -> None:
+                while True:
+                    await ws.send(bytes(320))
+                    await asyncio.sleep(0.02)
+
+            sender = asyncio.create_task(line_noise())
+            try:
+                while json.loads(await asyncio.wait_for(ws.recv(), 10))["event"] != "transfer":
+                    pass
+            finally:
+                sender.cancel()
+            await asyncio.sleep(1.5)  # still connected: the gateway lingers
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(f"http://{address}/metrics")).text
+            lag = next(line for line in text.splitlines() if line.startswith("gateway_decode_lag_seconds "))
+            assert float(lag.split()[1]) < 0.5, lag
+            async with connect(f"ws://{address}/ws/call") as second:
+                await second.send(json.dumps({"event": "start", "flow": "claim_report", "call_id": "next",
+                                              "sample_rate": 8000}))
+                assert json.loads(await asyncio.wait_for(second.recv(), 10))["event"] == "prompt"
+
+
 async def test_a_chat_caller_is_not_rushed(make_settings):
     settings = make_settings(no_input_s=0.3, prompt_chars_per_s=1000.0)
     with running_gateway(settings) as address:
