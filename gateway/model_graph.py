@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
@@ -31,6 +32,9 @@ from typing import IO, Sequence
 log = logging.getLogger(__name__)
 
 STATIC_DIR = "static-graph"
+STAGING_PREFIX = ".static-graph-"
+# A staging folder older than this was left by a compile that was killed (one takes about a minute).
+STALE_STAGING_S = 3600.0
 MARKER = ".compiled-from"  # holds the source model's verified sha256
 SOURCE_MARKER = ".verified-sha256"  # written by model_fetch
 FORMAT = "1"  # bump when the recipe changes: older graphs are rebuilt
@@ -108,8 +112,9 @@ def compile_static_graph(model_path: Path, openfst: OpenFst | None = None) -> Pa
     if not has_split_graph(model_path):
         raise GraphCompileError(f"{model_path} has no graph/HCLr.fst + graph/Gr.fst to compile")
     openfst = openfst or OpenFst.find()
+    _remove_stale_staging(model_path)
     graph = model_path / "graph"
-    staging = Path(tempfile.mkdtemp(dir=model_path, prefix=".static-graph-"))
+    staging = Path(tempfile.mkdtemp(dir=model_path, prefix=STAGING_PREFIX))
     try:
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users of the cache
         out_graph = staging / "graph"
@@ -156,6 +161,16 @@ def compile_static_graph(model_path: Path, openfst: OpenFst | None = None) -> Pa
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return static_model_path(model_path)
+
+
+def _remove_stale_staging(model_path: Path) -> None:
+    now = time.time()
+    for folder in model_path.glob(STAGING_PREFIX + "*"):
+        try:
+            if now - folder.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # gone meanwhile
 
 
 def ensure_static_graph(model_path: Path) -> Path | None:

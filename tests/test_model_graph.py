@@ -4,7 +4,9 @@ clear failures that leave nothing behind."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,9 @@ def fake_model(root: Path, model_cache: Path) -> Path:
 
 def test_a_failed_compile_says_which_tool_failed_and_leaves_nothing(tmp_path, model_cache, caplog):
     model = fake_model(tmp_path, model_cache)
+    killed = model / ".static-graph-killed"  # left by a compile killed two hours ago
+    (killed / "graph").mkdir(parents=True)
+    os.utime(killed, (time.time() - 7200, time.time() - 7200))
     with pytest.raises(GraphCompileError, match=r"fstsymbols exited with 1: .*Gr\.fst"):
         compile_static_graph(model)
     assert sorted(p.name for p in model.iterdir()) == [".verified-sha256", "graph"]  # no staging left
