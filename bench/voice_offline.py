@@ -13,7 +13,8 @@
    (`speech.recognizer.grammar_phrases`); a slot's grammar hears that slot's answers. Recognition
    is in-process and follows the gateway's audio path: line noise, the recording, line noise,
    through the voice gate (`speech.pipeline.AudioInput`, the gateway's VAD settings) into
-   `speech.recognizer.Recognizer` at 8 kHz in 20 ms frames. First run: in parallel processes,
+   `speech.recognizer.Recognizer` at 8 kHz in 20 ms frames, free speech on the static graph when
+   it is compiled (grammars on the graph as shipped), as the gateway does. First run: in parallel processes,
    several minutes; cached in var/voice_cache/<file>.<grammar hash>.<pipeline>.json.
 2. The callers are played through `Dialogue` + the real `Understanding` + the dev policy records
    (`RecordIndex`), with simcaller.py's own `Caller` (recorded phrasings only). As with
@@ -117,20 +118,34 @@ def flow_grammars(flow) -> dict[str, tuple[str, ...] | None]:
     return grammars
 
 
+def static_graph() -> bool:
+    """Free speech is decoded on the compiled static graph when there is one, as the gateway does."""
+    from gateway.model_graph import is_compiled
+
+    return is_compiled(MODEL)
+
+
+def pipeline(key: str) -> str:
+    # Only free recognition runs on the static graph; grammars stay on the shipped one.
+    return PIPELINE + ("-static" if key == FREE and static_graph() else "")
+
+
 def cache_path(wav: str, key: str) -> Path:
-    return CACHE / f"{Path(wav).stem}.{key}.{PIPELINE}.json"
+    return CACHE / f"{Path(wav).stem}.{key}.{pipeline(key)}.json"
 
 
-_MODEL = None
+_MODELS: list = []
 
 
-def _model():
-    global _MODEL
-    if _MODEL is None:
+def _models() -> tuple:
+    """(free speech model, grammar model), loaded once per process."""
+    if not _MODELS:
+        from gateway.model_graph import static_model_path
         from speech.recognizer import load_model
 
-        _MODEL = load_model(MODEL)
-    return _MODEL
+        shipped = load_model(MODEL)
+        _MODELS.extend([load_model(static_model_path(MODEL)) if static_graph() else shipped, shipped])
+    return _MODELS[0], _MODELS[1]
 
 
 def _noise(seconds: float, seed: int) -> bytes:
@@ -163,7 +178,8 @@ def _stream(pcm: bytes, phrases: tuple[str, ...] | None) -> list:
 
     gate = AudioInput(Encoding.PCM16, SAMPLE_RATE, SAMPLE_RATE, VadConfig(
         preroll_ms=300, trailing_silence_ms=600, hangover_ms=200, max_utterance_s=20.0))
-    rec = Recognizer(_model(), SAMPLE_RATE, phrases=phrases)
+    free, grammar = _models()
+    rec = Recognizer(free, SAMPLE_RATE, phrases=phrases, grammar_model=grammar)
     stream = _noise(LEAD_NOISE_S, 1) + pcm + _noise(TAIL_NOISE_S, 2)
     finals = []
 
@@ -206,7 +222,7 @@ def join_split(no_wav: str, fix_wav: str) -> bool:
     "叶艳")? Its recognizer ends one after 0.5 s of silence, and the recordings have some of their
     own. Then "不是" is answered alone and the fix heard with the next prompt's vocabulary.
     Decided on the full vocabulary; cached in var/voice_cache/join.<no>.<fix>.<version>.json."""
-    path = CACHE / f"join.{Path(no_wav).stem}.{Path(fix_wav).stem}.{PIPELINE}.json"
+    path = CACHE / f"join.{Path(no_wav).stem}.{Path(fix_wav).stem}.{pipeline(FREE)}.json"
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))["split"]
     no_pcm = _pcm(no_wav)
