@@ -53,22 +53,22 @@ class GraphCompileError(RuntimeError):
 class OpenFst:
     """Where OpenFst's command-line tools and its FST-type plugins are."""
 
-    bin_dir: Path
+    tools: dict[str, str]  # tool name -> its path
     plugin_dir: Path
 
     @classmethod
     def find(cls, path: str | None = None, plugin_globs: Sequence[str] = PLUGIN_GLOBS) -> "OpenFst":
         """Tools from `path` (default $PATH), plugins from $LD_LIBRARY_PATH or the usual library folders."""
-        missing = [tool for tool in TOOLS if shutil.which(tool, path=path) is None]
+        tools = {tool: shutil.which(tool, path=path) for tool in TOOLS}
+        missing = [tool for tool, found in tools.items() if found is None]
         if missing:
             raise GraphCompileError(f"OpenFst tools not found: {', '.join(missing)}; {INSTALL_HINT}")
-        bin_dir = Path(shutil.which(TOOLS[0], path=path) or "").parent
         candidates = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
         for pattern in plugin_globs:
             candidates += sorted(glob.glob(pattern))
         for folder in candidates:
             if all((Path(folder) / plugin).is_file() for plugin in PLUGINS):
-                return cls(bin_dir, Path(folder))
+                return cls({tool: str(found) for tool, found in tools.items()}, Path(folder))
         raise GraphCompileError(f"OpenFst plugins not found: {', '.join(PLUGINS)}; {INSTALL_HINT}")
 
     def env(self) -> dict[str, str]:
@@ -78,7 +78,7 @@ class OpenFst:
         return env
 
     def tool(self, name: str, *args: str) -> list[str]:
-        return [str(self.bin_dir / name), *args]
+        return [self.tools[name], *args]
 
 
 def static_model_path(model_path: Path) -> Path:
