@@ -4,7 +4,7 @@ vosk-model-small-cn ships its graph in two halves (graph/HCLr.fst, graph/Gr.fst)
 that every Vosk recognizer composes lazily, caching what it expands: ~115 MB
 and ~2.5x the CPU for a fresh recognizer, and still ~3x the CPU of a static
 graph once warm (0.101 vs 0.032 s of CPU per second of phone audio on 150
-caller utterances, with the very same transcripts). OpenFst's command-line
+caller utterances, with the same character error rate). OpenFst's command-line
 tools compose the halves once (about a minute and 1 GB of memory) into a
 static HCLG that all recognizers of the process share.
 
@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
+from .model_fetch import MARKER as SOURCE_MARKER  # the fetched model's verified sha256
+
 log = logging.getLogger(__name__)
 
 STATIC_DIR = "static-graph"
@@ -36,7 +38,6 @@ STAGING_PREFIX = ".static-graph-"
 # A staging folder older than this was left by a compile that was killed (one takes about a minute).
 STALE_STAGING_S = 3600.0
 MARKER = ".compiled-from"  # holds the source model's verified sha256
-SOURCE_MARKER = ".verified-sha256"  # written by model_fetch
 FORMAT = "1"  # bump when the recipe changes: older graphs are rebuilt
 TOOLS = ("fstsymbols", "fstarcsort", "fstcompose", "fstrelabel", "fstconnect", "fstconvert")
 # The shipped halves are of these OpenFst types, loaded as plugins.
@@ -176,10 +177,10 @@ def _remove_stale_staging(model_path: Path) -> None:
 def ensure_static_graph(model_path: Path) -> Path | None:
     """The compiled model folder, compiling it first when needed; None (with one warning) when it
     cannot be: recognition then composes the graph per recognizer, as Vosk does by default."""
-    if not has_split_graph(model_path) and not is_compiled(model_path):
-        return None  # a model shipped with a static graph already, or not Vosk's two-part layout
     if is_compiled(model_path):
         return static_model_path(model_path)
+    if not has_split_graph(model_path):
+        return None  # a model shipped with a static graph already, or not Vosk's two-part layout
     log.info("compiling a static decoding graph for %s (once; about a minute)", model_path.name)
     try:
         path = compile_static_graph(model_path)
