@@ -594,11 +594,21 @@ def gateway_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def set_env(args: argparse.Namespace) -> dict[str, str]:
+    """The gateway settings `--set KEY=VALUE` asks for, as environment variables."""
+    out = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        out["GATEWAY_" + key.strip().upper()] = value.strip()
+    return out
+
+
 def static_graph_dir(model_dir: Path, args: argparse.Namespace) -> Path | None:
     """The compiled graph the gateway decodes on (`gateway model fetch` made it), unless turned off."""
     from gateway.model_graph import is_compiled, static_model_path
+    from gateway.settings import load_settings
 
-    if any(item.replace(" ", "").lower() in ("static_graph=false", "static_graph=0") for item in args.set):
+    if not load_settings(environ=set_env(args)).static_graph:
         return None
     return static_model_path(model_dir) if is_compiled(model_dir) else None
 
@@ -1095,9 +1105,7 @@ async def ramp(args: argparse.Namespace, data_dir: Path, scripts: list[CallPlan]
            "GATEWAY_RECOGNIZER_POOL_SIZE": str(max(args.warm, 1)), "GATEWAY_WARMUP_RECOGNIZERS": str(max(args.warm, 1))}
     if args.workers:
         env["GATEWAY_RECOGNIZER_WORKERS"] = str(args.workers)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        env["GATEWAY_" + key.strip().upper()] = value.strip()
+    env.update(set_env(args))
 
     def reserve() -> float:  # what must still fit after a ramp step: latency step, VAD-off, closing baseline
         vad_off = 0.0 if args.no_vad_off else step_cost + 15.0
