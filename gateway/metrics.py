@@ -31,7 +31,7 @@ class Metrics:
 
     def render(
         self, *, active_calls: int, max_calls: int, decode_lag: float, recognizers_idle: int = 0,
-        recognizers_warming: int = 0, static_graph: bool = False, recognizer_backlog: int = 0,
+        recognizers_warming: int = 0, static_graph: bool = False,
     ) -> str:
         lines: list[str] = []
 
@@ -71,9 +71,6 @@ class Metrics:
                [('{kind="decode"}', round(self.vosk_decode_cpu_s, 4)), ('{kind="partial"}', round(self.vosk_partial_cpu_s, 4))])
         metric("gateway_recognizer_batches_total", "counter", "Batches of gated audio sent to the recognizer threads.",
                [("", self.recognizer_batches)])
-        metric("gateway_recognizer_backlog", "gauge",
-               "Recognition work waiting for a free recognizer thread (batches grow while it is not 0).",
-               [("", recognizer_backlog)])
         metric("gateway_recognizers_idle", "gauge", "Warm recognizers pooled for the next calls.", [("", recognizers_idle)])
         metric("gateway_recognizers_warming", "gauge", "Recognizers still being warmed up at start.", [("", recognizers_warming)])
         metric("gateway_static_graph", "gauge", "1 when free speech is decoded on the compiled static graph.",

@@ -120,7 +120,6 @@ async def metrics(request: Request) -> Response:
         recognizers_idle=services.speech.pool.idle,
         recognizers_warming=services.speech.warming,
         static_graph=services.speech.static_graph,
-        recognizer_backlog=services.speech.backlog,
     )
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 

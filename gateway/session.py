@@ -490,8 +490,7 @@ class CallSession:
         events, self.pending, self.pending_s = [*self.pending, *more], [], 0.0
         if events or flush:
             self.services.metrics.recognizer_batches += 1
-            urgent = flush or any(isinstance(e, SpeechEnd) for e in events)
-            self._merge(outcome, await self.services.speech.run(recognize, self.recognizer, events, flush, urgent=urgent))
+            self._merge(outcome, await self.services.speech.run(recognize, self.recognizer, events, flush))
 
     def _merge(self, outcome: RecognitionOutcome, more: RecognitionOutcome) -> None:
         outcome.finals.extend(more.finals)

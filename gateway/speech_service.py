@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
@@ -13,8 +15,6 @@ from speech.codecs import CodecError, decode
 from speech.recognizer import Recognizer, RecognizerPool, load_model
 from speech.resample import StreamResampler
 from speech.wavfile import read_wav
-
-from .priority_executor import NORMAL, URGENT, PriorityExecutor
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class SpeechService:
         self.pool = RecognizerPool(self._model, max_idle=pool_size)
         # Vosk releases the GIL while decoding, so threads give real parallelism;
         # one per core keeps the event loop's own thread free.
-        self._executor = PriorityExecutor(workers, thread_name_prefix="recognizer")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recognizer")
         self._stop_warmup = threading.Event()
         self._warmers: list[threading.Thread] = []
         self._warm_lock = threading.Lock()
@@ -142,17 +142,11 @@ class SpeechService:
         if done and not self._stop_warmup.is_set():
             log.info("recognizer warm-up done: %d warm recognizers pooled", self.pool.idle)
 
-    async def run(self, fn: Callable[..., T], *args: object, urgent: bool = False) -> T:
-        """`fn(*args)` in a recognizer thread; `urgent` work (an utterance's end) goes first."""
-        return await self._executor.run(fn, *args, priority=URGENT if urgent else NORMAL)
-
-    @property
-    def backlog(self) -> int:
-        """Recognition work waiting for a free recognizer thread."""
-        return self._executor.waiting
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         self._stop_warmup.set()
         for thread in self._warmers:
             thread.join()
-        self._executor.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
