@@ -24,7 +24,7 @@ measured in the same run:
    time) passes, FinalResult at every utterance end; gated + warm is the
    like-for-like reference of the gateway's CPU with VAD on.
    The gateway decodes free speech on a static graph it compiles once from
-   the model's two halves (gateway/model_graph.py), so the same scripts are
+   the model's two halves (gateway/model/graph.py), so the same scripts are
    decoded by raw Vosk on that very graph too (a recognizer per call; a static
    graph needs no warming): the static ceiling, the like-for-like baseline
    the capacity target is judged against. The ceilings of the model as
@@ -111,7 +111,7 @@ RATE = 8000  # telephone audio, as Twilio and the recordings carry it
 FRAME_S = 0.020  # Twilio media frame
 ASR_CHUNK_S = 0.100  # vosk-server client chunk
 MODEL_RATE = 16000  # vosk-model-small-cn-0.22 features (conf/mfcc.conf)
-REC_RATE = RATE  # the gateway feeds 8 kHz phone audio to Vosk as is (gateway.speech_service.input_rate)
+REC_RATE = RATE  # the gateway feeds 8 kHz phone audio to Vosk as is (gateway.calls.speech_service.input_rate)
 WARMUP_DIR = SHARED / "audio" / "real"  # speech that warms recognizers (not the callers the load plays)
 NOISE_AMPLITUDE = 24  # faint line noise between utterances, like eval/simcaller.py
 GAP_S = (2.0, 5.0)  # noise between utterances
@@ -605,7 +605,7 @@ def set_env(args: argparse.Namespace) -> dict[str, str]:
 
 def static_graph_dir(model_dir: Path, args: argparse.Namespace) -> Path | None:
     """The compiled graph the gateway decodes on (`gateway model fetch` made it), unless turned off."""
-    from gateway.model_graph import is_compiled, static_model_path
+    from gateway.model.graph import is_compiled, static_model_path
     from gateway.settings import load_settings
 
     if not load_settings(environ=set_env(args)).static_graph:
@@ -1457,7 +1457,7 @@ def main(argv: list[str] | None = None) -> int:
                      "mean_s": r(float(np.mean([u.seconds for u in pool if u.name in used_all])), 2)}
         log(f"raw Vosk baseline: {len(scripts)} call scripts of {args.step_seconds:.0f} s, {len(used_all)} "
             f"recordings ({model_dir.name})")
-        from gateway.speech_service import load_warmup_speech
+        from gateway.calls.speech_service import load_warmup_speech
 
         warm_pcm = load_warmup_speech(WARMUP_DIR, REC_RATE)
         raw = raw_baseline(vosk, model, scripts, warm_pcm, one_thread=1 if args.quick else 2,

@@ -120,7 +120,7 @@ def flow_grammars(flow) -> dict[str, tuple[str, ...] | None]:
 
 def static_graph() -> bool:
     """Free speech is decoded on the compiled static graph when there is one, as the gateway does."""
-    from gateway.model_graph import is_compiled
+    from gateway.model.graph import is_compiled
 
     return is_compiled(MODEL)
 
@@ -140,7 +140,7 @@ _MODELS: list = []
 def _models() -> tuple:
     """(free speech model, grammar model), loaded once per process."""
     if not _MODELS:
-        from gateway.model_graph import static_model_path
+        from gateway.model.graph import static_model_path
         from speech.recognizer import load_model
 
         shipped = load_model(MODEL)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asr_load as load  # noqa: E402  (the load benchmark's call scripts and model paths)
-from gateway.model_graph import is_compiled, static_model_path  # noqa: E402
+from gateway.model.graph import is_compiled, static_model_path  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from speech.vad import SpeechAudio, SpeechEnd  # noqa: E402
 

@@ -12,22 +12,22 @@ from starlette.applications import Starlette
 
 from speech.tts import SynthesisError, Synthesizer
 
-from .api import api_routes
-from .auth import Authenticator
-from .claim_calls import Dialogues
-from .calls import CallRegistry
-from .database import Database
-from .metrics import Metrics
-from .model_fetch import ModelSpec, ensure_model
-from .model_graph import ensure_static_graph
-from .outbox import OutboxWorker
-from .routes import routes
-from .services import Services
-from .settings import Settings
-from .speech_service import SpeechService, load_warmup_speech
-from .tts_factory import build_synthesizer
-from .twilio_voice import twilio_routes
-from .webhook import forward_events
+from gateway.web.api import api_routes
+from gateway.auth import Authenticator
+from gateway.calls.flow_call import Dialogues
+from gateway.calls.registry import CallRegistry
+from gateway.storage.database import Database
+from gateway.metrics import Metrics
+from gateway.model.fetch import ModelSpec, ensure_model
+from gateway.model.graph import ensure_static_graph
+from gateway.storage.outbox import OutboxWorker
+from gateway.web.routes import routes
+from gateway.services import Services
+from gateway.settings import Settings
+from gateway.calls.speech_service import SpeechService, load_warmup_speech
+from gateway.tts.factory import build_synthesizer
+from gateway.web.twilio_voice import twilio_routes
+from gateway.calls.events_webhook import forward_events
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from .auth import is_loopback_bind
-from .model_fetch import ModelUnavailable, ensure_model
-from .model_graph import ensure_static_graph
-from .settings import Settings, SettingsError, load_settings
+from gateway.auth import is_loopback_bind
+from gateway.model.fetch import ModelUnavailable, ensure_model
+from gateway.model.graph import ensure_static_graph
+from gateway.settings import Settings, SettingsError, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fetch_model(settings: Settings) -> int:
-    from .app import model_spec
+    from gateway.app import model_spec
 
     try:
         path = ensure_model(model_spec(settings))
@@ -63,8 +63,8 @@ def _fetch_model(settings: Settings) -> int:
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
-    from .app import create_app, model_spec
-    from .ws_protocol import BufferedWebSocketProtocol
+    from gateway.app import create_app, model_spec
+    from gateway.web.ws_protocol import BufferedWebSocketProtocol
 
     settings = settings.replace(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     if not settings.api_keys and not is_loopback_bind(settings.host):

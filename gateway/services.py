@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 from speech.dialogue.records import RecordIndex
 
-from . import policies
-from .auth import Authenticator
-from .calls import CallRegistry
-from .database import Database
-from .metrics import Metrics
-from .settings import Settings
-from .speech_service import SpeechService
+from gateway.storage import policies
+from gateway.auth import Authenticator
+from gateway.calls.registry import CallRegistry
+from gateway.storage.database import Database
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.calls.speech_service import SpeechService
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Services:
     database: Database
     speech: SpeechService
     records: RecordIndex = field(default_factory=lambda: RecordIndex(()))
-    dialogues: Any = None  # gateway.claim_calls.Dialogues, when flows are configured
+    dialogues: Any = None  # gateway.calls.flow_call.Dialogues, when flows are configured
     outbox_wake: Any = None  # asyncio.Event of the outbox worker, when delivery is configured
     tts: Any = None  # speech.tts.Synthesizer speaking prompts on platforms that play audio
 

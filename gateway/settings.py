@@ -69,7 +69,7 @@ class Settings:
     no_input_s: float = 8.0
     prompt_chars_per_s: float = 5.0
     # Prompts on platforms that play audio: "espeak" (offline, espeak-ng), "http" (a TTS
-    # provider, see gateway/tts_http.py) or "none".
+    # provider, see gateway/tts/http_engine.py) or "none".
     tts_engine: str = "espeak"
     tts_http_url: str = ""
     tts_http_api_key: str = ""

@@ -2,7 +2,7 @@
 # System packages the gateway needs outside the virtualenv (idempotent).
 #   espeak-ng: the offline speech synthesizer behind TTS engine "espeak".
 #   libfst-tools, libfst22-plugins-base: OpenFst's tools and FST-type plugins, which
-#     compile the speech model's static decoding graph once (gateway/model_graph.py).
+#     compile the speech model's static decoding graph once (gateway/model/graph.py).
 # Installs via apt-get only when missing; skips quietly without root or apt,
 # so it is safe to call from CI and from developer machines alike.
 set -euo pipefail

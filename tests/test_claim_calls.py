@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from calls import SHARED
 from conftest import running_gateway
 from fake_claims import fake_claims_system
-from gateway.outbox import verify
+from gateway.storage.outbox import verify
 
 EVAL = SHARED / "eval"
 PERSONAS = [json.loads(line) for line in (EVAL / "claim_dev.jsonl").read_text(encoding="utf-8").splitlines() if line]

@@ -237,7 +237,7 @@ async def test_call_events_are_posted_to_the_webhook(make_settings):
 
 
 def test_decode_lag_counts_only_audio_waiting_for_recognition():
-    from gateway.calls import CallRegistry
+    from gateway.calls.registry import CallRegistry
 
     registry = CallRegistry(max_calls=4)
     call = registry.open("call")

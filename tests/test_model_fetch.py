@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model_fetch import ModelSpec, ModelUnavailable, ensure_model, is_installed
+from gateway.model.fetch import ModelSpec, ModelUnavailable, ensure_model, is_installed
 
 from conftest import ROOT, SHARED
 
@@ -110,8 +110,10 @@ def gateway_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_cli_model_fetch(tmp_path):
+    # Fetch only: compiling the static graph (a minute or two of CPU) is test_model_graph's.
     result = gateway_cli("model", "fetch", env={
-        "GATEWAY_MODEL_MIRRORS": str(MIRROR), "GATEWAY_MODEL_CACHE_DIR": str(tmp_path), "GATEWAY_MODEL_URL": ""})
+        "GATEWAY_MODEL_MIRRORS": str(MIRROR), "GATEWAY_MODEL_CACHE_DIR": str(tmp_path), "GATEWAY_MODEL_URL": "",
+        "GATEWAY_STATIC_GRAPH": "false"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / NAME)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from calls import AUDIO, load_pcm, manifest
-from gateway.model_graph import (
+from gateway.model.graph import (
     MARKER,
     GraphCompileError,
     OpenFst,
@@ -58,7 +58,7 @@ def test_a_failed_compile_says_which_tool_failed_and_leaves_nothing(tmp_path, mo
     with pytest.raises(GraphCompileError, match=r"fstsymbols exited with 1: .*Gr\.fst"):
         compile_static_graph(model)
     assert sorted(p.name for p in model.iterdir()) == [".verified-sha256", "graph"]  # no staging left
-    with caplog.at_level(logging.WARNING, logger="gateway.model_graph"):
+    with caplog.at_level(logging.WARNING, logger="gateway.model.graph"):
         assert ensure_static_graph(model) is None  # the gateway goes on with the graph as shipped
     assert "no static decoding graph" in caplog.text
 

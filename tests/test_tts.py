@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import vosk
 
-from gateway.tts_factory import build_synthesizer
-from gateway.tts_http import HttpSynthesizer
+from gateway.tts.factory import build_synthesizer
+from gateway.tts.http_engine import HttpSynthesizer
 from speech.tts import (
     CachedSynthesizer,
     EspeakPinyinSynthesizer,

@@ -20,9 +20,9 @@ from speech.dialogue.flow import Flow, load_flows
 from speech.understanding.extract import Understanding
 from speech.understanding.types import CallContext
 
-from . import reports
-from .services import Services
-from .telephony.base import Adapter, CallStart, Frame
+from gateway.storage import reports
+from gateway.services import Services
+from gateway.telephony.base import Adapter, CallStart, Frame
 
 log = logging.getLogger(__name__)
 

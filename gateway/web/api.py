@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import policies, reports
-from .auth import Verdict
-from .services import Services
+from gateway.storage import policies
+from gateway.storage import reports
+from gateway.auth import Verdict
+from gateway.services import Services
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
@@ -26,7 +27,7 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def _key(request: Request) -> str | None:
-    from .auth import bearer_token
+    from gateway.auth import bearer_token
 
     return bearer_token(request.headers) or request.headers.get("x-api-key") or request.query_params.get("token")
 

@@ -23,13 +23,13 @@ from speech.recognizer import Recognizer, grammar_phrases
 from speech.results import Transcript
 from speech.vad import SpeechAudio, SpeechEnd, VadConfig
 
-from .auth import Verdict
-from .calls import LiveCall
-from .claim_calls import FlowCall
-from .claim_calls import Outcome as FlowOutcome
-from .privacy import mask_number
-from .services import Services
-from .telephony.base import (
+from gateway.auth import Verdict
+from gateway.calls.registry import LiveCall
+from gateway.calls.flow_call import FlowCall
+from gateway.calls.flow_call import Outcome as FlowOutcome
+from gateway.privacy import mask_number
+from gateway.services import Services
+from gateway.telephony.base import (
     Adapter,
     AudioIn,
     CallStart,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
-from .model_fetch import MARKER as SOURCE_MARKER  # the fetched model's verified sha256
+from gateway.model.fetch import MARKER as SOURCE_MARKER  # the fetched model's verified sha256
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from speech.dialogue.records import CSV_FIELDS, PolicyRecord, RecordIndex
 from speech.understanding.idcard import id_problem
 
-from .database import policies, utcnow
+from gateway.storage.database import policies, utcnow
 
 REQUIRED = ("policy_number", "insured_name", "insured_id_number")
 BATCH = 1000

@@ -7,7 +7,7 @@ import logging
 
 import httpx
 
-from .calls import CallRegistry
+from gateway.calls.registry import CallRegistry
 
 log = logging.getLogger(__name__)
 

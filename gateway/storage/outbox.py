@@ -1,6 +1,6 @@
 """Delivers stored claim reports to the claims system: signed webhooks from a durable outbox.
 
-Each delivery row is written with its report (gateway/reports.py). The worker
+Each delivery row is written with its report (gateway/storage/reports.py). The worker
 leases due rows, POSTs them, and marks them delivered; failures back off
 exponentially. Receivers deduplicate on the `X-Gateway-Delivery` id: a crash
 between their 2xx and our bookkeeping is the one case that repeats a POST.
@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .database import outbox, utcnow
+from gateway.storage.database import outbox, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from speech.understanding.types import SLOTS
 
-from .database import claim_reports, outbox, utcnow
+from gateway.storage.database import claim_reports, outbox, utcnow
 
 STATUSES = ("in_progress", "complete", "partial", "transferred")
 FINAL_STATUSES = ("complete", "partial", "transferred")

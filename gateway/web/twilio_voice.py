@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .auth import twilio_signature
-from .services import Services
+from gateway.auth import twilio_signature
+from gateway.services import Services
 
 
 def _twiml(body: str) -> Response:

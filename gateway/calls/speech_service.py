@@ -65,7 +65,7 @@ def load_warmup_speech(folder: Path, sample_rate: int, max_seconds: float = WARM
 class SpeechService:
     def __init__(self, model_path: Path, workers: int, pool_size: int = 32,
                  static_model_path: Path | None = None) -> None:
-        """`static_model_path`: the same model with a precompiled graph (gateway.model_graph), for
+        """`static_model_path`: the same model with a precompiled graph (gateway.model.graph), for
         free speech; `model_path` then serves phrase-list recognizers only."""
         self.model_path = model_path
         self.sample_rate = model_sample_rate(model_path)

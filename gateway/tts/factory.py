@@ -6,7 +6,7 @@ from pathlib import Path
 
 from speech.tts import CachedSynthesizer, EspeakPinyinSynthesizer, SilenceSynthesizer, Synthesizer
 
-from .tts_http import HttpSynthesizer
+from gateway.tts.http_engine import HttpSynthesizer
 
 ENGINES = ("none", "espeak", "http", "silence")
 

@@ -11,14 +11,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .auth import Verdict, check_twilio_signature
-from .services import Services
-from .session import CallSession
-from .telephony.base import Adapter
-from .telephony.freeswitch import FreeswitchAdapter
-from .telephony.generic import GenericCallAdapter
-from .telephony.twilio import TwilioAdapter
-from .telephony.vosk_server import VoskServerAdapter
+from gateway.auth import Verdict, check_twilio_signature
+from gateway.services import Services
+from gateway.calls.session import CallSession
+from gateway.telephony.base import Adapter
+from gateway.telephony.freeswitch import FreeswitchAdapter
+from gateway.telephony.generic import GenericCallAdapter
+from gateway.telephony.twilio import TwilioAdapter
+from gateway.telephony.vosk_server import VoskServerAdapter
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Text-to-speech engines for prompts on platforms that play audio, chosen by settings."""
