@@ -19,6 +19,9 @@ from speech.understanding.reader import FlowReader, SlotKind
 
 def bind(flow: Flow, registry: KindRegistry) -> tuple[Flow, FlowReader]:
     source = str(flow.path) if flow.path is not None else f"<flow {flow.name}>"
+    acts = registry.dictionaries.acts()
+    # a narrow grammar must still hear "a person, please" and, where the flow answers it, "no thanks"
+    always = (*acts.human_words, *(acts.refuse_words if flow.refused else ()))
     slots, readers, roles = [], [], {}
     for i, spec in enumerate(flow.slots):
         key = f"slots[{i}]({spec.name})"
@@ -37,13 +40,13 @@ def bind(flow: Flow, registry: KindRegistry) -> tuple[Flow, FlowReader]:
         if hints is None and role is None:
             # the joint reader's slots hear whole stories: their own hints, or the full vocabulary
             grammar = kind.grammar()
-            hints = tuple(dict.fromkeys((*grammar, *spec.more_hints))) if grammar is not None else None
+            hints = tuple(dict.fromkeys((*grammar, *spec.more_hints, *always))) if grammar is not None else None
         elif spec.more_hints:
             hints = tuple(dict.fromkeys((*(hints or ()), *spec.more_hints)))
         slots.append(replace(spec, hints=hints))
         readers.append(SlotKind(spec.name, kind, role, spec.options))
     claim = ClaimBinding(claim_reader(registry.dictionaries), roles) if roles else None
-    reader = FlowReader(readers, registry.dictionaries.acts(), claim)
+    reader = FlowReader(readers, acts, claim)
     return replace(flow, slots=tuple(slots)), reader
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 _PARTICLES_RE = re.compile(r"[啊呀吧哈呢嘛哦喔了]+$")
+_NO_PROBLEM_RE = re.compile(r"没有?问题")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class DialogueActs:
         self._strong_no = sorted((w for w in self.deny_words if len(w) >= 2 and w not in ("没有", "有问题")),
                                  key=len, reverse=True)
         human = words("human")
+        self.human_words = tuple(human)
         self._human_re = alternation([w for w in human if len(w) >= 3])
         self._human_short = [w for w in human if len(w) < 3]
         self.refuse_words = tuple(words("refuse"))
@@ -59,4 +61,5 @@ class DialogueActs:
             affirm = False
         wants_human = bool(self._human_re.search(bare)) or (
             len(bare) <= 6 and any(w in bare for w in self._human_short))
-        return Acts(affirm, wants_human, bool(self._refuse_re.search(bare)), bool(self._unknown_re.search(bare)))
+        unknown = bool(self._unknown_re.search(_NO_PROBLEM_RE.sub("", bare)))  # 没问 (题): "no problem" is known
+        return Acts(affirm, wants_human, bool(self._refuse_re.search(bare)), unknown)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from ..claims import ROLES, ClaimReader
+from ..classify import INCIDENT_TYPES, RELATIONSHIPS
 from ..types import CallContext, Extraction
 from .base import Dictionaries, Heard, KindError, Options, Reading
 
@@ -47,10 +48,9 @@ class ClaimKind:
         return None if (reading := self.read(Heard(raw, datetime(2000, 1, 1), True, False))) is None else reading.value
 
     def validate(self, value: str, now: datetime) -> str | None:
-        if self.name == "relationship":
-            return None if value in self._reader.relationships.word_to_value.values() else "relationship_value"
-        if self.name == "incident_type":
-            return None if value in self._dictionaries.yaml("incident_types.yaml") else "incident_type_value"
+        closed = {"relationship": RELATIONSHIPS, "incident_type": INCIDENT_TYPES}.get(self.name)
+        if closed is not None:
+            return None if value in closed else f"{self.name}_value"
         return None if value.strip() else f"{self.name}_empty"
 
     def grammar(self) -> None:

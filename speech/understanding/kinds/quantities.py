@@ -222,8 +222,8 @@ class Rating:
     def grammar(self) -> tuple[str, ...]:
         words: list[str] = []
         for n in range(self.minimum, self.maximum + 1):
-            said = numeral(n)
-            words += [said, f"{said}分", f"{said}星", f"{said}颗星", f"打{said}分", f"给{said}分", f"给{said}星"]
+            for said in (numeral(n), "两") if n == 2 else (numeral(n),):  # 两分 as often as 二分
+                words += [said, f"{said}分", f"{said}星", f"{said}颗星", f"打{said}分", f"给{said}分", f"给{said}星"]
         words += ["满分", "打满分", *(w for w, _ in _RATING_WORDS)]
         return tuple(dict.fromkeys(words))
 
