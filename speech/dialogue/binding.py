@@ -29,7 +29,7 @@ def bind(flow: Flow, registry: KindRegistry) -> tuple[Flow, FlowReader]:
             raise FlowError(f"{source}: {key}.kind: missing (known: {', '.join(sorted(registry.kinds))})")
         try:
             kind = registry.make(spec.kind, spec.options)
-            role = claim_role(spec.name, spec.kind, spec.role)
+            role = claim_role(spec.kind, spec.role)
         except KindError as e:
             raise FlowError(f"{source}: {key}.{e}") from None
         if role is not None:

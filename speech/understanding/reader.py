@@ -62,6 +62,8 @@ class FlowReader:
         use_caller_number = found.use_caller_number or bool(
             own_phone is not None and own_phone.role is None and own_phone.kind.name == "phone"
             and mentions_caller_number(compact))
-        correction = found.correction or (expected == "confirm" and acts.affirm is False and bool(values))
+        correction = found.correction  # the claim reader reads corrections its own way
+        if self.claim is None:
+            correction = expected == "confirm" and acts.affirm is False and bool(values)  # "不对，打五分"
         return replace(found, values=values, problems=problems, refused=acts.refused,
                        use_caller_number=use_caller_number, correction=correction)

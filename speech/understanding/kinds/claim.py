@@ -62,7 +62,7 @@ class ClaimKind:
         return value
 
 
-def claim_role(slot: str, kind: str | None, role: str | None) -> str | None:
+def claim_role(kind: str | None, role: str | None) -> str | None:
     """The claim role a slot is read in, or None for a slot the joint reader does not fill."""
     if role is not None:
         if role not in ROLES:

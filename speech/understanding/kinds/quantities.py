@@ -211,9 +211,7 @@ class Rating:
         return None if self.minimum <= n <= self.maximum else "rating_range"
 
     def normalize(self, raw: str) -> str | None:
-        from datetime import datetime as _dt
-
-        reading = self.read(Heard(raw, _dt(2000, 1, 1), asked=True, recognized=False))
+        reading = self.read(Heard(raw, datetime(2000, 1, 1), asked=True, recognized=False))  # no dates in a score
         return reading.value if reading else None
 
     def validate(self, value: str, now: datetime) -> str | None:
