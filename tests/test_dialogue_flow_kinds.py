@@ -160,3 +160,23 @@ def test_refusals_are_only_heard_by_flows_that_answer_them(tmp_path: Path, regis
     dialogue.start()
     again = dialogue.on_text("不方便")
     assert isinstance(again[-1], Prompt) and again[-1].slot == "handled"
+
+
+def test_a_slot_without_readback_is_read_back_in_its_kinds_words(tmp_path: Path, registry: KindRegistry) -> None:
+    raw = {
+        "name": "costs", "closing": "再见。", "transfer": "转人工。",
+        "confirm": {"intro": "跟您确认：", "question": "。对吗？", "changed": "好的，{changes}。对吗？", "which": "哪一项不对？"},
+        "slots": [
+            {"name": "spent", "kind": "money", "prompts": ["一共花了多少钱？"]},
+            {"name": "nights", "kind": "number", "options": {"unit": "晚"}, "prompts": ["住了几晚？"]},
+            {"name": "day", "kind": "date", "prompts": ["哪天出院的？"]},
+            {"name": "score", "kind": "rating", "prompts": ["打几分？"]},
+        ],
+    }
+    flow, reader = bind(load_flow(write(tmp_path, raw)), registry)
+    dialogue = Dialogue(flow, reader, CallContext(started_at=STARTED))
+    dialogue.start()
+    for answer in ("三千五百块", "住了三晚", "昨天", "四分"):
+        actions = dialogue.on_text(answer)
+    assert actions[-1].text == "跟您确认：3500元，3晚，2026年3月19日，4分。对吗？"
+    assert [a.text for a in dialogue.on_text("不对，打五分") if isinstance(a, Prompt)] == ["好的，5分。对吗？"]

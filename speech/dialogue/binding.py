@@ -2,8 +2,9 @@
 
 `bind` is where a flow's data meets speech.understanding: every slot names a kind (found in
 the kinds registry), slots with a claim role share the joint claim reader, and a slot with no
-`hints` of its own listens with its kind's grammar (plus `more_hints`). Errors name the flow
-file and key, like the flow loader's.
+`hints` of its own listens with its kind's grammar (plus `more_hints`), and one with no
+`readback` is read back in its kind's words ("4" → "4分"). Errors name the flow file and key,
+like the flow loader's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from speech.dialogue.flow import Flow, FlowError, load_flows
+from speech.dialogue.flow import Flow, FlowError, SayFormat, Variant, load_flows
 from speech.understanding.kinds import KindError, KindRegistry
 from speech.understanding.kinds.claim import ClaimBinding, claim_reader, claim_role
 from speech.understanding.reader import FlowReader, SlotKind
@@ -23,6 +24,7 @@ def bind(flow: Flow, registry: KindRegistry) -> tuple[Flow, FlowReader]:
     # a narrow grammar must still hear "a person, please" and, where the flow answers it, "no thanks"
     always = (*acts.human_words, *(acts.refuse_words if flow.refused else ()))
     slots, readers, roles = [], [], {}
+    formats = dict(flow.formats)
     for i, spec in enumerate(flow.slots):
         key = f"slots[{i}]({spec.name})"
         if spec.kind is None:
@@ -43,11 +45,16 @@ def bind(flow: Flow, registry: KindRegistry) -> tuple[Flow, FlowReader]:
             hints = tuple(dict.fromkeys((*grammar, *spec.more_hints, *always))) if grammar is not None else None
         elif spec.more_hints:
             hints = tuple(dict.fromkeys((*(hints or ()), *spec.more_hints)))
-        slots.append(replace(spec, hints=hints))
+        readback = spec.readback
+        if not readback:
+            name = f"_kind_{spec.name}"
+            formats.setdefault(name, SayFormat(kind.say))
+            readback = (Variant("{" + spec.name + ":" + name + "}"),)
+        slots.append(replace(spec, hints=hints, readback=readback))
         readers.append(SlotKind(spec.name, kind, role, spec.options))
     claim = ClaimBinding(claim_reader(registry.dictionaries), roles) if roles else None
     reader = FlowReader(readers, acts, claim)
-    return replace(flow, slots=tuple(slots)), reader
+    return replace(flow, slots=tuple(slots), formats=formats), reader
 
 
 def load_bound_flows(config_dir: Path) -> dict[str, tuple[Flow, FlowReader]]:

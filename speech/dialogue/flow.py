@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -140,7 +140,14 @@ class MapFormat:
     mapping: Mapping[str, str]
 
 
-Format = DigitsFormat | DateFormat | MapFormat
+@dataclass(frozen=True)
+class SayFormat:
+    """A slot kind's own read-back wording ("4" → "4分"), set when the flow is bound to its kinds."""
+
+    say: Callable[[str], str]
+
+
+Format = DigitsFormat | DateFormat | MapFormat | SayFormat
 
 
 @dataclass(frozen=True)
@@ -268,6 +275,8 @@ def render(template: str, values: Mapping[str, str], formats: Mapping[str, Forma
 def format_value(value: str, fmt: Format, today: date | None = None) -> str:
     if isinstance(fmt, MapFormat):
         return fmt.mapping.get(value, value)
+    if isinstance(fmt, SayFormat):
+        return fmt.say(value)
     if isinstance(fmt, DateFormat):
         try:
             day = date.fromisoformat(value)

@@ -155,4 +155,8 @@ class Date:
         return self._hints
 
     def say(self, value: str) -> str:
-        return value
+        try:
+            day = datetime.fromisoformat(value).date()
+        except ValueError:
+            return value
+        return f"{day.year}年{day.month}月{day.day}日"
