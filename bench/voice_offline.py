@@ -16,7 +16,7 @@
    `speech.recognizer.Recognizer` at 8 kHz in 20 ms frames, free speech on the static graph when
    it is compiled (grammars on the graph as shipped), as the gateway does. First run: in parallel processes,
    several minutes; cached in var/voice_cache/<file>.<grammar hash>.<pipeline>.json.
-2. The callers are played through `Dialogue` + the real `Understanding` + the dev policy records
+2. The callers are played through `Dialogue` + the flow's reader (as the gateway binds it) + the dev policy records
    (`RecordIndex`), with simcaller.py's own `Caller` (recorded phrasings only). As with
    simcaller and the gateway, the caller answers every prompt (after hearing it at 6 chars/s),
    its utterances go down one line in order, each is heard with the vocabulary of the last prompt
@@ -483,12 +483,14 @@ def main() -> int:
     ap.add_argument("--asr-report", action="store_true", help="recognition error rates per slot and grammar")
     args = ap.parse_args()
 
+    from speech.dialogue.binding import bind
     from speech.dialogue.flow import load_flow
     from speech.dialogue.records import RecordIndex, load_policies_csv
-    from speech.understanding.extract import Understanding
+    from speech.understanding.kinds import KindRegistry
 
     files = load_manifest()
-    flow = load_flow(args.flow)
+    # bound to its kinds as the gateway binds it: the same grammars, the flow's own reader
+    flow, extractor = bind(load_flow(args.flow), KindRegistry.from_config(ROOT / "config"))
     grammars = flow_grammars(flow)
     ps = personas(files, args.limit)
     heard = Heard(files, grammars)
@@ -497,7 +499,6 @@ def main() -> int:
         wanted = set(args.ids.split(","))
         ps = [p for p in ps if p["id"] in wanted]
 
-    extractor = Understanding.from_config(ROOT / "config")
     if args.asr_report:
         asr_report(ps, heard, flow, extractor)
         return 0

@@ -1,4 +1,4 @@
-"""Integration: every simulated caller of shared/eval/claim_dev.jsonl through Dialogue + the real Understanding.
+"""Integration: every simulated caller of shared/eval/claim_dev.jsonl through Dialogue + the claim flow as the gateway binds it (its kinds, the joint claim reader).
 
 The caller is shared/eval/simcaller.py's own `Caller` (text turns): it answers the slot a prompt
 asks for with its own phrasings, checks the read-back against its gold values and corrects the first
@@ -20,7 +20,9 @@ import pytest
 
 from speech.dialogue.actions import Hangup, Prompt, Report, Transfer
 from speech.dialogue.engine import Dialogue
+from speech.dialogue.binding import bind
 from speech.dialogue.flow import Flow, load_flow
+from speech.understanding.kinds import KindRegistry
 from speech.dialogue.records import RecordIndex, load_policies_csv
 from speech.understanding.types import CallContext
 
@@ -51,17 +53,15 @@ Caller = simcaller.Caller
 # ---------------------------------------------------------------- running calls
 
 
-def understanding():
-    try:
-        from speech.understanding.extract import Understanding
-    except ImportError as e:  # being written in parallel; the test runs once it exists
-        pytest.skip(f"speech.understanding.extract.Understanding is not available yet: {e}")
-    return _understanding(Understanding)
+@lru_cache(maxsize=None)
+def bound(file: str):
+    """A flow of config/flows bound to its kinds, and its reader: as the gateway loads them."""
+    return bind(load_flow(ROOT / "config" / "flows" / file), registry())
 
 
 @lru_cache(maxsize=1)
-def _understanding(cls):
-    return cls.from_config(ROOT / "config")
+def registry() -> KindRegistry:
+    return KindRegistry.from_config(ROOT / "config")
 
 
 @lru_cache(maxsize=1)
@@ -141,8 +141,7 @@ def failures(results: list[dict], limit: int = 5) -> str:
 
 @pytest.mark.parametrize("with_records", [True, False], ids=["policy-records", "no-records"])
 def test_claim_dev_targets(with_records: bool) -> None:
-    extractor = understanding()
-    flow = load_flow(ROOT / "config" / "flows" / "claim_report.yaml")
+    flow, extractor = bound("claim_report.yaml")
     records = policies() if with_records else None
     results = [run_call(p, flow, extractor, records) for p in personas()]
     summary = summarize(results)
@@ -161,8 +160,7 @@ def test_claim_dev_targets(with_records: bool) -> None:
 
 def scripted(utterances: list[str], caller_number: str = "16066907439", started_at: str = "2026-03-19T10:16:00+08:00",
              records: RecordIndex | None = None) -> tuple[Dialogue, list]:
-    extractor = understanding()
-    flow = load_flow(ROOT / "config" / "flows" / "claim_report.yaml")
+    flow, extractor = bound("claim_report.yaml")
     d = Dialogue(flow, extractor, CallContext(datetime.fromisoformat(started_at), caller_number), records)
     out = d.start()
     for text in utterances:
@@ -203,8 +201,7 @@ def test_real_understanding_wants_human() -> None:
 
 
 def test_real_understanding_runs_the_second_flow() -> None:
-    extractor = understanding()
-    flow = load_flow(ROOT / "config" / "flows" / "claim_status_callback.yaml")
+    flow, extractor = bound("claim_status_callback.yaml")
     context = CallContext(datetime.fromisoformat("2026-03-19T10:16:00+08:00"), "13812345678")
     d = Dialogue(flow, extractor, context)
     d.start()

@@ -1,4 +1,4 @@
-"""Voice calls through Dialogue + the real Understanding: what the recognizer wrote (homophones,
+"""Voice calls through Dialogue + the real ClaimReader: what the recognizer wrote (homophones,
 dropped digits, misheard yes/no) and how the flow's grammars, rechecks and the policy records put
 it right. Recognized speech is what comes with the recognizer's confidence (`on_text(text, conf)`)."""
 
@@ -12,7 +12,7 @@ from speech.dialogue.actions import Prompt, Report, Transfer
 from speech.dialogue.engine import Dialogue
 from speech.dialogue.flow import load_flow
 from speech.dialogue.records import PolicyRecord, RecordIndex
-from speech.understanding.extract import Understanding
+from speech.understanding.claims import ClaimReader
 from speech.understanding.types import CallContext
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +21,8 @@ HEARD = 0.8  # any recognizer confidence: the text is recognized speech
 
 
 @lru_cache(maxsize=1)
-def understanding() -> Understanding:
-    return Understanding.from_config(ROOT / "config")
+def understanding() -> ClaimReader:
+    return ClaimReader.from_config(ROOT / "config")
 
 
 def rec(policy: str, insured: str, id_number: str, phone: str, holder: str | None = None) -> PolicyRecord:

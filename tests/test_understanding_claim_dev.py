@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from speech.understanding.extract import Understanding
+from speech.understanding.claims import ClaimReader
 from speech.understanding.types import SLOTS, CallContext
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
@@ -67,7 +67,7 @@ def opening_slots(p: dict[str, Any]) -> list[str]:
 @pytest.fixture(scope="module")
 def results() -> dict[tuple[str, str], list[tuple[int, list[str]]]]:
     """(slot or check, style) → [(1 if right else 0, failure details)]."""
-    u = Understanding.from_config(CONFIG)
+    u = ClaimReader.from_config(CONFIG)
     personas = [json.loads(line) for line in PERSONAS.read_text(encoding="utf-8").splitlines() if line.strip()]
     out: dict[tuple[str, str], list[tuple[int, list[str]]]] = defaultdict(list)
     for p in personas:

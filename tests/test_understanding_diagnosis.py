@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from speech.understanding.diagnosis import DiagnosisFinder
-from speech.understanding.extract import Understanding, compact_text
+from speech.understanding.claims import ClaimReader, compact_text
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 
 @pytest.fixture(scope="module")
 def finder() -> DiagnosisFinder:
-    return Understanding.from_config(CONFIG).diagnoses
+    return ClaimReader.from_config(CONFIG).diagnoses
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from speech.understanding.extract import Understanding, compact_text
+from speech.understanding.claims import ClaimReader, compact_text
 from speech.understanding.types import CallContext, Extraction
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -16,11 +16,11 @@ CALLER = "16066907439"
 
 
 @pytest.fixture(scope="module")
-def u() -> Understanding:
-    return Understanding.from_config(CONFIG)
+def u() -> ClaimReader:
+    return ClaimReader.from_config(CONFIG)
 
 
-def run(u: Understanding, text: str, expected: str | None = None, *, now: datetime = NOW) -> Extraction:
+def run(u: ClaimReader, text: str, expected: str | None = None, *, now: datetime = NOW) -> Extraction:
     return u.extract(text, CallContext(started_at=now, caller_number=CALLER, expected_slot=expected))
 
 
@@ -29,7 +29,7 @@ def values(e: Extraction) -> dict[str, str]:
 
 
 def test_from_config_accepts_the_dictionaries_folder_too() -> None:
-    u = Understanding.from_config(CONFIG / "dictionaries")
+    u = ClaimReader.from_config(CONFIG / "dictionaries")
     assert values(run(u, "我爸")) == {"relationship": "父母"}
 
 
@@ -96,7 +96,7 @@ def test_compact_text() -> None:
         ),
     ],
 )
-def test_mixed_initiative(u: Understanding, text: str, expected: dict[str, str]) -> None:
+def test_mixed_initiative(u: ClaimReader, text: str, expected: dict[str, str]) -> None:
     assert values(run(u, text)) == expected
 
 
@@ -122,21 +122,21 @@ def test_mixed_initiative(u: Understanding, text: str, expected: dict[str, str])
         ("incident_type", "确诊了白血病", "incident_type", "重疾"),
     ],
 )
-def test_bare_answers(u: Understanding, expected_slot: str, text: str, slot: str, value: str) -> None:
+def test_bare_answers(u: ClaimReader, expected_slot: str, text: str, slot: str, value: str) -> None:
     assert values(run(u, text, expected_slot)).get(slot) == value
 
 
-def test_bare_name_is_not_taken_when_another_slot_was_asked(u: Understanding) -> None:
+def test_bare_name_is_not_taken_when_another_slot_was_asked(u: ClaimReader) -> None:
     assert values(run(u, "韦文博", "hospital")).get("reporter_name") is None
 
 
-def test_diagnosis_answer_does_not_set_the_type(u: Understanding) -> None:
+def test_diagnosis_answer_does_not_set_the_type(u: ClaimReader) -> None:
     # the caller said 身故 earlier; "突发心梗" answers the diagnosis only
     assert values(run(u, "医生说是突发心梗", "diagnosis")) == {"diagnosis": "突发心肌梗死"}
     assert values(run(u, "骨折", "diagnosis")) == {"diagnosis": "骨折"}
 
 
-def test_the_digits_route_by_the_question_and_the_shape(u: Understanding) -> None:
+def test_the_digits_route_by_the_question_and_the_shape(u: ClaimReader) -> None:
     assert values(run(u, "13800138000")) == {"reporter_phone": "13800138000"}
     assert values(run(u, "110101199003072316")) == {"insured_id_number": "110101199003072316"}
     assert values(run(u, "身份证号是110101199003072316", "reporter_phone")) == {"insured_id_number": "110101199003072316"}
@@ -152,13 +152,13 @@ def test_the_digits_route_by_the_question_and_the_shape(u: Understanding) -> Non
         ("incident_date", "明天", "incident_date", "date_future"),
     ],
 )
-def test_problems(u: Understanding, expected_slot: str, text: str, slot: str, code: str) -> None:
+def test_problems(u: ClaimReader, expected_slot: str, text: str, slot: str, code: str) -> None:
     e = run(u, text, expected_slot)
     assert slot not in e.values
     assert e.problems[slot].code == code
 
 
-def test_caller_number(u: Understanding) -> None:
+def test_caller_number(u: ClaimReader) -> None:
     e = run(u, "就用这个号码", "reporter_phone")
     assert e.use_caller_number
     assert values(e) == {"reporter_phone": CALLER}
@@ -166,18 +166,18 @@ def test_caller_number(u: Understanding) -> None:
     assert e.use_caller_number and e.values == {}
 
 
-def test_recognizer_digit_homophones_when_a_number_is_asked(u: Understanding) -> None:
+def test_recognizer_digit_homophones_when_a_number_is_asked(u: ClaimReader) -> None:
     assert values(run(u, "我 的 手机号 是 要 八零 零零 八零 六 三六零", "reporter_phone")) == {
         "reporter_phone": "18000806360"
     }
 
 
-def test_relationship_homophones_when_asked(u: Understanding) -> None:
+def test_relationship_homophones_when_asked(u: ClaimReader) -> None:
     assert values(run(u, "是 我 吧", "relationship")) == {"relationship": "父母"}
     assert values(run(u, "是 我 吧", "incident_date")) == {}
 
 
-def test_dates_resolve_in_shanghai_time(u: Understanding) -> None:
+def test_dates_resolve_in_shanghai_time(u: ClaimReader) -> None:
     # 2026-03-18 17:30 UTC is already the 19th in Beijing
     utc = datetime(2026, 3, 18, 17, 30, tzinfo=timezone.utc)
     assert values(run(u, "昨天", "incident_date", now=utc)) == {"incident_date": "2026-03-18"}
@@ -189,18 +189,18 @@ def test_dates_resolve_in_shanghai_time(u: Understanding) -> None:
 
 
 @pytest.mark.parametrize("text", ["对", "对的", "是的", "嗯对", "没错", "正确", "嗯", "对对对", "是的 是的", "对，没问题"])
-def test_yes(u: Understanding, text: str) -> None:
+def test_yes(u: ClaimReader, text: str) -> None:
     e = run(u, text, "confirm")
     assert e.affirm is True and not e.correction
 
 
 @pytest.mark.parametrize("text", ["不对", "不是", "错了", "有误", "不正确", "不 对"])
-def test_no(u: Understanding, text: str) -> None:
+def test_no(u: ClaimReader, text: str) -> None:
     e = run(u, text, "confirm")
     assert e.affirm is False and e.values == {}
 
 
-def test_plain_answers_are_neither_yes_nor_no(u: Understanding) -> None:
+def test_plain_answers_are_neither_yes_nor_no(u: ClaimReader) -> None:
     assert run(u, "是前天晚上", "incident_date").affirm is None
     assert run(u, "不幸去世了", "incident_type").affirm is None
     assert run(u, "不幸去世了", "incident_type").correction is False
@@ -227,39 +227,39 @@ def test_plain_answers_are_neither_yes_nor_no(u: Understanding) -> None:
         ("不对 身份证 号 是 三 三 零 幺 零 六 幺 九 九 零 幺 幺 幺 三 零 九 六 幺", "insured_id_number", "330106199011130961"),
     ],
 )
-def test_corrections(u: Understanding, text: str, slot: str, value: str) -> None:
+def test_corrections(u: ClaimReader, text: str, slot: str, value: str) -> None:
     e = run(u, text, "confirm")
     assert e.correction and e.affirm is False
     assert values(e).get(slot) == value
 
 
-def test_correction_naming_the_id_slot_never_fills_the_phone(u: Understanding) -> None:
+def test_correction_naming_the_id_slot_never_fills_the_phone(u: ClaimReader) -> None:
     e = run(u, "不对，身份证号是13800138000", "confirm")
     assert "reporter_phone" not in e.values
     assert e.problems["insured_id_number"].code == "id_length"
 
 
-def test_correction_without_a_value(u: Understanding) -> None:
+def test_correction_without_a_value(u: ClaimReader) -> None:
     e = run(u, "身份证号不对", "confirm")
     assert e.correction and e.affirm is False and e.values == {}
 
 
 @pytest.mark.parametrize("text", ["转人工", "我要人工客服", "人工", "帮我转 人工 服务", "找人工"])
-def test_wants_human(u: Understanding, text: str) -> None:
+def test_wants_human(u: ClaimReader, text: str) -> None:
     assert run(u, text).wants_human
 
 
-def test_not_human(u: Understanding) -> None:
+def test_not_human(u: ClaimReader) -> None:
     assert not run(u, "我爸做了人工关节置换手术", "diagnosis").wants_human
 
 
-def test_empty_and_noise(u: Understanding) -> None:
+def test_empty_and_noise(u: ClaimReader) -> None:
     for text in ("", "   ", "，。", "嗯嗯啊"):
         e = run(u, text, "reporter_name")
         assert e.values == {} and e.problems == {}
 
 
-def test_jieba_tokenizer_is_private_and_knows_the_terms(u: Understanding) -> None:
+def test_jieba_tokenizer_is_private_and_knows_the_terms(u: ClaimReader) -> None:
     import jieba
 
     tokens = u.tokenizer().lcut("我爸因为急性心肌梗死住进了四川大学华西医院")
@@ -271,15 +271,15 @@ def test_jieba_tokenizer_is_private_and_knows_the_terms(u: Understanding) -> Non
     ("expected_slot", "text"),
     [("hospital", "不知道"), ("diagnosis", "不清楚"), ("reporter_name", "不知道"), ("insured_name", "我不记得了")],
 )
-def test_dont_know_is_no_answer(u: Understanding, expected_slot: str, text: str) -> None:
+def test_dont_know_is_no_answer(u: ClaimReader, expected_slot: str, text: str) -> None:
     assert run(u, text, expected_slot).values == {}
 
 
-def test_correction_keeps_the_last_value(u: Understanding) -> None:
+def test_correction_keeps_the_last_value(u: ClaimReader) -> None:
     assert values(run(u, "不是协和，是华西", "hospital")) == {"hospital": "四川大学华西医院"}
     assert values(run(u, "不对不对，不是骨折，是扭伤", "diagnosis")) == {"diagnosis": "扭伤"}
 
 
-def test_owning_is_not_being_the_insured(u: Understanding) -> None:
+def test_owning_is_not_being_the_insured(u: ClaimReader) -> None:
     assert values(run(u, "就是我的手机号 13800138000", "reporter_phone")) == {"reporter_phone": "13800138000"}
     assert "relationship" not in values(run(u, "就是我现在打的这个", "reporter_phone"))

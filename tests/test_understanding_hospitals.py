@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from speech.understanding.extract import Understanding, compact_text
+from speech.understanding.claims import ClaimReader, compact_text
 from speech.understanding.hospitals import HospitalDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,16 +15,16 @@ EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 
 
 @pytest.fixture(scope="module")
-def understanding() -> Understanding:
-    return Understanding.from_config(ROOT / "config")
+def understanding() -> ClaimReader:
+    return ClaimReader.from_config(ROOT / "config")
 
 
 @pytest.fixture(scope="module")
-def directory(understanding: Understanding) -> HospitalDirectory:
+def directory(understanding: ClaimReader) -> HospitalDirectory:
     return understanding.hospitals
 
 
-def value(understanding: Understanding, text: str, *, bare: bool = False) -> str | None:
+def value(understanding: ClaimReader, text: str, *, bare: bool = False) -> str | None:
     compact = compact_text(text)
     if bare:
         m = understanding.hospitals.bare(compact, understanding._hospital_stop_re)
@@ -70,7 +70,7 @@ def test_directory_covers_every_dev_hospital(directory: HospitalDirectory) -> No
         ("省力 医院", "省立医院"),  # a name every province has: corrected, not mapped
     ],
 )
-def test_directory_matches(understanding: Understanding, text: str, hospital: str) -> None:
+def test_directory_matches(understanding: ClaimReader, text: str, hospital: str) -> None:
     assert value(understanding, text) == hospital
 
 
@@ -88,7 +88,7 @@ def test_directory_matches(understanding: Understanding, text: str, hospital: st
         ("在阳光社区卫生服务中心", "阳光社区卫生服务中心"),
     ],
 )
-def test_kept_as_said(understanding: Understanding, text: str, said: str) -> None:
+def test_kept_as_said(understanding: ClaimReader, text: str, said: str) -> None:
     assert value(understanding, text) == said
 
 
@@ -96,12 +96,12 @@ def test_kept_as_said(understanding: Understanding, text: str, said: str) -> Non
     ("text", "hospital"),
     [("协和", "北京协和医院"), ("在华西", "四川大学华西医院"), ("就在湘雅", "中南大学湘雅医院"), ("红房子医院", "复旦大学附属妇产科医院")],
 )
-def test_short_names_when_asked(understanding: Understanding, text: str, hospital: str) -> None:
+def test_short_names_when_asked(understanding: ClaimReader, text: str, hospital: str) -> None:
     assert value(understanding, text, bare=True) == hospital
 
 
 @pytest.mark.parametrize("text", ["去医院看了", "在医院", "住院了", "我叫韦文博", "大医院"])
-def test_no_hospital(understanding: Understanding, text: str) -> None:
+def test_no_hospital(understanding: ClaimReader, text: str) -> None:
     assert value(understanding, text) is None
 
 
@@ -113,9 +113,9 @@ def test_no_hospital(understanding: Understanding, text: str) -> None:
         ("我爸在华西住的院，肺炎", "四川大学华西医院"),  # a short name right after 在
     ],
 )
-def test_names_without_suffix_in_free_text(understanding: Understanding, text: str, hospital: str) -> None:
+def test_names_without_suffix_in_free_text(understanding: ClaimReader, text: str, hospital: str) -> None:
     assert value(understanding, text) == hospital
 
 
-def test_short_name_needs_context_in_free_text(understanding: Understanding) -> None:
+def test_short_name_needs_context_in_free_text(understanding: ClaimReader) -> None:
     assert value(understanding, "华西坝那边的小区") is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from speech.understanding.extract import Understanding, compact_text
+from speech.understanding.claims import ClaimReader, compact_text
 from speech.understanding.names import ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -14,7 +14,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 @pytest.fixture(scope="module")
 def names() -> NameFinder:
-    return Understanding.from_config(CONFIG).names
+    return ClaimReader.from_config(CONFIG).names
 
 
 def found(names: NameFinder, text: str) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""Understanding recognized speech (CallContext.recognized): homophone names, misheard yes/no,
+"""ClaimReader recognized speech (CallContext.recognized): homophone names, misheard yes/no,
 misheard words before a hospital's name; typed text is read as it is."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from speech.understanding.extract import Understanding
+from speech.understanding.claims import ClaimReader
 from speech.understanding.types import CallContext, Extraction
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -16,11 +16,11 @@ NOW = datetime(2026, 3, 19, 10, 16, tzinfo=timezone(timedelta(hours=8)))
 
 
 @pytest.fixture(scope="module")
-def u() -> Understanding:
-    return Understanding.from_config(CONFIG)
+def u() -> ClaimReader:
+    return ClaimReader.from_config(CONFIG)
 
 
-def heard(u: Understanding, text: str, expected: str | None = None, recognized: bool = True) -> Extraction:
+def heard(u: ClaimReader, text: str, expected: str | None = None, recognized: bool = True) -> Extraction:
     return u.extract(text, CallContext(NOW, "16066907439", expected, recognized))
 
 
@@ -28,13 +28,13 @@ def values(e: Extraction) -> dict[str, str]:
     return {slot: v.value for slot, v in e.values.items()}
 
 
-def test_recognized_names_are_spelled_as_common_names_typed_ones_are_not(u: Understanding) -> None:
+def test_recognized_names_are_spelled_as_common_names_typed_ones_are_not(u: ClaimReader) -> None:
     assert values(heard(u, "我 叫 涵 建 国", "reporter_name")) == {"reporter_name": "韩建国"}
     assert values(heard(u, "我 女 儿 叫 田 家 姨", "insured_name")) == {"insured_name": "田佳怡", "relationship": "子女"}
     assert values(heard(u, "我叫涵建国", "reporter_name", recognized=False)) == {"reporter_name": "涵建国"}
 
 
-def test_a_recognized_name_unlike_a_name_is_doubtful(u: Understanding) -> None:
+def test_a_recognized_name_unlike_a_name_is_doubtful(u: ClaimReader) -> None:
     good = heard(u, "不对 我 是 刘磊", "confirm").values["reporter_name"]
     odd = heard(u, "我 叫 证券", "reporter_name").values["reporter_name"]
     assert good.value == "刘磊" and good.confidence >= 0.9
@@ -43,17 +43,17 @@ def test_a_recognized_name_unlike_a_name_is_doubtful(u: Understanding) -> None:
 
 
 @pytest.mark.parametrize("text", ["对等", "是 等", "对 的"])
-def test_misheard_yes_at_the_read_back(u: Understanding, text: str) -> None:
+def test_misheard_yes_at_the_read_back(u: ClaimReader, text: str) -> None:
     assert heard(u, text, "confirm").affirm is True
     assert heard(u, text, "confirm", recognized=False).affirm is (True if text == "对 的" else None)
 
 
-def test_no_is_never_read_as_yes_by_sound(u: Understanding) -> None:
+def test_no_is_never_read_as_yes_by_sound(u: ClaimReader) -> None:
     assert heard(u, "不对", "confirm").affirm is False
     assert heard(u, "没 得", "confirm").affirm is not True
 
 
-def test_misheard_cuo_le_is_a_correction_with_its_slot(u: Understanding) -> None:
+def test_misheard_cuo_le_is_a_correction_with_its_slot(u: ClaimReader) -> None:
     e = heard(u, "错 出门 我 叫 建国", "confirm")
     assert e.affirm is False and e.correction
     e = heard(u, "错 出门 我 的 手机 是 一三五 四六 巴塞尔 妻子 去", "confirm")
@@ -61,7 +61,7 @@ def test_misheard_cuo_le_is_a_correction_with_its_slot(u: Understanding) -> None
     assert heard(u, "错误", "confirm").affirm is None  # a word that starts with 错 is no "wrong"
 
 
-def test_the_slot_a_correction_names(u: Understanding) -> None:
+def test_the_slot_a_correction_names(u: ClaimReader) -> None:
     assert heard(u, "不对 在 北京 协和医院", "confirm").about == "hospital"
     assert heard(u, "不对 身份证号 是 三三零", "confirm").about == "insured_id_number"
     assert heard(u, "对", "confirm").about is None
@@ -72,20 +72,20 @@ def test_the_slot_a_correction_names(u: Understanding) -> None:
     ("大 瑞 金 医 院", "上海交通大学医学院附属瑞金医院"),
     ("大 深 镇 人 民 医 院", "深圳市人民医院"),  # and 深圳 as 深镇
 ])
-def test_a_misheard_word_before_a_hospital_name(u: Understanding, text: str, hospital: str) -> None:
+def test_a_misheard_word_before_a_hospital_name(u: ClaimReader, text: str, hospital: str) -> None:
     assert values(heard(u, text, "hospital"))["hospital"] == hospital
 
 
-def test_a_name_said_by_sound_keeps_its_own_first_characters(u: Understanding) -> None:
+def test_a_name_said_by_sound_keeps_its_own_first_characters(u: ClaimReader) -> None:
     assert values(heard(u, "第 六 人 民 医 院", "hospital"))["hospital"] == "第六人民医院"  # not 人民医院
 
 
-def test_an_illness_is_no_hospital_name(u: Understanding) -> None:
+def test_an_illness_is_no_hospital_name(u: ClaimReader) -> None:
     assert "hospital" not in heard(u, "左 骨折", "hospital").values
     assert "hospital" not in heard(u, "左骨折", "hospital", recognized=False).values
 
 
-def test_an_invalid_id_keeps_the_digits_heard(u: Understanding) -> None:
+def test_an_invalid_id_keeps_the_digits_heard(u: ClaimReader) -> None:
     e = heard(u, "身 份 证 号 是 三 一 零 一 五 二 零 一 零 二 一 五 七 九 七 八", "insured_id_number")
     problem = e.problems["insured_id_number"]
     assert problem.code == "id_length" and problem.heard == "3101520102157978"

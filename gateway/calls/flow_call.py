@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from speech.dialogue.actions import Action, Hangup, Prompt, Report, Transfer
-from speech.dialogue.engine import Dialogue
-from speech.dialogue.flow import Flow, load_flows
-from speech.understanding.extract import Understanding
+from speech.dialogue.binding import load_bound_flows
+from speech.dialogue.engine import Dialogue, Extractor
+from speech.dialogue.flow import Flow
 from speech.understanding.types import CallContext
 
 from gateway.storage import reports
@@ -28,15 +28,18 @@ log = logging.getLogger(__name__)
 
 
 class Dialogues:
-    """The configured flows and the (shared, read-only) understanding."""
+    """The configured flows, each bound to its slots' kinds, and each flow's (shared, read-only)
+    understanding: the joint claim reader for claim slots, the kinds' own readers for the rest."""
 
-    def __init__(self, flows: dict[str, Flow], understanding: Understanding) -> None:
+    def __init__(self, flows: dict[str, Flow], understandings: dict[str, Extractor]) -> None:
         self.flows = flows
-        self.understanding = understanding
+        self.understandings = understandings
 
     @classmethod
     def from_config(cls, config_dir: Path) -> "Dialogues":
-        return cls(load_flows(config_dir / "flows"), Understanding.from_config(config_dir))
+        bound = load_bound_flows(config_dir)
+        return cls({name: flow for name, (flow, _) in bound.items()},
+                   {name: reader for name, (_, reader) in bound.items()})
 
 
 @dataclasses.dataclass
@@ -59,7 +62,7 @@ class FlowCall:
         self.final_status: str | None = None
         context = CallContext(started_at=started_at, caller_number=start.caller_number)
         assert services.dialogues is not None
-        self.dialogue = Dialogue(flow, services.dialogues.understanding, context, services.records)
+        self.dialogue = Dialogue(flow, services.dialogues.understandings[flow.name], context, services.records)
 
     @staticmethod
     def flow_name(start: CallStart) -> str | None:

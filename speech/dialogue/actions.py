@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Literal, Union
 
 Source = Literal["speech", "dtmf", "record", "caller_id", "derived"]
-ReportStatus = Literal["complete", "partial", "transferred"]
+# "complete", "partial", "transferred", "refused", or an outcome the flow defines ("problem")
+ReportStatus = str
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,15 @@ class SlotDetail:
 
 @dataclass(frozen=True)
 class Report:
-    """The claim report as it stands; `dataclasses.asdict(report)` is its JSON form."""
+    """The call's result as it stands (the flow's `result.store` slots); `dataclasses.asdict(report)`
+    is its JSON form."""
 
-    status: ReportStatus
+    status: ReportStatus  # the outcome
     slots: dict[str, str]
     details: dict[str, SlotDetail]
     policy_number: str | None = None  # the policy record the report was matched to, if any
     flow: str = ""
+    topic: str = ""  # where the result is delivered (`result.topic`; default: the flow's name)
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Transfer:
 
 @dataclass(frozen=True)
 class Hangup:
-    reason: str  # "completed"
+    reason: str  # "completed", "refused"
 
 
 Action = Union[Prompt, Report, Transfer, Hangup]

@@ -3,7 +3,11 @@
 The shell feeds it caller events (`on_text`, `on_dtmf`, `on_no_input`, `on_hangup`) and carries
 out the returned actions (`Prompt`, `Report`, `Transfer`, `Hangup`) in order. Everything the
 caller says goes through the extractor, whatever was asked (mixed initiative); the engine asks
-only for what is still missing, then reads the whole form back for one confirmation.
+only for what is still missing, then reads the form back for one confirmation (the slots the flow
+confirms; none: it ends there). The report's status is the call's outcome: complete, partial,
+transferred, refused (the caller declined, in a flow that says what to answer), or an outcome
+the flow defines by a condition on the values. The engine knows no slot by name: what a slot
+holds is its kind's, read by the extractor the flow was bound to.
 
 Values carry a source. The caller's own words for the slot being asked, and corrections,
 override anything; a side remark never overrides a value already given; a policy record
@@ -13,7 +17,7 @@ else replaces, and the read-back says where they came from.
 Voice calls (`on_text` with the recognizer's confidence) get more care, since the recognizer
 writes homophones and drops digits: a name that sounds like the policy record's takes its
 spelling; an ID that fails its check is looked up near the digits heard and, failing that, asked
-again only after the questions that may bring the insured's name; a value heard without its
+again only after the questions that may bring a name for the look-up; a value heard without its
 slot's vocabulary (the opening, a read-back correction) is asked once more with it (`recheck`);
 a read-back "no" we cannot place re-asks what we only assumed; a value the caller rejects again
 and again goes to a person instead of looping.
@@ -119,7 +123,11 @@ class Dialogue:
         if self._phase != "new":
             return []
         self._phase = "collect"
-        return self._proceed("start")
+        actions = self._proceed("start")
+        if self.flow.intro:
+            intro = Prompt(render(self.flow.intro, self.slots, self.flow.formats, self._today()), None, self.slots)
+            actions.insert(0, intro)
+        return actions
 
     def on_text(self, text: str, confidence: float | None = None) -> list[Action]:
         if self._phase in ("new", "done"):
@@ -195,6 +203,8 @@ class Dialogue:
             )
         if extraction.wants_human:
             return self._transfer("caller_request")
+        if extraction.refused and self.flow.refused:
+            return self._refuse()
         self._note_id_guess(extraction)
         if self._phase == "confirm":
             return self._on_confirm(extraction, source, asr_confidence, text)
@@ -378,7 +388,9 @@ class Dialogue:
         it corrects the slot of that kind whose current value it is most like, not one it equals."""
         if not negative:
             return extraction
-        kinded = [s for s in extraction.values if s in self._specs and self._specs[s].kind]
+        kinds = [spec.kind for spec in self.flow.slots]
+        # slots whose kind another slot shares (two person names): the only ones a value may move between
+        kinded = [s for s in extraction.values if s in self._specs and kinds.count(self._specs[s].kind) > 1]
         if len(kinded) != 1:
             return extraction
         slot = kinded[0]
@@ -430,9 +442,9 @@ class Dialogue:
         return spec.derive is not None and spec.derive.holds(self.slots)
 
     def _derive(self) -> None:
-        """Derived slots follow their sources. A copy (insured_name = reporter_name for 本人) also
-        replaces what the caller said before the condition became true - the later statement wins;
-        a constant (relationship 本人 when the names agree) only fills a gap."""
+        """Derived slots follow their sources. A copy (the insured's name is the caller's when the
+        caller is the insured) also replaces what the caller said before the condition became
+        true - the later statement wins; a constant (本人 when the names agree) only fills a gap."""
         for spec in self.flow.slots:
             rule = spec.derive
             if rule is None:
@@ -673,6 +685,8 @@ class Dialogue:
             if due is not None:
                 return self._recheck(due)
         if slot is None:
+            if not any(name in self.slots for name in self.flow.confirm.order):
+                return self._complete()  # nothing to read back (`confirm: none`, or no slot confirmed)
             self._phase = "confirm"
             return [self._read_back(self.flow.ack if reason == "progress" else "")]
         self._phase = "collect"
@@ -904,23 +918,34 @@ class Dialogue:
     # ------------------------------------------------------------------ endings
 
     def _report(self, status: ReportStatus) -> Report:
+        result = self.flow.result
+        stored = result.store if result is not None and result.store else self.flow.slot_names
         return Report(
             status=status,
-            slots=self.slots,
+            slots={name: value for name, value in self.slots.items() if name in stored},
             details={
                 name: SlotDetail(v.value, round(v.confidence, 3), v.turn, v.source)
-                for name in self.flow.slot_names
+                for name in stored
                 if (v := self._values.get(name)) is not None
             },
             policy_number=self._record.policy_number if self._record else None,
             flow=self.flow.name,
+            topic=(result.topic if result is not None else "") or self.flow.name,
         )
 
     def _complete(self) -> list[Action]:
         self._phase = "done"
         closing = pick(self.flow.closing, self.slots)
         text = render(closing.text if closing else "", self.slots, self.flow.formats, self._today())
-        return [self._report("complete"), Prompt(text, None, self.slots), Hangup("completed")]
+        outcome = next((rule.name for rule in self.flow.outcomes if holds(rule.when, self.slots)), "complete")
+        return [self._report(outcome), Prompt(text, None, self.slots), Hangup("completed")]
+
+    def _refuse(self) -> list[Action]:
+        """The caller declines (不方便, 别再打了): what they said so far is the report, `refused`."""
+        self._phase = "done"
+        variant = pick(self.flow.refused, self.slots)
+        text = render(variant.text if variant else "", self.slots, self.flow.formats, self._today())
+        return [self._report("refused"), Prompt(text, None, self.slots), Hangup("refused")]
 
     def _transfer(self, reason: str) -> list[Action]:
         self._phase = "done"

@@ -1,4 +1,6 @@
-"""A form-filling flow as data: slots, wordings, limits, read-back. Loaded from YAML and validated.
+"""A form-filling flow as data: slots and their kinds, wordings, limits, read-back, outcomes.
+
+Loaded from YAML and validated.
 
 Every error names the file and the key path (`claim_report.yaml: slots[3].dtmf.after: ...`), so a
 flow author never has to read this code. Unknown keys are errors too: a typo must not silently
@@ -11,7 +13,7 @@ import re
 from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -94,7 +96,13 @@ class SlotSpec:
     # of it at the read-back would be heard in free speech
     default_by_voice: bool = True
     caller_number: bool = False  # "就用这个号码" fills this slot
-    kind: str | None = None  # slots of one kind (e.g. person names) share ambiguous corrections
+    # what the slot holds (speech.understanding.kinds: how it is read, checked, heard); slots of
+    # one kind (e.g. person names) also share ambiguous corrections
+    kind: str | None = None
+    role: str | None = None  # the claim role the joint claim reader fills it in (kinds/claim.py)
+    options: Mapping[str, Any] = field(default_factory=dict)  # the kind's (rating max, choices…)
+    confirm: bool = True  # False: not read back at the end (a survey answer)
+    more_hints: tuple[str, ...] = ()  # phrases added to the kind's default grammar
     aliases: tuple[str, ...] = ()  # words naming the slot ("电话"), for "电话不对" at the read-back
     limits: Limits = Limits(3, 3)
     readback: tuple[Variant, ...] = ()
@@ -132,7 +140,14 @@ class MapFormat:
     mapping: Mapping[str, str]
 
 
-Format = DigitsFormat | DateFormat | MapFormat
+@dataclass(frozen=True)
+class SayFormat:
+    """A slot kind's own read-back wording ("4" → "4分"), set when the flow is bound to its kinds."""
+
+    say: Callable[[str], str]
+
+
+Format = DigitsFormat | DateFormat | MapFormat | SayFormat
 
 
 @dataclass(frozen=True)
@@ -140,13 +155,35 @@ class ConfirmSpec:
     intro: str
     question: str
     separator: str
-    order: tuple[str, ...]
+    order: tuple[str, ...]  # empty: no read-back (`confirm: none`, or no section)
     changed: str  # "{changes}" = the read-back of the changed slots
     which: str  # asked after a bare "no"
     hints: tuple[str, ...] | None
     dtmf_yes: str | None
     dtmf_no: str | None
     limit: int  # failed read-back rounds before a transfer
+
+
+NO_CONFIRM = ConfirmSpec("", "", "", (), "{changes}", "", None, None, None, 1)
+
+
+@dataclass(frozen=True)
+class ResultSpec:
+    """What the final report stores: `store` slots (empty: all), delivered under `topic`."""
+
+    topic: str
+    store: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutcomeRule:
+    """A flow-defined outcome (the report's status) chosen when `when` holds at the end."""
+
+    name: str
+    when: Condition
+
+
+BUILTIN_OUTCOMES = ("complete", "partial", "transferred", "refused")
 
 
 @dataclass(frozen=True)
@@ -187,6 +224,10 @@ class Flow:
     # False: the call's first prompt listens with the full vocabulary whatever its slot's hints
     # (callers open with their story: "我爸昨天住院了…", not only what the prompt asks).
     start_hints: bool = True
+    intro: str = ""  # said before the first question, as a prompt of its own
+    result: ResultSpec | None = None  # None: every slot, under the flow's name
+    outcomes: tuple[OutcomeRule, ...] = ()  # first that holds; else "complete"
+    refused: tuple[Variant, ...] = ()  # said when the caller declines; none: declining is not heard
 
     def slot(self, name: str) -> SlotSpec:
         for spec in self.slots:
@@ -234,6 +275,8 @@ def render(template: str, values: Mapping[str, str], formats: Mapping[str, Forma
 def format_value(value: str, fmt: Format, today: date | None = None) -> str:
     if isinstance(fmt, MapFormat):
         return fmt.mapping.get(value, value)
+    if isinstance(fmt, SayFormat):
+        return fmt.say(value)
     if isinstance(fmt, DateFormat):
         try:
             day = date.fromisoformat(value)
@@ -326,11 +369,12 @@ def _kind(value: Any) -> str:
 TOP_KEYS = {
     "name", "description", "greeting", "ack", "no_match_prefix", "no_input_prefix", "limits",
     "formats", "slots", "confirm", "closing", "transfer", "records", "start_hints",
+    "intro", "result", "outcomes", "refused",
 }
 SLOT_KEYS = {
     "name", "prompts", "prompts_when", "problems", "hints", "dtmf", "optional", "derive", "default",
     "caller_number", "kind", "aliases", "limits", "readback", "description", "hints_files", "recheck",
-    "default_by_voice",
+    "default_by_voice", "role", "options", "confirm", "more_hints",
 }
 
 
@@ -359,7 +403,7 @@ def load_flows(directory: str | Path) -> dict[str, Flow]:
 
 def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Flow:
     r = _Reader(source)
-    top = r.mapping(raw, "(top)", TOP_KEYS, {"name", "greeting", "slots", "confirm", "closing", "transfer"})
+    top = r.mapping(raw, "(top)", TOP_KEYS, {"name", "slots", "closing", "transfer"})
     name = r.text(top["name"], "name")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise r.fail("name", f"use lower case letters, digits and _ (got {name!r})")
@@ -392,11 +436,16 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
         for i, item in enumerate(raw_slots)
     )
 
-    confirm = _parse_confirm(r, top["confirm"], names, known, formats)
+    confirmed = [spec.name for spec in slots if spec.confirm]
+    raw_confirm = top.get("confirm")
+    if raw_confirm is None or raw_confirm == "none":
+        confirm = NO_CONFIRM
+    else:
+        confirm = _parse_confirm(r, raw_confirm, confirmed, known, formats)
     flow = Flow(
         name=name,
         path=path,
-        greeting=r.text(top["greeting"], "greeting", empty_ok=True),
+        greeting=r.text(top.get("greeting", ""), "greeting", empty_ok=True),
         ack=r.text(top.get("ack", ""), "ack", empty_ok=True),
         no_match_prefix=r.texts(top.get("no_match_prefix", ["抱歉，我没听清楚。"]), "no_match_prefix"),
         no_input_prefix=r.texts(top.get("no_input_prefix", ["您还在吗？"]), "no_input_prefix"),
@@ -408,11 +457,47 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
         transfer=_parse_variants(r, top["transfer"], "transfer", known, formats),
         records=_parse_records(r, top["records"], known) if top.get("records") is not None else None,
         start_hints=r.flag(top.get("start_hints", True), "start_hints"),
+        intro=_check_template(r, r.text(top.get("intro", ""), "intro", empty_ok=True), "intro", known, formats),
+        result=_parse_result(r, top["result"], known) if top.get("result") is not None else None,
+        outcomes=_parse_outcomes(r, top.get("outcomes", []), known),
+        refused=_parse_variants(r, top["refused"], "refused", known, formats) if top.get("refused") is not None else (),
     )
-    for key, variants in (("closing", flow.closing), ("transfer", flow.transfer)):
+    variant_keys = [("closing", flow.closing), ("transfer", flow.transfer)] + ([("refused", flow.refused)] if flow.refused else [])
+    for key, variants in variant_keys:
         if variants[-1].when:
             raise r.fail(key, "the last text must have no `when` (it is the default)")
     return flow
+
+
+def _parse_result(r: _Reader, value: Any, known: set[str]) -> ResultSpec:
+    spec = r.mapping(value, "result", {"topic", "store"})
+    topic = r.text(spec["topic"], "result.topic") if spec.get("topic") is not None else ""
+    if topic and not re.fullmatch(r"[a-z][a-z0-9_.]*", topic):
+        raise r.fail("result.topic", f"use lower case letters, digits, _ and . (got {topic!r})")
+    store: tuple[str, ...] = ()
+    if spec.get("store") is not None:
+        if not isinstance(spec["store"], list) or not spec["store"]:
+            raise r.fail("result.store", f"expected a non-empty list of slot names, got {_kind(spec['store'])}")
+        store = tuple(_slot_ref(r, s, f"result.store[{i}]", known) for i, s in enumerate(spec["store"]))
+    return ResultSpec(topic, store)
+
+
+def _parse_outcomes(r: _Reader, value: Any, known: set[str]) -> tuple[OutcomeRule, ...]:
+    if not isinstance(value, list):
+        raise r.fail("outcomes", f"expected a list of {{name, when}} entries, got {_kind(value)}")
+    rules = []
+    for i, item in enumerate(value):
+        k = f"outcomes[{i}]"
+        item = r.mapping(item, k, {"name", "when"}, {"name", "when"})
+        name = r.text(item["name"], f"{k}.name")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in BUILTIN_OUTCOMES or name == "in_progress":
+            raise r.fail(f"{k}.name", f"a name of its own in lower case letters, digits and _ "
+                                      f"(not {', '.join(BUILTIN_OUTCOMES)}; got {name!r})")
+        when = _parse_condition(r, item["when"], f"{k}.when", known)
+        if not when:
+            raise r.fail(f"{k}.when", "needs a condition on slot values")
+        rules.append(OutcomeRule(name, when))
+    return tuple(rules)
 
 
 def _parse_format(r: _Reader, spec: Any, key: str) -> Format:
@@ -579,6 +664,9 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
     if item.get("readback") is not None:
         readback = _parse_variants(r, item["readback"], f"{key}.readback", known, formats, "say", empty_ok=True)
 
+    options = r.mapping(item.get("options", {}), f"{key}.options")
+    if options and item.get("kind") is None:
+        raise r.fail(f"{key}.options", "options are a kind's: give the slot a `kind`")
     return SlotSpec(
         name=name,
         prompts=prompts,
@@ -591,6 +679,10 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
         default=default,
         caller_number=r.flag(item.get("caller_number", False), f"{key}.caller_number"),
         kind=r.text(item["kind"], f"{key}.kind") if item.get("kind") is not None else None,
+        role=r.text(item["role"], f"{key}.role") if item.get("role") is not None else None,
+        options=options,
+        confirm=r.flag(item.get("confirm", True), f"{key}.confirm"),
+        more_hints=r.texts(item["more_hints"], f"{key}.more_hints") if item.get("more_hints") is not None else (),
         aliases=r.texts(item["aliases"], f"{key}.aliases") if item.get("aliases") is not None else (),
         limits=Limits(
             r.integer(limits.get("no_match", default_limits.no_match), f"{key}.limits.no_match"),
@@ -647,6 +739,9 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
         unknown = [s for s in order if s not in known]
         if unknown:
             raise r.fail("confirm.order", f"names no slot of this flow: {', '.join(unknown)}")
+        unconfirmed = [s for s in order if s not in names]
+        if unconfirmed:
+            raise r.fail("confirm.order", f"names slots with `confirm: false`: {', '.join(unconfirmed)}")
         missing = [s for s in names if s not in order]
         if missing:
             raise r.fail("confirm.order", f"leaves out {', '.join(missing)}")

@@ -1,26 +1,16 @@
 """What understanding gives the dialogue engine: slot values found in one utterance.
 
 Contract between `speech.understanding` (extractors, normalizers) and
-`speech.dialogue` (the form engine). Slot names and normalized forms are
-those of the claim-report contract (shared/eval/CONTRACT.md).
+`speech.dialogue` (the form engine). Slot names are a flow's own; what a slot
+holds and how it is normalized is its kind's (speech.understanding.kinds).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-SLOTS = (
-    "reporter_name",
-    "reporter_phone",
-    "relationship",
-    "insured_name",
-    "insured_id_number",
-    "incident_date",
-    "incident_type",
-    "hospital",
-    "diagnosis",
-)
 
 
 @dataclass(frozen=True)
@@ -58,4 +48,15 @@ class Extraction:
     correction: bool = False  # the caller says something earlier was wrong (不对，… / 错了，是…)
     use_caller_number: bool = False  # "就用这个号码": the phone is the caller's number
     wants_human: bool = False  # 转人工 / 人工客服
-    about: str | None = None  # the slot a correction names ("不对，我的手机号是…" → reporter_phone)
+    about: str | None = None  # the slot a correction names ("不对，我的手机号是…" → the phone's slot)
+    refused: bool = False  # the caller declines the call (不方便 / 不想回答 / 别再打了)
+
+
+def __getattr__(name: str) -> Any:
+    # `SLOTS` (the claim roles) moved to the claim reader; gateway/storage still imports it from
+    # here until reports become a generic results store (another branch).
+    if name == "SLOTS":
+        from .claims import ROLES
+
+        return ROLES
+    raise AttributeError(name)

@@ -1,4 +1,9 @@
-"""One caller utterance → every claim-report slot value it contains (mixed initiative).
+"""The claim kinds' joint reader: one caller utterance → every claim value it contains (mixed initiative).
+
+This module owns the claim vocabulary: the nine claim roles (`ROLES`: who reports, who is
+insured, their relationship, the ID, the phone, when, what, where, which illness) and the
+dictionaries that read them. A flow binds its slots to these roles (a slot's claim `kind`,
+or its `role`, see speech.understanding.kinds.claim); slot names are the flow's own.
 
 Every utterance goes through every extractor: "我爸张建国昨天因为肺炎住进了华西医院"
 fills six slots at once. The slot the bot just asked for (CallContext.expected_slot)
@@ -31,10 +36,23 @@ from .names import (ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, NamePrior, l
                     load_surnames)
 from .numbers import DigitRun, digits_by_sound, find_digit_runs
 from .phone import mentions_caller_number, normalize_phone
-from .types import SLOTS, CallContext, Extraction, SlotProblem, SlotValue
+from .types import CallContext, Extraction, SlotProblem, SlotValue
 
 # The contract resolves dates in Asia/Shanghai, which has had no DST since 1991.
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+# What the joint reader fills, named as in the claim-report contract (shared/eval/CONTRACT.md).
+ROLES = (
+    "reporter_name",
+    "reporter_phone",
+    "relationship",
+    "insured_name",
+    "insured_id_number",
+    "incident_date",
+    "incident_type",
+    "hospital",
+    "diagnosis",
+)
 
 NAME_SLOTS = ("reporter_name", "insured_name")
 NUMBER_SLOTS = ("reporter_phone", "insured_id_number")
@@ -105,8 +123,10 @@ def _alternation(words: Any) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(w) for w in words)) if words else re.compile(r"(?!x)x")
 
 
-class Understanding:
-    """The understanding layer: dictionaries loaded once, `extract` per utterance (thread-safe)."""
+class ClaimReader:
+    """The joint claim reader: dictionaries loaded once, `extract` per utterance (thread-safe).
+
+    Values come keyed by role (`ROLES`); `kinds.claim.ClaimBinding` renames them to a flow's slots."""
 
     def __init__(self, dictionaries: Path) -> None:
         self.dictionaries = dictionaries
@@ -164,7 +184,7 @@ class Understanding:
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config_dir: Path) -> "Understanding":
+    def from_config(cls, config_dir: Path) -> "ClaimReader":
         """Load from the config folder (the one holding `dictionaries/`) or the dictionaries folder itself."""
         config_dir = Path(config_dir)
         dictionaries = config_dir / "dictionaries" if (config_dir / "dictionaries").is_dir() else config_dir
@@ -191,10 +211,10 @@ class Understanding:
         body = acts.body
         expected = context.expected_slot
         # For a correction that names its slot, that slot is what the value answers.
-        target = acts.hint or (expected if expected in SLOTS else None)
+        target = acts.hint or (expected if expected in ROLES else None)
         # "不知道" is no answer: bare-answer readings would turn it into a name or a hospital.
         bare_ok = not self._unknown_re.search(body)
-        now = _shanghai(context.started_at)
+        now = shanghai(context.started_at)
         out = _Collector()
 
         self._numbers(body, target, now, out)
@@ -240,7 +260,7 @@ class Understanding:
             correction=acts.correction,
             use_caller_number=use_caller_number,
             wants_human=acts.wants_human,
-            about=acts.hint if acts.hint in SLOTS else None,
+            about=acts.hint if acts.hint in ROLES else None,
         )
 
     # -- dialogue acts ---------------------------------------------------------------
@@ -462,7 +482,8 @@ class Understanding:
                 out.put("diagnosis", bare.value, bare.confidence, bare.span)
 
 
-def _shanghai(started_at: datetime) -> datetime:
+def shanghai(started_at: datetime) -> datetime:
+    """The call's start in Asia/Shanghai (a naive time is taken to be Shanghai time)."""
     if started_at.tzinfo is None:
         return started_at.replace(tzinfo=SHANGHAI)
     return started_at.astimezone(SHANGHAI)
