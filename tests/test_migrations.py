@@ -253,3 +253,25 @@ async def test_serve_without_auto_upgrade_refuses_an_old_schema_in_one_line(test
         assert (await migrate.state(engine)).current == "0001"  # refused, not migrated
     finally:
         await engine.dispose()
+
+
+async def test_the_app_upgrades_at_start_unless_told_not_to(make_settings, test_database):
+    import pytest
+
+    from conftest import running_gateway
+    from gateway.app import create_app
+
+    await build_old_database(test_database)
+    app = create_app(make_settings(db_auto_upgrade=False))
+    with pytest.raises(migrate.SchemaOutOfDate, match="gateway db upgrade"):
+        async with app.router.lifespan_context(app):
+            pass
+    engine = create_engine(test_database)
+    try:
+        assert (await migrate.state(engine)).current == "0001"
+        with running_gateway(make_settings()):  # auto-upgrade: migrates, then serves
+            assert (await migrate.state(engine)).word == "head"
+        with running_gateway(make_settings(db_auto_upgrade=False)):  # at head: starts
+            assert (await reports.listing(engine))[0] == 2
+    finally:
+        await engine.dispose()

@@ -53,6 +53,11 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def _utc(value: datetime) -> datetime:
+    # Stored times are UTC; SQLite compares them as text, so a bound must be in UTC too.
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 async def save(
     engine: AsyncEngine,
     *,
@@ -139,9 +144,9 @@ async def query(
     if call_id:
         conditions.append(flow_results.c.call_id == call_id)
     if since:
-        conditions.append(flow_results.c.created_at >= since)
+        conditions.append(flow_results.c.created_at >= _utc(since))
     if until:
-        conditions.append(flow_results.c.created_at < until)
+        conditions.append(flow_results.c.created_at < _utc(until))
     if policy_number:
         conditions.append(flow_results.c.policy_number == policy_number)
     if phone:
