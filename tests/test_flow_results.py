@@ -128,3 +128,16 @@ async def test_results_api_filters_and_masks_without_pii_scope(make_settings, te
             # Not a claim flow: the claims API does not list it.
             assert (await client.get("/api/reports", headers=ops)).json()["total"] == 0
             assert (await client.get("/api/reports/v1", headers=ops)).status_code == 404
+
+
+async def test_the_claim_report_save_of_old_still_stores_and_queues_a_claim(test_database):
+    engine = await _engine(test_database)
+    try:
+        assert await reports.save(engine, report_id="e" * 32, call_id="call-e", flow="claim_report", status="partial",
+                                  caller_number="13800138000", slots={"reporter_name": "周杰"}, details={},
+                                  transcript=[])
+        [row] = await outbox.pending(engine)
+        assert (row["topic"], row["payload"]["report_id"], row["payload"]["status"]) == ("claim_report", "e" * 32, "partial")
+        assert (await reports.get(engine, "e" * 32))["slots"] == {"reporter_name": "周杰"}
+    finally:
+        await engine.dispose()

@@ -275,3 +275,21 @@ async def test_the_app_upgrades_at_start_unless_told_not_to(make_settings, test_
             assert (await reports.listing(engine))[0] == 2
     finally:
         await engine.dispose()
+
+
+async def test_a_schema_newer_than_the_code_is_refused_not_guessed_at(test_database):
+    import pytest
+    from sqlalchemy import text
+
+    engine = create_engine(test_database)
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+        assert (await migrate.state(engine)).describe() == "0099 unknown"
+        with pytest.raises(migrate.SchemaOutOfDate, match="0099"):
+            await migrate.upgrade(engine)
+        with pytest.raises(migrate.SchemaOutOfDate, match="0099"):
+            await migrate.prepare(engine, auto_upgrade=False)
+    finally:
+        await engine.dispose()

@@ -89,6 +89,9 @@ def _state(connection: Connection) -> SchemaState:
 
 def _upgrade(connection: Connection) -> tuple[SchemaState, str]:
     before = _state(connection)
+    if before.word == "unknown":  # written by a newer gateway: migrating "up" from it would guess
+        raise SchemaOutOfDate(f"database schema is at {before.current}, which this gateway does not know "
+                              f"(its newest is {before.head}); run the newer gateway or restore a backup")
     config = _config(connection)
     if not before.stamped and before.current is not None:
         log.info("database made before migrations: recognized as revision %s", before.current)

@@ -48,6 +48,28 @@ def delivery_for(flow: str) -> results.Delivery:
     return results.Delivery(topic=flow)
 
 
+async def save(
+    engine: AsyncEngine,
+    *,
+    report_id: str,
+    call_id: str,
+    flow: str,
+    status: str,
+    caller_number: str | None,
+    slots: dict[str, str],
+    details: dict[str, Any],
+    transcript: list[dict[str, Any]],
+    policy_number: str | None = None,
+) -> bool:
+    """Save a claim flow's result as before results were generic (new code calls results.save)."""
+    delivery = delivery_for(flow)
+    return await results.save(
+        engine, result_id=report_id, call_id=call_id, flow=flow, status=status, caller_number=caller_number,
+        slots=slots, details=details, transcript=transcript, policy_number=policy_number, topic=delivery.topic,
+        final_statuses=delivery.final_statuses, payload=delivery.payload,
+    )
+
+
 async def get(engine: AsyncEngine, report_id: str) -> dict[str, Any] | None:
     return await results.get(engine, report_id, topics=(TOPIC,))
 
