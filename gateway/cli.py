@@ -63,8 +63,7 @@ async def _db_command(settings: Settings, command: str) -> str:
     engine = create_engine(settings.effective_database_url)
     try:
         if command == "upgrade":
-            before = await migrate.state(engine)
-            after = await migrate.upgrade(engine)
+            before, after = await migrate.migrate(engine)  # `before` as found under the lock
             if before.current == after and before.stamped:
                 return f"{after} head (nothing to do)"
             return f"{after} head (upgraded from {before.current or 'empty'})"

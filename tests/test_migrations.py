@@ -293,3 +293,18 @@ async def test_a_schema_newer_than_the_code_is_refused_not_guessed_at(test_datab
             await migrate.prepare(engine, auto_upgrade=False)
     finally:
         await engine.dispose()
+
+
+async def test_two_db_upgrade_processes_at_once_migrate_once(test_database):
+    await build_old_database(test_database)
+    env = {**os.environ, "GATEWAY_DATABASE_URL": test_database}
+    procs = [subprocess.Popen([sys.executable, "-m", "gateway", "db", "upgrade"], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outcomes
+    assert sorted(out.strip() for out, _ in outcomes) == ["0002 head (nothing to do)", "0002 head (upgraded from 0001)"]
+    engine = create_engine(test_database)
+    try:
+        assert (await reports.listing(engine))[0] == 2 and len(await outbox.pending(engine)) == 2
+    finally:
+        await engine.dispose()

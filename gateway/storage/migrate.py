@@ -126,14 +126,19 @@ async def _exclusive(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
                 await conn.rollback()
 
 
-async def upgrade(engine: AsyncEngine) -> str:
-    """Bring the schema to head (stamping a pre-migration database first); the revision it ends at."""
+async def migrate(engine: AsyncEngine) -> tuple[SchemaState, str]:
+    """Bring the schema to head; where it was when this process got the lock, and where it ends."""
     async with _exclusive(engine) as conn:
         before, after = await conn.run_sync(_upgrade)
         await conn.commit()
-    if before.current != after:
+    if before.current != after or not before.stamped:
         log.info("database schema upgraded from %s to %s", before.current or "empty", after)
-    return after
+    return before, after
+
+
+async def upgrade(engine: AsyncEngine) -> str:
+    """Bring the schema to head (stamping a pre-migration database first); the revision it ends at."""
+    return (await migrate(engine))[1]
 
 
 async def state(engine: AsyncEngine) -> SchemaState:
