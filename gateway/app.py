@@ -20,7 +20,8 @@ from gateway.storage.database import Database
 from gateway.metrics import Metrics
 from gateway.model.fetch import ModelSpec, ensure_model
 from gateway.model.graph import ensure_static_graph
-from gateway.storage.outbox import OutboxWorker
+from gateway.storage import migrate
+from gateway.storage.outbox import OutboxWorker, Route
 from gateway.web.routes import routes
 from gateway.services import Services
 from gateway.settings import Settings
@@ -42,6 +43,11 @@ def model_spec(settings: Settings) -> ModelSpec:
         mirrors=settings.model_mirrors,
         cache_dir=settings.model_cache_path,
     )
+
+
+def delivery_routes(settings: Settings) -> dict[str, Route]:
+    """The outbox's webhook per topic, from claims_webhook_* and [webhooks.<topic>]."""
+    return {topic: Route(r.url, r.secret, r.backoff_s) for topic, r in settings.delivery_routes.items()}
 
 
 def start_synthesizer(settings: Settings) -> Synthesizer | None:
@@ -74,6 +80,14 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
     """The gateway app. `dialogues` may be passed in when already loaded (they take seconds)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The schema first: an out-of-date one refuses the start before the model loads.
+        database = Database.from_url(settings.effective_database_url)
+        try:
+            await migrate.prepare(database.engine, auto_upgrade=settings.db_auto_upgrade)
+        except migrate.SchemaOutOfDate as exc:
+            log.error("%s", exc)
+            await database.close()
+            raise
         model_path: Path = await asyncio.to_thread(ensure_model, model_spec(settings))
         speech = await asyncio.to_thread(start_speech, settings, model_path)
         if settings.warmup_audio_dir and speech.static_graph:
@@ -90,8 +104,6 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
                 log.info("warming %d recognizers on %.0f s of speech in the background",
                          count, len(warmup) / 2 / settings.warmup_sample_rate)
                 speech.start_warmup(warmup, settings.warmup_sample_rate, count)
-        database = Database.from_url(settings.effective_database_url)
-        await database.create_schema()
         auth = Authenticator(frozenset(settings.api_keys))
         if auth.open_loopback_only:
             log.warning("no API keys configured: serving loopback clients only")
@@ -110,12 +122,11 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
         background = []
         if settings.webhook_url:
             background.append(asyncio.create_task(forward_events(services.registry, settings.webhook_url)))
-        if settings.claims_webhook_url:
-            worker = OutboxWorker(database.engine, settings.claims_webhook_url, settings.claims_webhook_secret,
-                                  base_backoff_s=settings.claims_webhook_backoff_s)
-            services.outbox_wake = worker.wake
-            background.append(asyncio.create_task(worker.run()))
-        elif settings.claims_webhook_secret:
+        # One worker for every routed topic; with no route it only says which topics wait.
+        worker = OutboxWorker(database.engine, delivery_routes(settings))
+        services.outbox_wake = worker.wake
+        background.append(asyncio.create_task(worker.run()))
+        if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         log.info("gateway ready: model %s at %d Hz (%s graph), %d recognizer threads, up to %d calls",
                  model_path.name, speech.sample_rate, "static" if speech.static_graph else "composed on the fly",

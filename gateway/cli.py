@@ -1,8 +1,9 @@
-"""Command line: `gateway serve`, `gateway model fetch`."""
+"""Command line: `gateway serve`, `gateway model fetch`, `gateway db upgrade`, `gateway db current`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
@@ -28,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
         "fetch", help="fetch, verify (sha256) and unpack the speech model into the cache, then compile its "
         "static decoding graph (unless static_graph is off)"
     )
+    db = commands.add_parser("db", help="the database schema (migrations)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="migrate the database to the newest schema (a database made before "
+                           "migrations is recognized and stamped first)")
+    db_commands.add_parser("current", help="print the schema revision of the database and whether it is at head")
     return parser
 
 
@@ -41,9 +47,56 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic narrates its set-up at INFO; gateway.storage.migrate says what was migrated.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "model":
         return _fetch_model(settings)
+    if args.command == "db":
+        return _db(settings, args.db_command)
     return _serve(settings, args.host, args.port)
+
+
+async def _db_command(settings: Settings, command: str) -> str:
+    from gateway.storage import migrate
+    from gateway.storage.database import create_engine
+
+    engine = create_engine(settings.effective_database_url)
+    try:
+        if command == "upgrade":
+            before, after = await migrate.migrate(engine)  # `before` as found under the lock
+            if before.current == after and before.stamped:
+                return f"{after} head (nothing to do)"
+            return f"{after} head (upgraded from {before.current or 'empty'})"
+        return (await migrate.state(engine)).describe()
+    finally:
+        await engine.dispose()
+
+
+def _db(settings: Settings, command: str) -> int:
+    try:
+        print(asyncio.run(_db_command(settings, command)))
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback, for an unreachable or broken database
+        print(f"gateway: database {command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _schema_refusal(settings: Settings) -> str | None:
+    """With db_auto_upgrade off, why the schema stops `serve` (None: it is at head)."""
+    from gateway.storage import migrate
+    from gateway.storage.database import create_engine
+
+    async def check() -> str | None:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            await migrate.prepare(engine, auto_upgrade=False)
+        except migrate.SchemaOutOfDate as exc:
+            return str(exc)
+        finally:
+            await engine.dispose()
+        return None
+
+    return asyncio.run(check())
 
 
 def _fetch_model(settings: Settings) -> int:
@@ -74,6 +127,11 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
             file=sys.stderr,
         )
         return 2
+    if not settings.db_auto_upgrade:
+        refusal = _schema_refusal(settings)
+        if refusal:
+            print(f"gateway: {refusal}", file=sys.stderr)
+            return 1
     # Fetch before the server starts so a missing model is one clear line, not a traceback.
     try:
         ensure_model(model_spec(settings))

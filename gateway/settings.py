@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,23 @@ ENV_PREFIX = "GATEWAY_"
 DEFAULT_SETTINGS_FILE = Path(__file__).resolve().parent.parent / "config" / "settings.toml"
 
 
+WEBHOOKS_ENV_PREFIX = ENV_PREFIX + "WEBHOOKS_"
+_TOPIC = re.compile(r"^[a-z][a-z0-9_]*$")  # lower case so GATEWAY_WEBHOOKS_<TOPIC>_URL maps back to one topic
+CLAIMS_TOPIC = "claim_report"  # the route claims_webhook_* configure
+
+
 class SettingsError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class WebhookRoute:
+    """Where the outbox delivers one topic: `[webhooks.<topic>]` url, secret, backoff_s."""
+
+    topic: str
+    url: str
+    secret: str = ""
+    backoff_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,16 @@ class Settings:
     claims_webhook_backoff_s: float = 2.0
     # API keys that may see personal data (names, ID and phone numbers) unmasked.
     pii_api_keys: tuple[str, ...] = ()
+    # Outbox routes of other topics ([webhooks.<topic>] url, secret, backoff_s in the TOML file).
+    webhooks: tuple[WebhookRoute, ...] = ()
+    # `gateway serve` migrates the database to the newest schema at start; off: it refuses an old one.
+    db_auto_upgrade: bool = True
+
+    def __post_init__(self) -> None:
+        if self.claims_webhook_url and any(r.topic == CLAIMS_TOPIC for r in self.webhooks):
+            raise SettingsError(
+                f"the {CLAIMS_TOPIC!r} route is set twice: by claims_webhook_url and by [webhooks.{CLAIMS_TOPIC}]"
+            )
 
     # Derived paths ---------------------------------------------------------
     @property
@@ -117,6 +143,16 @@ class Settings:
     def pool_size(self) -> int:
         return self.recognizer_pool_size or self.max_calls
 
+    @property
+    def delivery_routes(self) -> dict[str, WebhookRoute]:
+        """Every outbox topic with a webhook: claims_webhook_* as the claim_report route, then [webhooks]."""
+        routes = {r.topic: r for r in self.webhooks}
+        if self.claims_webhook_url:
+            routes[CLAIMS_TOPIC] = WebhookRoute(
+                CLAIMS_TOPIC, self.claims_webhook_url, self.claims_webhook_secret, self.claims_webhook_backoff_s
+            )
+        return routes
+
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **_coerce_all(changes))
 
@@ -126,7 +162,53 @@ def _field_types() -> dict[str, Any]:
     return {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(Settings)}
 
 
+def _webhook_routes(value: Any) -> tuple[WebhookRoute, ...]:
+    """[webhooks.<topic>] tables (a mapping of topic to url/secret/backoff_s), or routes as they are."""
+    if isinstance(value, tuple) and all(isinstance(r, WebhookRoute) for r in value):
+        return value
+    if not isinstance(value, Mapping):
+        raise SettingsError(
+            "setting 'webhooks': expected [webhooks.<topic>] tables with url, secret, backoff_s "
+            "(or GATEWAY_WEBHOOKS_<TOPIC>_URL / _SECRET / _BACKOFF_S)"
+        )
+    known = {f.name for f in dataclasses.fields(WebhookRoute)} - {"topic"}
+    routes = []
+    for topic, table in value.items():
+        where = f"webhooks.{topic}"
+        if not isinstance(topic, str) or not _TOPIC.match(topic):
+            raise SettingsError(f"setting {where!r}: a topic is lower-case letters, digits and underscores")
+        if not isinstance(table, Mapping):
+            raise SettingsError(f"setting {where!r}: expected a table with url, secret, backoff_s")
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise SettingsError(f"unknown setting {where + '.' + unknown[0]!r}")
+        if not table.get("url"):
+            raise SettingsError(f"setting {where + '.url'!r} is missing")
+        try:
+            routes.append(WebhookRoute(topic, str(table["url"]), str(table.get("secret", "")),
+                                       float(table.get("backoff_s", 2.0))))
+        except (TypeError, ValueError):
+            raise SettingsError(f"setting {where + '.backoff_s'!r}: cannot read {table['backoff_s']!r} as float") from None
+    return tuple(sorted(routes, key=lambda r: r.topic))
+
+
+def _webhooks_from_env(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """GATEWAY_WEBHOOKS_<TOPIC>_URL / _SECRET / _BACKOFF_S as {topic: {key: value}}."""
+    found: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith(WEBHOOKS_ENV_PREFIX):
+            continue
+        rest = name[len(WEBHOOKS_ENV_PREFIX):]
+        key = next((k for k in ("backoff_s", "secret", "url") if rest.endswith("_" + k.upper())), None)
+        if key is None or len(rest) == len(key) + 1:
+            raise SettingsError(f"environment variable {name}: expected {WEBHOOKS_ENV_PREFIX}<TOPIC>_URL, _SECRET or _BACKOFF_S")
+        found.setdefault(rest[: -len(key) - 1].lower(), {})[key] = value
+    return found
+
+
 def _coerce(name: str, kind: Any, value: Any) -> Any:
+    if name == "webhooks":
+        return _webhook_routes(value)
     try:
         if kind is tuple:
             if isinstance(value, str):
@@ -176,4 +258,9 @@ def load_settings(
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ:
             values[name] = environ[env_name]
+    overrides = _webhooks_from_env(environ)
+    tables = values.get("webhooks", {})
+    if overrides and isinstance(tables, Mapping):  # otherwise the webhooks value's own error is the one to see
+        values["webhooks"] = {topic: {**tables.get(topic, {}), **overrides.get(topic, {})}
+                              for topic in {*tables, *overrides}}
     return Settings(**_coerce_all(values))

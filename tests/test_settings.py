@@ -77,3 +77,39 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (DEFAULT_SETTINGS_FILE.parent.parent / "README.md").read_text()
     missing = [f.name for f in dataclasses.fields(Settings) if f"GATEWAY_{f.name.upper()}" not in readme]
     assert missing == []
+
+
+def test_webhook_routes_come_from_toml_tables_and_environment(tmp_path):
+    from gateway.settings import WebhookRoute
+
+    path = tmp_path / "site.toml"
+    path.write_text('claims_webhook_url = "https://claims.example/hook"\nclaims_webhook_secret = "c"\n'
+                    '[webhooks.survey_result]\nurl = "https://crm.example/survey"\nsecret = "s"\nbackoff_s = 5\n')
+    settings = load_settings(environ={"GATEWAY_SETTINGS": str(path), "GATEWAY_WEBHOOKS_SURVEY_RESULT_SECRET": "s2",
+                                      "GATEWAY_WEBHOOKS_REMINDER_CALL_URL": "https://crm.example/remind",
+                                      "GATEWAY_WEBHOOKS_REMINDER_CALL_BACKOFF_S": "0.5"})
+    assert settings.delivery_routes == {
+        "claim_report": WebhookRoute("claim_report", "https://claims.example/hook", "c", 2.0),
+        "survey_result": WebhookRoute("survey_result", "https://crm.example/survey", "s2", 5.0),
+        "reminder_call": WebhookRoute("reminder_call", "https://crm.example/remind", "", 0.5),
+    }
+    assert load_settings(environ={}).delivery_routes == {}
+    assert load_settings(environ={}).db_auto_upgrade is True
+    assert load_settings(environ={"GATEWAY_DB_AUTO_UPGRADE": "false"}).db_auto_upgrade is False
+
+
+def test_webhook_routes_refuse_unknown_keys_and_half_routes(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_text('[webhooks.survey_result]\nurl = "https://crm.example/survey"\ncolour = "red"\n')
+    with pytest.raises(SettingsError, match="unknown setting 'webhooks.survey_result.colour'"):
+        load_settings(environ={"GATEWAY_SETTINGS": str(path)})
+    with pytest.raises(SettingsError, match="webhooks.survey_result.url"):
+        load_settings(environ={"GATEWAY_WEBHOOKS_SURVEY_RESULT_SECRET": "s"})
+    with pytest.raises(SettingsError, match="GATEWAY_WEBHOOKS_SURVEY_RESULT_COLOUR"):
+        load_settings(environ={"GATEWAY_WEBHOOKS_SURVEY_RESULT_COLOUR": "red"})
+    with pytest.raises(SettingsError, match="backoff_s"):
+        load_settings(environ={"GATEWAY_WEBHOOKS_X_URL": "http://x", "GATEWAY_WEBHOOKS_X_BACKOFF_S": "soon"})
+    with pytest.raises(SettingsError, match="set twice"):
+        load_settings(environ={"GATEWAY_CLAIMS_WEBHOOK_URL": "http://c", "GATEWAY_WEBHOOKS_CLAIM_REPORT_URL": "http://d"})
+    with pytest.raises(SettingsError, match="webhooks"):
+        load_settings(environ={"GATEWAY_WEBHOOKS": "http://x"})

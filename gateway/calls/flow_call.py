@@ -20,7 +20,7 @@ from speech.dialogue.engine import Dialogue, Extractor
 from speech.dialogue.flow import Flow
 from speech.understanding.types import CallContext
 
-from gateway.storage import reports
+from gateway.storage import reports, results
 from gateway.services import Services
 from gateway.telephony.base import Adapter, CallStart, Frame
 
@@ -121,11 +121,12 @@ class FlowCall:
         return out
 
     async def _save(self, status: str, slots: dict[str, str], details: dict[str, Any], policy_number: str | None) -> None:
-        if status in reports.FINAL_STATUSES:
+        delivery = reports.delivery_for(self.flow.name)  # claim flows keep the claim topic and body
+        if status in delivery.final_statuses:
             self.final_status = status
-        await reports.save(
+        queued = await results.save(
             self.services.database.engine,
-            report_id=self.report_id,
+            result_id=self.report_id,
             call_id=self.start_event.call_id,
             flow=self.flow.name,
             status=status,
@@ -134,8 +135,11 @@ class FlowCall:
             details=details,
             transcript=self.transcript,
             policy_number=policy_number,
+            topic=delivery.topic,
+            final_statuses=delivery.final_statuses,
+            payload=delivery.payload,
         )
-        if status in reports.FINAL_STATUSES and self.services.outbox_wake is not None:
+        if queued and self.services.outbox_wake is not None:
             self.services.outbox_wake.set()
 
     def _note(self, speaker: str, text: str, slot: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Storage: SQLite by default, PostgreSQL when a URL is given (SQLAlchemy async)."""
+"""Storage: the tables as of the newest migration, the engine (SQLite by default, PostgreSQL when a
+URL is given; SQLAlchemy async) and the few call-record queries calls need."""
 
 from __future__ import annotations
 
@@ -72,30 +73,36 @@ policies = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-claim_reports = Table(
-    "claim_reports",
+# What a flow (claim report, survey, reminder call, ...) collected on one call, saved after
+# every caller turn. `topic` is what its final form is delivered as (see outbox below);
+# `subject_phone` and `policy_number` are who the result is about, for look-ups.
+flow_results = Table(
+    "flow_results",
     metadata,
-    Column("id", String(32), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("flow", String(64), nullable=False, index=True),
+    Column("topic", String(64), nullable=False, index=True),
     Column("call_id", String(128), nullable=False, index=True),
-    Column("flow", String(64), nullable=False),
-    Column("status", String(16), nullable=False, index=True),  # in_progress, complete, partial, transferred
+    Column("status", String(32), nullable=False, index=True),  # in_progress, complete, partial, ... or flow-defined
     Column("caller_number", String(64)),
-    Column("policy_number", String(64)),
+    Column("policy_number", String(64), index=True),
+    Column("subject_phone", String(64), index=True),
     Column("slots", JSON, nullable=False),
-    Column("details", JSON, nullable=False),
+    Column("details", JSON, nullable=False),  # per slot: value, confidence, source, turn
     Column("transcript", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
 )
 
-# Deliveries to the claims system, written in the same transaction as the report they
-# carry, so a restart neither loses nor repeats one (unique per report and event).
+# Deliveries, written by their producer in the same transaction as the change they carry,
+# so a restart neither loses nor repeats one (unique per topic and aggregate).
 outbox = Table(
     "outbox",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("report_id", String(32), ForeignKey("claim_reports.id", ondelete="CASCADE"), nullable=False),
-    Column("event", String(32), nullable=False),
+    Column("topic", String(64), nullable=False),
+    Column("aggregate_id", String(128), nullable=False),
     Column("payload", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -103,7 +110,7 @@ outbox = Table(
     Column("leased_until", DateTime(timezone=True)),
     Column("delivered_at", DateTime(timezone=True)),
     Column("last_error", Text),
-    UniqueConstraint("report_id", "event", name="uq_outbox_report_event"),
+    UniqueConstraint("topic", "aggregate_id", name="uq_outbox_topic_aggregate"),
 )
 
 
@@ -140,9 +147,11 @@ class Database:
     def from_url(cls, url: str) -> "Database":
         return cls(create_engine(url))
 
-    async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+    async def create_schema(self) -> str:
+        """Bring the schema to the newest migration (gateway/storage/migrate.py); the revision it is at."""
+        from gateway.storage import migrate  # migrate needs none of this module; the import stays one-way
+
+        return await migrate.upgrade(self.engine)
 
     async def close(self) -> None:
         await self.engine.dispose()

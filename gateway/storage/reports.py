@@ -1,21 +1,29 @@
-"""Claim reports as stored work orders: saved turn by turn, queried by the API, masked for display."""
+"""The claim vocabulary: which flows are claim reports, their statuses, delivery body, masking, JSON Schema.
+
+Claim reports are flow results (gateway/storage/results.py) whose topic is
+`claim_report`: the results of the claim flows (`claim_report`,
+`claim_status_callback` in config/flows/), delivered to the claims system with
+the body and masking the claims API has always had. Nothing else in storage
+knows what a claim is.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import Any, Mapping
 
-from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from speech.understanding.types import SLOTS
 
-from gateway.storage.database import claim_reports, outbox, utcnow
+from gateway.storage import results
+from gateway.storage.results import as_utc
 
 STATUSES = ("in_progress", "complete", "partial", "transferred")
 FINAL_STATUSES = ("complete", "partial", "transferred")
-DELIVERY_EVENT = "claim_report"
+TOPIC = "claim_report"  # the event claim reports are delivered as, whichever claim flow made them
+FLOWS = frozenset({"claim_report", "claim_status_callback"})
 MASKED_SLOTS = {"reporter_name", "insured_name", "reporter_phone", "insured_id_number"}
 
 
@@ -23,11 +31,21 @@ def new_report_id() -> str:
     return uuid.uuid4().hex
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    # SQLite gives back naive datetimes; everything is stored in UTC.
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def claim_payload(result: Mapping[str, Any], queued_at: datetime) -> dict[str, Any]:
+    """The claims webhook's body, key for key as before flow results were generic."""
+    return {
+        "event": TOPIC, "report_id": result["id"], "call_id": result["call_id"], "flow": result["flow"],
+        "status": result["status"], "caller_number": result["caller_number"], "policy_number": result["policy_number"],
+        "slots": result["slots"], "details": result["details"], "transcript": result["transcript"],
+        "created_at": queued_at.isoformat(),
+    }
+
+
+def delivery_for(flow: str) -> results.Delivery:
+    """How a flow's results are delivered: claim flows as claim reports, any other under its own name."""
+    if flow in FLOWS:
+        return results.Delivery(topic=TOPIC, final_statuses=frozenset(FINAL_STATUSES), payload=claim_payload)
+    return results.Delivery(topic=flow)
 
 
 async def save(
@@ -42,45 +60,18 @@ async def save(
     details: dict[str, Any],
     transcript: list[dict[str, Any]],
     policy_number: str | None = None,
-) -> None:
-    """Insert or update the report; a final status also queues its delivery, atomically."""
-    now = utcnow()
-    values = dict(
-        status=status, slots=slots, details=details, transcript=transcript, policy_number=policy_number,
-        updated_at=now,
+) -> bool:
+    """Save a claim flow's result as before results were generic (new code calls results.save)."""
+    delivery = delivery_for(flow)
+    return await results.save(
+        engine, result_id=report_id, call_id=call_id, flow=flow, status=status, caller_number=caller_number,
+        slots=slots, details=details, transcript=transcript, policy_number=policy_number, topic=delivery.topic,
+        final_statuses=delivery.final_statuses, payload=delivery.payload,
     )
-    async with engine.begin() as conn:
-        result = await conn.execute(update(claim_reports).where(claim_reports.c.id == report_id).values(**values))
-        if result.rowcount == 0:
-            await conn.execute(
-                insert(claim_reports).values(
-                    id=report_id, call_id=call_id, flow=flow, caller_number=caller_number, created_at=now, **values
-                )
-            )
-        if status in FINAL_STATUSES:
-            already = (
-                await conn.execute(
-                    select(outbox.c.id).where(outbox.c.report_id == report_id, outbox.c.event == DELIVERY_EVENT)
-                )
-            ).first()
-            if already is None:
-                payload = {
-                    "event": DELIVERY_EVENT, "report_id": report_id, "call_id": call_id, "flow": flow,
-                    "status": status, "caller_number": caller_number, "policy_number": policy_number,
-                    "slots": slots, "details": details, "transcript": transcript, "created_at": now.isoformat(),
-                }
-                await conn.execute(
-                    insert(outbox).values(
-                        report_id=report_id, event=DELIVERY_EVENT, payload=payload, created_at=now, attempts=0,
-                        next_attempt_at=now,
-                    )
-                )
 
 
 async def get(engine: AsyncEngine, report_id: str) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(claim_reports).where(claim_reports.c.id == report_id))).mappings().first()
-    return dict(row) if row else None
+    return await results.get(engine, report_id, topics=(TOPIC,))
 
 
 async def listing(
@@ -93,24 +84,10 @@ async def listing(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[int, list[dict[str, Any]]]:
-    query = select(claim_reports)
-    counting = select(func.count()).select_from(claim_reports)
-    conditions = []
-    if status:
-        conditions.append(claim_reports.c.status == status)
-    if call_id:
-        conditions.append(claim_reports.c.call_id == call_id)
-    if since:
-        conditions.append(claim_reports.c.created_at >= since)
-    if until:
-        conditions.append(claim_reports.c.created_at < until)
-    for condition in conditions:
-        query, counting = query.where(condition), counting.where(condition)
-    query = query.order_by(claim_reports.c.created_at.desc(), claim_reports.c.id).limit(limit).offset(offset)
-    async with engine.connect() as conn:
-        total = int((await conn.execute(counting)).scalar_one())
-        rows = (await conn.execute(query)).mappings().all()
-    return total, [dict(r) for r in rows]
+    """Claim reports: the flow results delivered (or to be delivered) under the claim topic."""
+    return await results.query(
+        engine, topics=(TOPIC,), status=status, call_id=call_id, since=since, until=until, limit=limit, offset=offset
+    )
 
 
 def mask_value(slot: str, value: str) -> str:

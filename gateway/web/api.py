@@ -1,4 +1,4 @@
-"""HTTP API: policy records in, claim reports out."""
+"""HTTP API: policy records in; claim reports and any flow's results out."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.storage import policies
-from gateway.storage import reports
+from gateway.storage import policies, reports, result_view, results
 from gateway.auth import Verdict
 from gateway.services import Services
 
@@ -139,10 +138,44 @@ async def report_schema(request: Request) -> Response:
     return JSONResponse(reports.json_schema())
 
 
+async def list_results(request: Request) -> Response:
+    """Every flow's results: ?flow=&status=&call_id=&since=&until=&policy_number=&phone=&limit=&offset=."""
+    services = _services(request)
+    if not authorized(request, services):
+        return _error(401, "missing or invalid API key")
+    q = request.query_params
+    try:
+        limit = min(max(int(q.get("limit", 50)), 1), 500)
+        offset = max(int(q.get("offset", 0)), 0)
+        since, until = _parse_time(q.get("since"), "since"), _parse_time(q.get("until"), "until")
+    except ValueError as exc:
+        return _error(400, str(exc) if "ISO" in str(exc) else "limit and offset must be whole numbers")
+    total, rows = await results.query(
+        services.database.engine, flow=q.get("flow"), status=q.get("status"), call_id=q.get("call_id"),
+        since=since, until=until, policy_number=q.get("policy_number"), phone=q.get("phone"),
+        limit=limit, offset=offset,
+    )
+    show = may_see_pii(request, services)
+    return JSONResponse({"total": total, "limit": limit, "offset": offset,
+                         "results": [result_view.public(r, show_pii=show) for r in rows]})
+
+
+async def get_result(request: Request) -> Response:
+    services = _services(request)
+    if not authorized(request, services):
+        return _error(401, "missing or invalid API key")
+    row = await results.get(services.database.engine, request.path_params["result_id"])
+    if row is None:
+        return _error(404, f"no result {request.path_params['result_id']}")
+    return JSONResponse(result_view.public(row, show_pii=may_see_pii(request, services)))
+
+
 def api_routes() -> list[Route]:
     return [
         Route("/api/policies", import_policies, methods=["POST"]),
         Route("/api/reports", list_reports),
         Route("/api/reports/schema", report_schema),
         Route("/api/reports/{report_id}", get_report),
+        Route("/api/results", list_results),
+        Route("/api/results/{result_id}", get_result),
     ]

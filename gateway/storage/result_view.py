@@ -1,0 +1,72 @@
+"""The API's view of any flow result, personal data masked by what slot names and values look like.
+
+Flows do not (yet) declare which slots are personal, so a key without PII scope
+sees masked: every slot named like a name (`name`, `*_name`), a phone or an ID
+number (`*phone*`, `*id_number*`), every other value that carries a phone- or
+ID-length digit run, the caller's and the subject's numbers, and what the caller
+said in the transcript. Policy numbers are shown, as the claims API shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from gateway.privacy import mask_number, mask_text
+from gateway.storage.results import as_utc
+
+
+def is_name_slot(slot: str) -> bool:
+    return slot == "name" or slot.endswith("_name")
+
+
+def is_number_slot(slot: str) -> bool:
+    return "phone" in slot or "id_number" in slot
+
+
+def mask_slot(slot: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    if is_name_slot(slot):
+        return value[0] + "*" * (len(value) - 1)
+    if is_number_slot(slot):
+        return mask_number(value)
+    return mask_text(value)
+
+
+def _iso(value: Any) -> str | None:
+    return as_utc(value).isoformat() if value is not None else None
+
+
+def public(row: Mapping[str, Any], *, show_pii: bool) -> dict[str, Any]:
+    """A stored flow result as `GET /api/results` answers it."""
+
+    def shown(slot: str, value: Any) -> Any:
+        return value if show_pii else mask_slot(slot, value)
+
+    def number(value: str | None) -> str | None:
+        return value if show_pii or not value else mask_number(value)
+
+    details = {
+        slot: {**detail, "value": shown(slot, detail.get("value"))} if isinstance(detail, dict) else detail
+        for slot, detail in (row["details"] or {}).items()
+    }
+    transcript = row["transcript"] if show_pii else [
+        {**turn, "text": "(masked)"} if turn.get("speaker") == "caller" else turn for turn in row["transcript"] or []
+    ]
+    return {
+        "result_id": row["id"],
+        "flow": row["flow"],
+        "topic": row["topic"],
+        "call_id": row["call_id"],
+        "status": row["status"],
+        "caller_number": number(row["caller_number"]),
+        "subject_phone": number(row["subject_phone"]),
+        "policy_number": row["policy_number"],
+        "slots": {slot: shown(slot, value) for slot, value in (row["slots"] or {}).items()},
+        "details": details,
+        "transcript": transcript,
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "ended_at": _iso(row["ended_at"]),
+        "pii_masked": not show_pii,
+    }
