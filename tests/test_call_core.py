@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from speech.codecs import Encoding
 from speech.dialogue.records import RecordIndex
 from speech.results import Transcript
@@ -319,3 +321,10 @@ def test_transcripts_are_published_stored_and_counted():
         "call_id": "c1", "type": "transcript", "final": True, "text": "你好 世界", "start": 0.5, "end": 1.5,
         "confidence": 0.9, "words": []}
     assert shell.metrics.transcripts_final == 1 and shell.metrics.audio_seconds_decoded == 1.0
+
+
+def test_a_request_takes_only_its_answer():
+    shell = Shell()
+    shell.core.handle(CallStarted(CallStart("c4", Encoding.PCM16, 8000), True, 0.0, WALL))  # OpenAudio waits
+    with pytest.raises(TypeError):
+        shell.core.handle(Tick(1.0))

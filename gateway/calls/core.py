@@ -60,6 +60,7 @@ WALL_CLOCK_SLACK_S = 2.0
 
 # A routine: a generator of actions; a `Request` it yields is answered by the event sent back in.
 Routine = Generator[Action, Any, Any]
+_ANSWERS: dict[type, type] = {OpenAudio: AudioOpened, Speak: PromptPlayed, FlushAudio: Flushed}
 
 
 class CallCore:
@@ -96,6 +97,7 @@ class CallCore:
         self._mono0 = 0.0  # ... and the monotonic time then
         self._zone: Any = None
         self._waiting: Routine | None = None  # a routine waiting for the answer to its request
+        self._answer: type = type(None)  # ... and the event that answers it
 
     @property
     def call_id(self) -> str:
@@ -122,6 +124,8 @@ class CallCore:
             routine, self._waiting = self._waiting, None
             if isinstance(event, (Failed, Finished)):
                 routine.close()  # the shell gave up on the request: so does the routine
+            elif type(event) is not self._answer:
+                raise TypeError(f"{type(event).__name__} while a request waits for {self._answer.__name__}")
             else:
                 return self._drive(routine, event)
         kind = type(event)
@@ -160,7 +164,7 @@ class CallCore:
             while True:
                 out.append(action)
                 if isinstance(action, Request):
-                    self._waiting = routine
+                    self._waiting, self._answer = routine, _ANSWERS[type(action)]
                     return out
                 action = routine.send(None)
         except StopIteration:

@@ -177,7 +177,9 @@ class CallSession:
                 return  # the core closed the call: the rest of the message is not part of it
         stream = rec.stream
         position, partial = (stream.position, stream.partial) if stream is not None else (0.0, None)
-        await self._do(core.handle(Recognized(outcome, partial, position, audio_in, time.monotonic())))
+        actions = core.handle(Recognized(outcome, partial, position, audio_in, time.monotonic()))
+        if actions:  # most frames: none, and no coroutine to await
+            await self._do(actions)
 
     # Actions -----------------------------------------------------------------
     async def _do(self, actions: Sequence[Action]) -> None:
