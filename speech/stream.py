@@ -88,7 +88,7 @@ class SpeechStream:
         # Twilio frame apiece would be most of it.
         self._pending: list[GateEvent] = []
         self._pending_s = 0.0
-        self._earlier_s = 0.0  # audio received before a change of input format
+        self.earlier_s = 0.0  # seconds of audio received before a change of input format
         self.flushed = False
         self.partial: Transcript | None = None  # the current hypothesis of the utterance in progress
 
@@ -118,7 +118,7 @@ class SpeechStream:
 
     def switch(self, audio: AudioInput) -> None:
         """The input format changed (after a flush): later audio comes through `audio`."""
-        self._earlier_s += self.audio.seconds_in
+        self.earlier_s += self.audio.seconds_in
         self.audio = audio
         self.flushed = False
 
@@ -137,4 +137,4 @@ class SpeechStream:
     @property
     def position(self) -> float:
         """Call audio received in all, in seconds: the call's own audio clock."""
-        return self._earlier_s + self.audio.seconds_in
+        return self.earlier_s + self.audio.seconds_in

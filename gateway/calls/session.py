@@ -147,16 +147,18 @@ class CallSession:
                 assert live is not None
                 if live.first_audio is None:
                     live.first_audio = time.monotonic()
-                before = stream.seconds_in
+                audio = stream.audio
+                before = audio.seconds_in
                 try:
                     batch = stream.feed(event.payload)
                 except CodecError as exc:
                     await self._do(core.handle(ProtocolError(f"bad audio: {exc}", 1007)))
                     return
-                self.services.metrics.audio_seconds_in += stream.seconds_in - before
+                after = audio.seconds_in
+                self.services.metrics.audio_seconds_in += after - before
                 if batch is not None:
                     outcome = await rec.recognize(outcome, batch)
-                live.audio_seconds_processed = stream.position
+                live.audio_seconds_processed = stream.earlier_s + after
                 continue
             if isinstance(event, CallStart):
                 authorized = self.verdict is not Verdict.DEFERRED or self.services.auth.check_key(event.token)
