@@ -186,45 +186,44 @@ class CallSession:
     # Actions -----------------------------------------------------------------
     async def _do(self, actions: Sequence[Action]) -> None:
         """Carry out the core's actions in order; a request's answer goes straight back in."""
+        core, db = self.core, self.services.database
+        assert core is not None
         for action in actions:
-            kind = type(action)
-            if kind is Send or kind is ClearPlayback:
-                await self._send(action.frames)  # type: ignore[union-attr]
-            elif kind is Publish:
-                self.services.registry.publish(action.event)  # type: ignore[union-attr]
-            elif kind is StoreSegment:
-                if self.call_pk is not None:
-                    a = action
-                    await self.services.database.add_segment(self.call_pk, a.number, a.text, a.start, a.end, a.confidence)  # type: ignore[union-attr]
-            elif kind is Speak:
-                seconds = await self._speak(action.text)  # type: ignore[union-attr]
-                await self._do(self.core.handle(PromptPlayed(seconds, time.monotonic())))  # type: ignore[union-attr]
-            elif kind is SetGrammar:
-                await self.rec.set_phrases(action.phrases)  # type: ignore[union-attr]
-            elif kind is SaveReport:
-                await save_report(self.services, action)  # type: ignore[arg-type]
-            elif kind is OpenAudio:
-                a = action
-                self.rec.encoding, self.rec.vad = a.encoding, a.vad  # type: ignore[union-attr]
-                assert self.live is not None and self.core is not None
-                self.live.call_id = self.core.call_id
-                error = await self.rec.open(a.sample_rate, a.phrases, a.words, a.max_alternatives)  # type: ignore[union-attr]
-                await self._do(self.core.handle(AudioOpened(error)))  # type: ignore[union-attr]
-            elif kind is FlushAudio:
-                await self._do(self.core.handle(Flushed(await self.rec.flush())))  # type: ignore[union-attr]
-            elif kind is StartCallRow:
-                a = action
-                self.call_pk = await self.services.database.start_call(a.call_id, a.protocol, a.caller_number)  # type: ignore[union-attr]
-            elif kind is EndCallRow:
-                if self.call_pk is not None:
-                    await self.services.database.end_call(self.call_pk, action.reason, action.audio_seconds)  # type: ignore[union-attr]
-            elif kind is Close:
-                self.connected = False
-                if action.linger and self.ws.application_state == WebSocketState.CONNECTED:  # type: ignore[union-attr]
-                    await self._linger()
-                await self._close(action.code, action.reason)  # type: ignore[union-attr]
-            else:
-                raise TypeError(f"unknown action {action!r}")
+            match action:
+                case Send(frames) | ClearPlayback(frames):
+                    await self._send(frames)
+                case Publish(event):
+                    self.services.registry.publish(event)
+                case StoreSegment(number, text, start, end, confidence):
+                    if self.call_pk is not None:
+                        await db.add_segment(self.call_pk, number, text, start, end, confidence)
+                case Speak(text):
+                    seconds = await self._speak(text)
+                    await self._do(core.handle(PromptPlayed(seconds, time.monotonic())))
+                case SetGrammar(phrases):
+                    await self.rec.set_phrases(phrases)
+                case SaveReport():
+                    await save_report(self.services, action)
+                case OpenAudio(encoding, rate, vad, phrases, words, max_alternatives):
+                    assert self.live is not None
+                    self.live.call_id = core.call_id
+                    self.rec.encoding, self.rec.vad = encoding, vad
+                    error = await self.rec.open(rate, phrases, words, max_alternatives)
+                    await self._do(core.handle(AudioOpened(error)))
+                case FlushAudio():
+                    await self._do(core.handle(Flushed(await self.rec.flush())))
+                case StartCallRow(call_id, protocol, caller_number):
+                    self.call_pk = await db.start_call(call_id, protocol, caller_number)
+                case EndCallRow(reason, audio_seconds):
+                    if self.call_pk is not None:
+                        await db.end_call(self.call_pk, reason, audio_seconds)
+                case Close(code, reason, linger):
+                    self.connected = False
+                    if linger and self.ws.application_state == WebSocketState.CONNECTED:
+                        await self._linger()
+                    await self._close(code, reason)
+                case _:
+                    raise TypeError(f"unknown action {action!r}")
 
     async def _linger(self, seconds: float = 2.0) -> None:
         """After the bot hung up or transferred, let the peer close first (it may still be
