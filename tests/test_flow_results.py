@@ -6,9 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from conftest import running_gateway
+from conftest import ROOT, running_gateway
 from gateway.storage import migrate, outbox, reports, results
 from gateway.storage.database import create_engine
+from speech.dialogue.flow import load_flows
 
 SURVEY = dict(flow="satisfaction_survey", caller_number="13900139000", details={}, transcript=[])
 
@@ -45,7 +46,10 @@ async def test_a_result_is_saved_per_turn_and_queued_once_when_final(test_databa
 async def test_claim_flows_keep_the_claim_topic_and_body(test_database):
     engine = await _engine(test_database)
     try:
-        delivery = reports.delivery_for("claim_status_callback")
+        # the claim flows say so in their YAML (`result.topic`); their results are claim reports
+        flows = load_flows(ROOT / "config" / "flows")
+        assert {flows[name].topic for name in ("claim_report", "claim_status_callback")} == {"claim_report"}
+        delivery = reports.delivery_for(flows["claim_status_callback"].topic, ("complete", "partial", "transferred"))
         assert delivery.topic == "claim_report" and delivery.final_statuses == {"complete", "partial", "transferred"}
         assert reports.delivery_for("satisfaction_survey").topic == "satisfaction_survey"
         await results.save(engine, result_id="c" * 32, call_id="call-9", flow="claim_status_callback",

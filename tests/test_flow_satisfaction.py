@@ -17,6 +17,8 @@ from websockets.exceptions import ConnectionClosed
 
 from calls import load_pcm, manifest
 from conftest import running_gateway
+from fake_claims import fake_claims_system
+from gateway.storage.outbox import verify
 from speech.dialogue.actions import Hangup, Prompt, Report
 from speech.dialogue.binding import bind
 from speech.dialogue.engine import Dialogue
@@ -91,7 +93,7 @@ def test_each_question_in_order_with_its_kinds_grammar(registry: KindRegistry, b
     assert asked[3].hints is None  # free text: the full vocabulary
     # no read-back: straight to the closing
     report = report_of(actions)
-    assert report.status == "complete" and report.topic == "survey.satisfaction"
+    assert report.status == "complete" and report.topic == "survey_satisfaction"
     assert report.slots == {"handled": "是", "score": "4", "channel": "微信", "remark": "理赔速度挺快的，挺满意的"}
     assert prompts[-1].text == "感谢您的反馈，祝您生活愉快，再见。" and isinstance(actions[-1], Hangup)
     assert not any(p.slot == "confirm" for p in prompts)
@@ -171,13 +173,20 @@ async def text_call(address: str, call_id: str, answers: dict[str, str]) -> list
 
 async def stored(address: str, report_id: str) -> dict:
     async with httpx.AsyncClient() as client:
-        response = await client.get(f"http://{address}/api/reports/{report_id}")
+        response = await client.get(f"http://{address}/api/results/{report_id}")
     response.raise_for_status()
     return response.json()
 
 
 async def test_the_yaml_flow_over_the_gateway_by_text(make_settings, tmp_path: Path) -> None:
-    settings = make_settings(config_dir=str(config_with_the_flow(tmp_path)))
+    with fake_claims_system() as surveys:
+        # the flow's `result.topic` routed to a webhook of its own: stored and delivered, no code
+        settings = make_settings(config_dir=str(config_with_the_flow(tmp_path)),
+                                 webhooks={"survey_satisfaction": {"url": surveys.url, "secret": "s3cret"}})
+        await _yaml_flow_by_text(settings, surveys)
+
+
+async def _yaml_flow_by_text(settings, surveys) -> None:
     with running_gateway(settings) as address:
         happy = await text_call(address, "sat-1", {"handled": "是的，都办好了", "score": "五分", "channel": "发短信就行",
                                                     "remark": "理赔速度挺快的"})
@@ -202,6 +211,22 @@ async def test_the_yaml_flow_over_the_gateway_by_text(make_settings, tmp_path: P
         assert report["slots"] == {"handled": "否", "score": "2", "channel": "微信", "remark": "无"}
         assert [e["text"] for e in unhappy if e["event"] == "prompt"][-1] == "感谢您的反馈，我们会尽快跟进您的案件，再见。"
         assert (await stored(address, report["report_id"]))["slots"] == report["slots"]
+
+        # both results delivered once each, under the flow's topic, signed with its route's secret
+        for _ in range(100):
+            if len(surveys.deliveries()) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        deliveries = surveys.deliveries()
+        assert sorted(d["json"]["status"] for d in deliveries) == ["complete", "problem"]
+        for d in deliveries:
+            assert d["headers"]["x-gateway-event"] == "survey_satisfaction"
+            assert d["json"]["flow"] == "satisfaction_callback" and d["json"]["event"] == "survey_satisfaction"
+            assert verify("s3cret", d["headers"]["x-gateway-timestamp"], d["body"],
+                          d["headers"]["x-gateway-signature"])
+        # not a claim report: the claim API does not list it
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://{address}/api/reports/{report['report_id']}")).status_code == 404
 
 
 # ---------------------------------------------------------------- by voice

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from speech.understanding.claims import ClaimReader
-from speech.understanding.types import SLOTS, CallContext
+from speech.understanding.claims import ROLES as SLOTS
+from speech.understanding.types import CallContext
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 PERSONAS = EVAL / "claim_dev.jsonl"

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from speech.understanding.types import SLOTS
+from speech.understanding.claims import ROLES as SLOTS  # the claim contract's nine slots
 
 from gateway.storage import results
 from gateway.storage.results import as_utc
 
 STATUSES = ("in_progress", "complete", "partial", "transferred")
 FINAL_STATUSES = ("complete", "partial", "transferred")
-TOPIC = "claim_report"  # the event claim reports are delivered as, whichever claim flow made them
-FLOWS = frozenset({"claim_report", "claim_status_callback"})
+TOPIC = "claim_report"  # the event claim reports are delivered as, whichever claim flow made them (`result.topic`)
 MASKED_SLOTS = {"reporter_name", "insured_name", "reporter_phone", "insured_id_number"}
 
 
@@ -41,11 +40,12 @@ def claim_payload(result: Mapping[str, Any], queued_at: datetime) -> dict[str, A
     }
 
 
-def delivery_for(flow: str) -> results.Delivery:
-    """How a flow's results are delivered: claim flows as claim reports, any other under its own name."""
-    if flow in FLOWS:
-        return results.Delivery(topic=TOPIC, final_statuses=frozenset(FINAL_STATUSES), payload=claim_payload)
-    return results.Delivery(topic=flow)
+def delivery_for(topic: str, final_statuses: Collection[str] = FINAL_STATUSES) -> results.Delivery:
+    """How results of a topic are delivered: claim reports in the claims webhook's own body, any other
+    topic in the generic one; final from the flow's outcomes on."""
+    if topic == TOPIC:
+        return results.Delivery(topic=TOPIC, final_statuses=frozenset(final_statuses), payload=claim_payload)
+    return results.Delivery(topic=topic, final_statuses=frozenset(final_statuses))
 
 
 async def save(
@@ -62,7 +62,7 @@ async def save(
     policy_number: str | None = None,
 ) -> bool:
     """Save a claim flow's result as before results were generic (new code calls results.save)."""
-    delivery = delivery_for(flow)
+    delivery = delivery_for(TOPIC)
     return await results.save(
         engine, result_id=report_id, call_id=call_id, flow=flow, status=status, caller_number=caller_number,
         slots=slots, details=details, transcript=transcript, policy_number=policy_number, topic=delivery.topic,

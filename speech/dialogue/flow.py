@@ -229,6 +229,16 @@ class Flow:
     outcomes: tuple[OutcomeRule, ...] = ()  # first that holds; else "complete"
     refused: tuple[Variant, ...] = ()  # said when the caller declines; none: declining is not heard
 
+    @property
+    def topic(self) -> str:
+        """Where the flow's results are delivered: `result.topic`, or the flow's own name."""
+        return self.result.topic if self.result is not None and self.result.topic else self.name
+
+    @property
+    def final_statuses(self) -> frozenset[str]:
+        """Every outcome the flow can end with: a result in one of them is final and delivered."""
+        return frozenset(BUILTIN_OUTCOMES) | {rule.name for rule in self.outcomes}
+
     def slot(self, name: str) -> SlotSpec:
         for spec in self.slots:
             if spec.name == name:
@@ -472,8 +482,9 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
 def _parse_result(r: _Reader, value: Any, known: set[str]) -> ResultSpec:
     spec = r.mapping(value, "result", {"topic", "store"})
     topic = r.text(spec["topic"], "result.topic") if spec.get("topic") is not None else ""
-    if topic and not re.fullmatch(r"[a-z][a-z0-9_.]*", topic):
-        raise r.fail("result.topic", f"use lower case letters, digits, _ and . (got {topic!r})")
+    # as in the settings' [webhooks.<topic>] and GATEWAY_WEBHOOKS_<TOPIC>_URL, which route it
+    if topic and not re.fullmatch(r"[a-z][a-z0-9_]*", topic):
+        raise r.fail("result.topic", f"use lower case letters, digits and _ (got {topic!r})")
     store: tuple[str, ...] = ()
     if spec.get("store") is not None:
         if not isinstance(spec["store"], list) or not spec["store"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+
 
 
 
@@ -50,13 +50,3 @@ class Extraction:
     wants_human: bool = False  # 转人工 / 人工客服
     about: str | None = None  # the slot a correction names ("不对，我的手机号是…" → the phone's slot)
     refused: bool = False  # the caller declines the call (不方便 / 不想回答 / 别再打了)
-
-
-def __getattr__(name: str) -> Any:
-    # `SLOTS` (the claim roles) moved to the claim reader; gateway/storage still imports it from
-    # here until reports become a generic results store (another branch).
-    if name == "SLOTS":
-        from .claims import ROLES
-
-        return ROLES
-    raise AttributeError(name)

@@ -1,0 +1,330 @@
+"""The call core on its own: events and a fake clock in, actions out; no server, no sockets.
+
+The shell's side is played here by answering the core's requests (audio opened, prompt
+played for so long, audio flushed) the way the I/O would; the adapters and the flows are
+the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from speech.codecs import Encoding
+from speech.dialogue.records import RecordIndex
+from speech.results import Transcript
+from speech.stream import RecognitionOutcome
+
+from gateway.calls.core import CallCore
+from gateway.calls.core_events import (
+    NOTHING, AudioOpened, CallStarted, ClearPlayback, Close, EndCallRow, Finished, Flushed, FlushAudio, OpenAudio,
+    PromptPlayed, Publish, Recognized, SaveReport, Send, SetGrammar, Speak, StartCallRow, StoreSegment, Tick,
+)
+from gateway.calls.flow_call import Dialogues
+from gateway.metrics import Metrics
+from gateway.settings import load_settings
+from gateway.telephony.base import CallStart, CallStop, ProtocolError, TextIn
+from gateway.telephony.generic import GenericCallAdapter
+from gateway.telephony.twilio import TwilioAdapter
+
+ROOT = Path(__file__).resolve().parents[1]
+ZONE = ZoneInfo("Asia/Shanghai")
+WALL = datetime(2026, 3, 19, 10, 16, tzinfo=ZONE)
+NO_INPUT_S = 8.0
+
+
+@lru_cache(maxsize=1)
+def dialogues() -> Dialogues:
+    return Dialogues.from_config(ROOT / "config")
+
+
+class Shell:
+    """The I/O side, faked: answers the core's requests and keeps every action it got."""
+
+    def __init__(self, adapter=None, *, opened_at: float = 0.0, plays_s: float = 0.0, **settings) -> None:
+        values = dict(no_input_s=NO_INPUT_S, prompt_chars_per_s=5.0, idle_timeout_s=30.0, max_call_s=600.0)
+        values.update(settings)
+        self.adapter = adapter or GenericCallAdapter()
+        self.metrics = Metrics()
+        self.core = CallCore(self.adapter, load_settings(environ={}).replace(**values), self.metrics,
+                             opened_at=opened_at, dialogues=dialogues(), records=RecordIndex(()),
+                             new_report_id=lambda: "report-1")
+        self.plays_s = plays_s  # how long each prompt plays
+        self.now = opened_at
+        self.position = 0.0  # seconds of call audio received
+        self.actions: list = []
+
+    def send(self, event) -> list:
+        """Hand the core one event; every action it produced, requests answered on the way."""
+        out = []
+        actions = self.core.handle(event)
+        while actions:
+            out += actions
+            last = actions[-1]
+            if isinstance(last, OpenAudio):
+                actions = self.core.handle(AudioOpened())
+            elif isinstance(last, Speak):
+                actions = self.core.handle(PromptPlayed(self.plays_s, self.now))
+            elif isinstance(last, FlushAudio):
+                actions = self.core.handle(Flushed(RecognitionOutcome()))
+            else:
+                break
+        self.actions += out
+        return out
+
+    def start(self, start: CallStart | None = None, **fields) -> list:
+        if start is None:
+            start = CallStart(call_id=fields.pop("call_id", "c1"), encoding=Encoding.PCM16,
+                              sample_rate=8000, caller_number="13800138000", **fields)
+        out = self.send(CallStarted(start, True, self.now, WALL))
+        return out + self.message()
+
+    def message(self, outcome: RecognitionOutcome | None = None, audio_s: float = 0.0, partial=None) -> list:
+        """The end of one inbound message carrying `audio_s` of audio."""
+        self.position += audio_s
+        return self.send(Recognized(outcome, partial, self.position, audio_s > 0, self.now))
+
+    def frames(self, seconds: float, step: float = 0.02) -> list:
+        """Frames of line silence in real time: the clocks move together."""
+        out = []
+        for _ in range(round(seconds / step)):
+            self.now += step
+            out += self.message(audio_s=step)
+        return out
+
+
+def twilio_start(adapter: TwilioAdapter, params: dict[str, str]) -> CallStart:
+    sid = "MZ" + "1" * 32
+    (start,) = adapter.receive_text(json.dumps({"event": "start", "streamSid": sid, "start": {
+        "streamSid": sid, "callSid": "CA" + "1" * 32, "accountSid": "AC" + "0" * 32, "tracks": ["inbound"],
+        "customParameters": params, "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+    return start
+
+
+def sent(actions: list) -> list[dict]:
+    return [json.loads(f) for a in actions if isinstance(a, Send) for f in a.frames if isinstance(f, str)]
+
+
+def prompts(actions: list) -> list[dict]:
+    return [e for e in sent(actions) if e.get("event") == "prompt"]
+
+
+def of(kind, actions: list) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def final(text: str) -> RecognitionOutcome:
+    return RecognitionOutcome(finals=[Transcript(text, True, confidence=0.9, start=0.5, end=1.5)], audio_seconds=1.0)
+
+
+# --- starting ---------------------------------------------------------------------------
+def test_a_flow_speaks_first_when_the_call_starts():
+    shell = Shell()
+    actions = shell.start(flow="claim_report")
+    kinds = [type(a) for a in actions]
+    assert kinds[:3] == [OpenAudio, StartCallRow, Publish]
+    assert of(Publish, actions)[0].event["type"] == "call.started"
+    (prompt,) = prompts(actions)
+    assert prompt["slot"] == "reporter_name"
+    # the prompt event goes out, then it is spoken, then the answer is listened for
+    assert kinds.index(Send) < kinds.index(Speak) < kinds.index(SetGrammar)
+    assert of(Speak, actions)[0].text == prompt["text"]
+    assert not of(Close, actions)
+
+
+def test_a_call_without_a_flow_only_listens():
+    shell = Shell()
+    actions = shell.start()
+    assert [type(a) for a in actions] == [OpenAudio, StartCallRow, Publish]
+    assert shell.core.timeout(shell.now) == 30.0  # only the idle limit runs
+
+
+def test_the_per_frame_path_allocates_no_actions():
+    shell = Shell()
+    shell.start()
+    assert shell.core.handle(Recognized(None, None, 0.02, True, 0.02)) is NOTHING
+
+
+# --- no input -----------------------------------------------------------------------------
+def test_no_input_by_the_wall_clock_when_frames_stop():
+    shell = Shell(TwilioAdapter(), plays_s=3.0)
+    shell.start(twilio_start(shell.adapter, {"flow": "claim_report"}))
+    # The prompt plays 3 s, then the caller has no_input_s to answer; no frame came, so the
+    # wall clock decides, with 2 s of slack for frames that may still be on their way.
+    wait = shell.core.timeout(shell.now)
+    assert wait == 3.0 + NO_INPUT_S + 2.0
+    shell.now += wait
+    actions = shell.send(Tick(shell.now))
+    assert of(Speak, actions)
+    assert any(t["text"] == "[no input]" for t in of(SaveReport, actions)[0].transcript)
+    assert not of(Close, actions)
+
+
+def test_no_input_by_the_calls_audio_clock_while_frames_keep_coming():
+    shell = Shell()  # the client shows the prompt: it "plays" for its length at prompt_chars_per_s
+    (first,) = prompts(shell.start(flow="claim_report"))
+    answer_s = len(first["text"]) / 5.0 + NO_INPUT_S
+    # The audio clock runs ahead of the wall clock here (a platform sending in bursts):
+    # the answer is overdue after answer_s of call audio, however little wall time passed.
+    asked = []
+    for _ in range(int(answer_s / 0.1) + 2):
+        shell.now += 0.01
+        asked += prompts(shell.message(audio_s=0.1))
+    assert [p["slot"] for p in asked] == ["reporter_name"]  # asked again, not skipped
+    assert shell.now < answer_s / 5
+
+
+def test_a_chat_caller_is_not_asked_again():
+    shell = Shell()  # text protocol, no audio: silence is someone typing
+    shell.start(flow="claim_report")
+    shell.now += shell.core.timeout(shell.now)
+    assert prompts(shell.send(Tick(shell.now))) == []
+
+
+def test_a_typed_answer_is_saved_and_answered():
+    shell = Shell()
+    shell.start(flow="claim_report")
+    shell.send(TextIn("我叫刘磊"))
+    actions = shell.message()
+    assert prompts(actions)  # the next question
+    assert of(SaveReport, actions)[0].status == "in_progress"
+    assert any(t["speaker"] == "caller" and t["text"] == "我叫刘磊" for t in of(SaveReport, actions)[0].transcript)
+
+
+# --- barge-in -------------------------------------------------------------------------------
+def test_caller_speech_clears_a_prompt_still_playing():
+    shell = Shell(TwilioAdapter(), plays_s=4.0)
+    shell.start(twilio_start(shell.adapter, {"flow": "claim_report"}))
+    shell.now += 1.0
+    actions = shell.message(RecognitionOutcome(audio_seconds=0.1), audio_s=0.1)
+    (clear,) = of(ClearPlayback, actions)
+    assert json.loads(clear.frames[0])["event"] == "clear"
+
+
+def test_speech_after_the_prompt_ended_clears_nothing():
+    shell = Shell(TwilioAdapter(), plays_s=4.0)
+    shell.start(twilio_start(shell.adapter, {"flow": "claim_report"}))
+    shell.now += 5.0
+    assert not of(ClearPlayback, shell.message(RecognitionOutcome(audio_seconds=0.1), audio_s=0.1))
+
+
+# --- limits -----------------------------------------------------------------------------------
+def test_maximum_call_duration():
+    shell = Shell(max_call_s=5.0, opened_at=100.0)
+    shell.start()
+    shell.now = 103.0
+    assert shell.core.timeout(shell.now) == 2.0
+    shell.now = 105.0
+    assert shell.core.timeout(shell.now) == 0.0
+    actions = shell.send(Tick(shell.now))
+    assert isinstance(actions[0], FlushAudio)
+    assert actions[-1] == Close(1000, "maximum call duration reached")
+    assert not sent(actions)  # a normal close carries no error message
+
+
+def test_idle_timeout_closes_with_an_error_and_keeps_the_last_words():
+    shell = Shell(idle_timeout_s=1.0)
+    shell.start()
+    actions = shell.core.handle(Tick(1.0))
+    assert actions == [FlushAudio()]
+    actions = shell.core.handle(Flushed(final("你好 世界")))
+    assert of(StoreSegment, actions) == [StoreSegment(1, "你好世界", 0.5, 1.5, 0.9)]
+    assert [e["event"] for e in sent(actions)] == ["transcript", "error"]
+    assert actions[-1] == Close(1008, "no message for 1 s")
+    ended = shell.send(Finished(RecognitionOutcome(), 1.0, 1.0))
+    assert ended[0] == EndCallRow("idle timeout", 1.0)
+    assert ended[1].event["type"] == "call.ended" and ended[1].event["reason"] == "idle timeout"
+
+
+# --- how calls end ----------------------------------------------------------------------------
+def test_silence_escalates_to_a_transfer_that_lingers():
+    shell = Shell()
+    shell.start(flow="claim_report")
+    shell.message(audio_s=0.02)  # a voice call: silence is no answer
+    for _ in range(10):
+        shell.now += shell.core.timeout(shell.now)
+        actions = shell.send(Tick(shell.now))
+        if of(Close, actions):
+            break
+    events = sent(actions)
+    assert events[-1]["event"] == "transfer" and "no_input" in events[-1]["reason"]
+    assert actions[-1] == Close(1000, "transfer", linger=True)
+    kinds = [type(a) for a in actions]
+    assert kinds.index(SaveReport) < kinds.index(Send)  # the turn is stored before the platform hears of it
+    ended = shell.send(Finished(RecognitionOutcome(), 0.0, shell.now))
+    assert of(EndCallRow, ended) == [EndCallRow("transfer", 0.0)]
+
+
+def test_the_callers_stop_answers_the_message_then_closes_with_linger():
+    shell = Shell()
+    shell.start()
+    assert shell.send(CallStop("hangup")) == []
+    actions = shell.message(final("你好 世界"))
+    assert [e["event"] for e in sent(actions)] == ["transcript"]
+    assert actions[-1] == Close(1000, "hangup", linger=True)
+
+
+def test_the_callers_last_words_after_hanging_up_still_reach_the_flow():
+    shell = Shell()
+    shell.start(flow="claim_report")
+    ended = shell.send(Finished(final("我 是 刘磊"), 1.0, 1.0))
+    assert not of(Send, ended) and not of(Speak, ended)  # nobody to send to
+    saves = of(SaveReport, ended)
+    assert saves and any(t["speaker"] == "caller" and t["text"] == "我 是 刘磊" for t in saves[-1].transcript)
+    assert saves[-1].status != "in_progress"  # whatever was filled, the report never stays in progress
+    assert isinstance(ended[-2], EndCallRow) and ended[-1].event["type"] == "call.ended"
+
+
+# --- protocol errors --------------------------------------------------------------------------
+def test_a_protocol_error_closes_with_its_code_and_an_error_message():
+    shell = Shell()
+    shell.start()
+    actions = shell.send(ProtocolError("bad audio: odd length", 1007))
+    assert sent(actions)[-1] == {"event": "error", "message": "bad audio: odd length"}
+    assert actions[-1] == Close(1007, "bad audio: odd length")
+    assert shell.metrics.protocol_errors == 1
+    assert of(EndCallRow, shell.send(Finished(RecognitionOutcome(), 0, 0))) == [
+        EndCallRow("protocol error: bad audio: odd length", 0)]
+
+
+def test_start_errors_and_their_close_codes():
+    shell = Shell()
+    assert shell.start(flow="no_such_flow")[-1].code == 1008
+    shell = Shell()
+    assert shell.start(flow="claim_report", started_at="yesterday")[-1].code == 1007
+    shell = Shell()
+    shell.start()
+    assert shell.start()[-1] == Close(1008, "the call was already started")
+    shell = Shell()
+    actions = shell.core.handle(CallStarted(CallStart("c2", Encoding.PCM16, 8000), False, 0.0, WALL))
+    assert isinstance(actions[-1], FlushAudio)
+    assert shell.core.handle(Flushed(RecognitionOutcome()))[-1] == Close(1008, "missing or invalid API key")
+    assert shell.metrics.calls_refused == {"auth": 1}
+    shell = Shell()
+    (open_audio,) = shell.core.handle(CallStarted(CallStart("c3", Encoding.PCM16, 8000), True, 0.0, WALL))
+    assert isinstance(open_audio, OpenAudio)
+    actions = shell.send(AudioOpened("rate 3 is too low"))
+    assert actions[-1] == Close(1003, "unsupported audio format: rate 3 is too low")
+
+
+def test_transcripts_are_published_stored_and_counted():
+    shell = Shell()
+    shell.start()
+    actions = shell.message(final("你好 世界"), audio_s=1.0)
+    assert [type(a) for a in actions] == [Send, Publish, StoreSegment]
+    assert of(Publish, actions)[0].event | {"words": []} == {
+        "call_id": "c1", "type": "transcript", "final": True, "text": "你好 世界", "start": 0.5, "end": 1.5,
+        "confidence": 0.9, "words": []}
+    assert shell.metrics.transcripts_final == 1 and shell.metrics.audio_seconds_decoded == 1.0
+
+
+def test_a_request_takes_only_its_answer():
+    shell = Shell()
+    shell.core.handle(CallStarted(CallStart("c4", Encoding.PCM16, 8000), True, 0.0, WALL))  # OpenAudio waits
+    with pytest.raises(TypeError):
+        shell.core.handle(Tick(1.0))
