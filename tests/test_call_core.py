@@ -52,7 +52,7 @@ class Shell:
         self.adapter = adapter or GenericCallAdapter()
         self.metrics = Metrics()
         self.core = CallCore(self.adapter, load_settings(environ={}).replace(**values), self.metrics,
-                             opened_at=opened_at, dialogues=dialogues(), records=RecordIndex(()),
+                             opened_at=opened_at, dialogues=dialogues(),
                              new_report_id=lambda: "report-1")
         self.plays_s = plays_s  # how long each prompt plays
         self.now = opened_at
@@ -81,7 +81,7 @@ class Shell:
         if start is None:
             start = CallStart(call_id=fields.pop("call_id", "c1"), encoding=Encoding.PCM16,
                               sample_rate=8000, caller_number="13800138000", **fields)
-        out = self.send(CallStarted(start, True, self.now, WALL))
+        out = self.send(CallStarted(start, True, self.now, WALL, RecordIndex(())))
         return out + self.message()
 
     def message(self, outcome: RecognitionOutcome | None = None, audio_s: float = 0.0, partial=None) -> list:

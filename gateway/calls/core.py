@@ -65,7 +65,7 @@ _ANSWERS: dict[type, type] = {OpenAudio: AudioOpened, Speak: PromptPlayed, Flush
 
 class CallCore:
     def __init__(self, adapter: Adapter, settings: Settings, metrics: Metrics, *, opened_at: float,
-                 dialogues: Any = None, records: Any = None,
+                 dialogues: Any = None,
                  new_report_id: Callable[[], str] | None = None) -> None:
         """`opened_at`: when the connection was accepted (the maximum duration counts from it);
         `dialogues`: the configured flows (gateway.calls.flow_call.Dialogues), if any."""
@@ -73,7 +73,6 @@ class CallCore:
         self.settings = settings
         self.metrics = metrics
         self.dialogues = dialogues
-        self.records = records
         self.new_report_id = new_report_id
         self.start: CallStart | None = None
         self.flow: FlowTurns | None = None
@@ -245,9 +244,9 @@ class CallCore:
                                   "params": start.params})
         name = FlowTurns.flow_name(start)
         if name:
-            yield from self._start_flow(name, start, event.wall)
+            yield from self._start_flow(name, start, event.wall, event.records)
 
-    def _start_flow(self, name: str, start: CallStart, wall: datetime) -> Routine:
+    def _start_flow(self, name: str, start: CallStart, wall: datetime, records: Any) -> Routine:
         flows = self.dialogues.flows if self.dialogues is not None else {}
         if name not in flows:
             known = ", ".join(sorted(flows)) or "none configured"
@@ -261,7 +260,7 @@ class CallCore:
         if started_at.tzinfo is None:
             started_at = started_at.replace(tzinfo=wall.tzinfo)
         assert self.new_report_id is not None
-        self.flow = FlowTurns(self.adapter, start, flows[name], self.dialogues.understandings[name], self.records,
+        self.flow = FlowTurns(self.adapter, start, flows[name], self.dialogues.understandings[name], records,
                               started_at, self.new_report_id())
         yield from self._flow_step(self.flow.begin(self._wall()))
 

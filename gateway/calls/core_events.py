@@ -29,12 +29,13 @@ from gateway.telephony.base import CallStart, CallStop, DtmfIn, Frame, MarkIn, P
 # --- shell -> core -------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CallStarted:
-    """The adapter's CallStart, with whether its caller may use the gateway and the time."""
+    """The adapter's CallStart, with whether its caller may use the gateway, the time, and the records."""
 
     start: CallStart
     authorized: bool
     now: float  # monotonic seconds
     wall: datetime  # the same instant on the (zoned) wall clock: report and transcript times
+    records: Any = None  # the policy records as they are now (speech.dialogue.records.RecordIndex)
 
 
 @dataclass(frozen=True, slots=True)

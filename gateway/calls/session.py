@@ -84,7 +84,7 @@ class CallSession:
             return
         svc.metrics.count_call(self.adapter.name)
         self.core = CallCore(self.adapter, settings, svc.metrics, opened_at=time.monotonic(),
-                             dialogues=svc.dialogues, records=svc.records, new_report_id=reports.new_report_id)
+                             dialogues=svc.dialogues, new_report_id=reports.new_report_id)
         try:
             await self._receive_loop()
         except Exception:
@@ -164,7 +164,8 @@ class CallSession:
                 continue
             if isinstance(event, CallStart):
                 authorized = self.verdict is not Verdict.DEFERRED or self.services.auth.check_key(event.token)
-                await self._do(core.handle(CallStarted(event, authorized, time.monotonic(), self.services.now())))
+                svc = self.services
+                await self._do(core.handle(CallStarted(event, authorized, time.monotonic(), svc.now(), svc.records)))
             elif isinstance(event, ConfigUpdate):
                 outcome, error = await rec.configure(event, outcome)
                 if error is not None:
