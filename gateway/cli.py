@@ -99,13 +99,19 @@ def _schema_refusal(settings: Settings) -> str | None:
     return asyncio.run(check())
 
 
+def model_unavailable_line(exc: ModelUnavailable, settings: Settings) -> str:
+    """The one line a missing model is: what was tried, then where to point the gateway instead."""
+    return (f"gateway: {exc}; set GATEWAY_MODEL_MIRRORS to a folder or URL holding {settings.model_name}.zip "
+            "(see README, Set up)")
+
+
 def _fetch_model(settings: Settings) -> int:
     from gateway.app import model_spec
 
     try:
         path = ensure_model(model_spec(settings))
     except ModelUnavailable as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
+        print(model_unavailable_line(exc, settings), file=sys.stderr)
         return 1
     if settings.static_graph:
         ensure_static_graph(path)  # a failure is a warning: the model works without it
@@ -136,7 +142,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     try:
         ensure_model(model_spec(settings))
     except ModelUnavailable as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
+        print(model_unavailable_line(exc, settings), file=sys.stderr)
         return 1
     uvicorn.run(
         create_app(settings),
