@@ -14,6 +14,7 @@ from speech.tts import SynthesisError, Synthesizer
 
 from gateway.web.api import api_routes
 from gateway.auth import Authenticator
+from gateway import log_redaction
 from gateway.calls.flow_call import Dialogues
 from gateway.calls.registry import CallRegistry
 from gateway.storage.database import Database
@@ -80,6 +81,8 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
     """The gateway app. `dialogues` may be passed in when already loaded (they take seconds)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Here, not only in the CLI: uvicorn replaces its loggers' handlers when it is configured.
+        log_redaction.install()
         # The schema first: an out-of-date one refuses the start before the model loads.
         database = Database.from_url(settings.effective_database_url)
         try:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from gateway import log_redaction
 from gateway.auth import is_loopback_bind
 from gateway.model.fetch import ModelUnavailable, ensure_model
 from gateway.model.graph import ensure_static_graph
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_redaction.install()  # keys passed as ?token= or in headers never reach a log line
     # Alembic narrates its set-up at INFO; gateway.storage.migrate says what was migrated.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "model":
