@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from speech.understanding.types import SLOTS
 
 from gateway.storage import results
-from gateway.storage.results import as_utc
+from gateway.storage.results import iso_utc
 
 STATUSES = ("in_progress", "complete", "partial", "transferred")
 FINAL_STATUSES = ("complete", "partial", "transferred")
@@ -123,8 +123,8 @@ def public(row: dict[str, Any], *, show_pii: bool) -> dict[str, Any]:
         "slots": {slot: shown(slot, value) for slot, value in (row["slots"] or {}).items()},
         "details": details,
         "transcript": transcript,
-        "created_at": as_utc(row["created_at"]).isoformat(),
-        "updated_at": as_utc(row["updated_at"]).isoformat(),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
         "pii_masked": not show_pii,
     }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from gateway.privacy import mask_number, mask_text
-from gateway.storage.results import as_utc
+from gateway.storage.results import iso_utc
 
 
 def is_name_slot(slot: str) -> bool:
@@ -31,10 +31,6 @@ def mask_slot(slot: str, value: Any) -> Any:
     if is_number_slot(slot):
         return mask_number(value)
     return mask_text(value)
-
-
-def _iso(value: Any) -> str | None:
-    return as_utc(value).isoformat() if value is not None else None
 
 
 def public(row: Mapping[str, Any], *, show_pii: bool) -> dict[str, Any]:
@@ -65,8 +61,8 @@ def public(row: Mapping[str, Any], *, show_pii: bool) -> dict[str, Any]:
         "slots": {slot: shown(slot, value) for slot, value in (row["slots"] or {}).items()},
         "details": details,
         "transcript": transcript,
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "ended_at": _iso(row["ended_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
+        "ended_at": iso_utc(row["ended_at"]),
         "pii_masked": not show_pii,
     }

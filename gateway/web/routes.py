@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import Verdict, check_twilio_signature
 from gateway.services import Services
+from gateway.storage.results import iso_utc
 from gateway.calls.session import CallSession
 from gateway.telephony.base import Adapter
 from gateway.telephony.freeswitch import FreeswitchAdapter
@@ -137,8 +138,8 @@ async def call_transcript(request: Request) -> Response:
         {
             "call_id": call_id,
             "protocol": call["protocol"],
-            "started_at": call["started_at"].isoformat() if call["started_at"] else None,
-            "ended_at": call["ended_at"].isoformat() if call["ended_at"] else None,
+            "started_at": iso_utc(call["started_at"]),
+            "ended_at": iso_utc(call["ended_at"]),
             "end_reason": call["end_reason"],
             "segments": [
                 {"seq": s["seq"], "text": s["text"], "start": s["start_s"], "end": s["end_s"], "confidence": s["confidence"]}
