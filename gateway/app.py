@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from speech.tts import SynthesisError, Synthesizer
 
@@ -29,6 +30,7 @@ from gateway.settings import Settings
 from gateway.calls.speech_service import SpeechService, load_warmup_speech
 from gateway.tts.factory import build_synthesizer
 from gateway.web.twilio_voice import twilio_routes
+from gateway.web.vosk_port import VoskServerPort
 from gateway.calls.events_webhook import forward_events
 
 log = logging.getLogger(__name__)
@@ -143,4 +145,5 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
             await database.close()
             speech.close()
 
-    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes()], lifespan=lifespan)
+    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes()], lifespan=lifespan,
+                     middleware=[Middleware(VoskServerPort, port=settings.vosk_server_port)])

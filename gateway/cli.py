@@ -125,9 +125,14 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
     from gateway.app import create_app, model_spec
+    from gateway.web.vosk_port import bind_sockets
     from gateway.web.ws_protocol import BufferedWebSocketProtocol
 
-    settings = settings.replace(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    try:
+        settings = settings.replace(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     if not settings.api_keys and not is_loopback_bind(settings.host):
         print(
             f"gateway: refusing to listen on {settings.host} without API keys; "
@@ -146,7 +151,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     except ModelUnavailable as exc:
         print(model_unavailable_line(exc, settings), file=sys.stderr)
         return 1
-    uvicorn.run(
+    ports = [settings.port] + ([settings.vosk_server_port] if settings.vosk_server_port else [])
+    try:
+        sockets = bind_sockets(settings.host, ports)
+    except OSError as exc:
+        print(f"gateway: cannot listen on {settings.host} port {' and '.join(map(str, ports))}: {exc}", file=sys.stderr)
+        return 1
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -155,4 +166,8 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         log_level=settings.log_level,
         lifespan="on",
     )
+    logging.getLogger(__name__).info(
+        "listening on %s port %s", settings.host, " and ".join(
+            [str(settings.port)] + [f"{settings.vosk_server_port} (vosk-server)"] * bool(settings.vosk_server_port)))
+    uvicorn.Server(config).run(sockets=sockets)
     return 0

@@ -21,6 +21,7 @@ from gateway.calls.flow_call import Dialogues
 from gateway.model.fetch import ensure_model
 from gateway.model.graph import ensure_static_graph
 from gateway.settings import Settings, load_settings
+from gateway.web.vosk_port import bind_sockets
 from gateway.web.ws_protocol import BufferedWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +131,8 @@ def shared_dialogues() -> Dialogues:
 def running_gateway(settings: Settings) -> Iterator[str]:
     """Run a real gateway (uvicorn, websockets) on a loopback port in a thread; yield its base URL."""
     port = free_port()
+    # Bound here as `gateway serve` binds them: the main port and, when set, the vosk-server port.
+    sockets = bind_sockets("127.0.0.1", [port] + ([settings.vosk_server_port] if settings.vosk_server_port else []))
     config = uvicorn.Config(
         create_app(settings.replace(port=port), shared_dialogues() if not settings.config_dir else None),
         host="127.0.0.1",
@@ -140,7 +143,7 @@ def running_gateway(settings: Settings) -> Iterator[str]:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name=f"gateway-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
@@ -152,6 +155,8 @@ def running_gateway(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        for sock in sockets:
+            sock.close()
 
 
 @pytest.fixture

@@ -149,17 +149,29 @@ async def call_transcript(request: Request) -> Response:
     )
 
 
+async def index(request: Request) -> Response:
+    """What a plain GET / finds: which gateway this is and where its protocols are."""
+    return PlainTextResponse(
+        "insurance voice gateway: WebSocket on / (and /ws/asr) speaks the vosk-server protocol; "
+        "/ws/call, /ws/twilio, /ws/freeswitch, /ws/events; GET /livez, /healthz, /metrics, /api/...\n"
+    )
+
+
 def _http_authorized(request: Request, services: Services) -> bool:
     host = request.client.host if request.client else None
     return services.auth.check_upgrade(host, request.headers, request.query_params) is Verdict.ALLOWED
 
 
 def routes() -> list[Route | WebSocketRoute]:
+    vosk_server = _call_endpoint(lambda ws, s: VoskServerAdapter(call_id=_call_id(ws)))
     return [
+        Route("/", index),
+        # vosk-server clients connect to the server's root (ws://host:2700): same protocol as /ws/asr.
+        WebSocketRoute("/", vosk_server),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/api/calls/{call_id}/transcript", call_transcript),
-        WebSocketRoute("/ws/asr", _call_endpoint(lambda ws, s: VoskServerAdapter(call_id=_call_id(ws)))),
+        WebSocketRoute("/ws/asr", vosk_server),
         WebSocketRoute("/ws/twilio", twilio_endpoint),
         WebSocketRoute(
             "/ws/freeswitch",
