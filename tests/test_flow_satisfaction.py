@@ -171,7 +171,8 @@ async def text_call(address: str, call_id: str, answers: dict[str, str]) -> list
 
 async def stored(address: str, report_id: str) -> dict:
     async with httpx.AsyncClient() as client:
-        response = await client.get(f"http://{address}/api/reports/{report_id}")
+        # Not a claim flow: its results are on /api/results (/api/reports serves the claim topic only).
+        response = await client.get(f"http://{address}/api/results/{report_id}")
     response.raise_for_status()
     return response.json()
 
