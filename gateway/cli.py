@@ -124,7 +124,7 @@ def _fetch_model(settings: Settings) -> int:
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
-    from gateway.app import create_app, model_spec
+    from gateway.app import create_app
     from gateway.web.vosk_port import bind_sockets
     from gateway.web.ws_protocol import BufferedWebSocketProtocol
 
@@ -145,20 +145,22 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         if refusal:
             print(f"gateway: {refusal}", file=sys.stderr)
             return 1
-    # Fetch before the server starts so a missing model is one clear line, not a traceback.
-    try:
-        ensure_model(model_spec(settings))
-    except ModelUnavailable as exc:
-        print(model_unavailable_line(exc, settings), file=sys.stderr)
-        return 1
     ports = [settings.port] + ([settings.vosk_server_port] if settings.vosk_server_port else [])
     try:
         sockets = bind_sockets(settings.host, ports)
     except OSError as exc:
         print(f"gateway: cannot listen on {settings.host} port {' and '.join(map(str, ports))}: {exc}", file=sys.stderr)
         return 1
+    # The model is fetched (and its graph compiled) after the server listens; a failure there
+    # stops the server, and is the one line this command ends with.
+    failures: list[BaseException] = []
+
+    def stop(exc: BaseException) -> None:
+        failures.append(exc)
+        server.should_exit = True
+
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, on_start_failure=stop),
         host=settings.host,
         port=settings.port,
         ws=BufferedWebSocketProtocol,
@@ -169,5 +171,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     logging.getLogger(__name__).info(
         "listening on %s port %s", settings.host, " and ".join(
             [str(settings.port)] + [f"{settings.vosk_server_port} (vosk-server)"] * bool(settings.vosk_server_port)))
-    uvicorn.Server(config).run(sockets=sockets)
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    if failures:
+        exc = failures[0]
+        if isinstance(exc, ModelUnavailable):
+            print(model_unavailable_line(exc, settings), file=sys.stderr)
+        else:
+            print(f"gateway: start failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}", file=sys.stderr)
+        return 1
     return 0

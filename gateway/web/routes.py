@@ -47,6 +47,13 @@ def _call_endpoint(make_adapter: Callable[[WebSocket, Services], Adapter]):
         verdict = await _authorize(ws, services)
         if verdict is Verdict.DENIED:
             return
+        if not services.startup.ready:
+            # Accepted only to close with a code and reason the platform can act on (before
+            # accepting, the server could only answer HTTP 403).
+            services.metrics.count_refusal("starting")
+            await ws.accept()
+            await ws.close(code=1013, reason="starting, try again")
+            return
         await CallSession(ws, make_adapter(ws, services), services, verdict).run()
 
     return endpoint
@@ -100,8 +107,16 @@ async def events_endpoint(ws: WebSocket) -> None:
         services.registry.unsubscribe(sub)
 
 
+async def livez(request: Request) -> Response:
+    """Liveness: the process runs and serves (whether or not it is ready for calls)."""
+    return JSONResponse({"status": "alive"})
+
+
 async def healthz(request: Request) -> Response:
+    """Readiness: 503 while the model and recognizers are prepared, then database and calls."""
     services = _services(request)
+    if not services.startup.ready or services.speech is None:
+        return JSONResponse({"status": "starting", "doing": services.startup.doing}, status_code=503)
     try:
         await services.database.ping()
     except Exception as exc:  # the database being down is exactly what this reports
@@ -114,13 +129,14 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     services = _services(request)
+    speech = services.speech  # None while starting: no recognizers yet
     body = services.metrics.render(
         active_calls=services.registry.active,
         max_calls=services.settings.max_calls,
         decode_lag=services.registry.max_decode_lag(),
-        recognizers_idle=services.speech.pool.idle,
-        recognizers_warming=services.speech.warming,
-        static_graph=services.speech.static_graph,
+        recognizers_idle=speech.pool.idle if speech else 0,
+        recognizers_warming=speech.warming if speech else 0,
+        static_graph=speech.static_graph if speech else False,
     )
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
@@ -168,6 +184,7 @@ def routes() -> list[Route | WebSocketRoute]:
         Route("/", index),
         # vosk-server clients connect to the server's root (ws://host:2700): same protocol as /ws/asr.
         WebSocketRoute("/", vosk_server),
+        Route("/livez", livez),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/api/calls/{call_id}/transcript", call_transcript),
