@@ -1,4 +1,4 @@
-"""Assemble the Starlette app from settings: routes, services, lifespan."""
+"""Assemble the Starlette app from settings: routes, services, lifespan (and the background start)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,22 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from speech.tts import SynthesisError, Synthesizer
 
 from gateway.web.api import api_routes
 from gateway.auth import Authenticator
+from gateway import log_redaction
 from gateway.calls.flow_call import Dialogues
 from gateway.calls.registry import CallRegistry
 from gateway.storage.database import Database
 from gateway.metrics import Metrics
 from gateway.model.fetch import ModelSpec, ensure_model
-from gateway.model.graph import ensure_static_graph
+from gateway.model.graph import ensure_static_graph, is_compiled
 from gateway.storage import migrate
 from gateway.storage.outbox import OutboxWorker, Route
 from gateway.web.routes import routes
@@ -28,6 +30,7 @@ from gateway.settings import Settings
 from gateway.calls.speech_service import SpeechService, load_warmup_speech
 from gateway.tts.factory import build_synthesizer
 from gateway.web.twilio_voice import twilio_routes
+from gateway.web.vosk_port import VoskServerPort
 from gateway.calls.events_webhook import forward_events
 
 log = logging.getLogger(__name__)
@@ -65,9 +68,8 @@ def start_synthesizer(settings: Settings) -> Synthesizer | None:
         return None
 
 
-def start_speech(settings: Settings, model_path: Path) -> SpeechService:
-    """The speech service, on a static graph when one is (or can be) compiled."""
-    static = ensure_static_graph(model_path) if settings.static_graph else None
+def start_speech(settings: Settings, model_path: Path, static: Path | None) -> SpeechService:
+    """The speech service, on the static graph when one was compiled."""
     if static is not None:
         try:
             return SpeechService(model_path, settings.workers, settings.pool_size, static_model_path=static)
@@ -76,11 +78,61 @@ def start_speech(settings: Settings, model_path: Path) -> SpeechService:
     return SpeechService(model_path, settings.workers, settings.pool_size)
 
 
-def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starlette:
-    """The gateway app. `dialogues` may be passed in when already loaded (they take seconds)."""
+def start_warmup(settings: Settings, speech: SpeechService) -> None:
+    if settings.warmup_audio_dir and speech.static_graph:
+        log.info("recognizer warm-up skipped: recognizers on a static graph need none")
+    elif settings.warmup_audio_dir:
+        try:
+            warmup = load_warmup_speech(Path(settings.warmup_audio_dir).expanduser(), settings.warmup_sample_rate)
+        except ValueError as exc:
+            log.warning("recognizers will not be warmed up: %s", exc)
+        else:
+            count = settings.warmup_recognizers or settings.pool_size
+            log.info("warming %d recognizers on %.0f s of speech in the background",
+                     count, len(warmup) / 2 / settings.warmup_sample_rate)
+            speech.start_warmup(warmup, settings.warmup_sample_rate, count)
+
+
+async def prepare_speech(services: Services, dialogues: Dialogues | None) -> None:
+    """The background half of the start: model, static graph, recognizers, flows, prompt voice."""
+    settings, startup = services.settings, services.startup
+    startup.step(f"fetching the speech model {settings.model_name}")
+    model_path: Path = await asyncio.to_thread(ensure_model, model_spec(settings))
+    static = None
+    if settings.static_graph:
+        startup.step("compiling the static decoding graph" if not is_compiled(model_path)
+                     else "loading the static decoding graph")
+        static = await asyncio.to_thread(ensure_static_graph, model_path)
+    startup.step("loading the speech model")
+    speech = await asyncio.to_thread(start_speech, settings, model_path, static)
+    services.speech = speech
+    start_warmup(settings, speech)
+    startup.step("loading flows")
+    services.dialogues = dialogues or await asyncio.to_thread(Dialogues.from_config, settings.config_path)
+    startup.step("starting the prompt voice")
+    services.tts = await asyncio.to_thread(start_synthesizer, settings)
+    startup.done()
+    log.info("gateway ready: model %s at %d Hz (%s graph), %d recognizer threads, up to %d calls",
+             model_path.name, speech.sample_rate, "static" if speech.static_graph else "composed on the fly",
+             speech.workers, settings.max_calls)
+
+
+def _log_start_failure(exc: BaseException) -> None:
+    log.error("gateway start failed: %s", exc)
+
+
+def create_app(settings: Settings, dialogues: Dialogues | None = None,
+               on_start_failure: Callable[[BaseException], None] = _log_start_failure) -> Starlette:
+    """The gateway app. `dialogues` may be passed in when already loaded (they take seconds).
+
+    The lifespan migrates the database, then lets the server listen; the model and recognizers
+    are prepared in the background (`prepare_speech`). If that fails, `on_start_failure` gets the
+    error (`gateway serve` then stops the server and exits 1)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # The schema first: an out-of-date one refuses the start before the model loads.
+        # Here, not only in the CLI: uvicorn replaces its loggers' handlers when it is configured.
+        log_redaction.install()
+        # The schema first: an out-of-date one refuses the start before anything listens.
         database = Database.from_url(settings.effective_database_url)
         try:
             await migrate.prepare(database.engine, auto_upgrade=settings.db_auto_upgrade)
@@ -88,22 +140,6 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
             log.error("%s", exc)
             await database.close()
             raise
-        model_path: Path = await asyncio.to_thread(ensure_model, model_spec(settings))
-        speech = await asyncio.to_thread(start_speech, settings, model_path)
-        if settings.warmup_audio_dir and speech.static_graph:
-            log.info("recognizer warm-up skipped: recognizers on a static graph need none")
-        elif settings.warmup_audio_dir:
-            try:
-                warmup = await asyncio.to_thread(
-                    load_warmup_speech, Path(settings.warmup_audio_dir).expanduser(), settings.warmup_sample_rate
-                )
-            except ValueError as exc:
-                log.warning("recognizers will not be warmed up: %s", exc)
-            else:
-                count = settings.warmup_recognizers or settings.pool_size
-                log.info("warming %d recognizers on %.0f s of speech in the background",
-                         count, len(warmup) / 2 / settings.warmup_sample_rate)
-                speech.start_warmup(warmup, settings.warmup_sample_rate, count)
         auth = Authenticator(frozenset(settings.api_keys))
         if auth.open_loopback_only:
             log.warning("no API keys configured: serving loopback clients only")
@@ -113,13 +149,19 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
             registry=CallRegistry(settings.max_calls),
             metrics=Metrics(),
             database=database,
-            speech=speech,
         )
-        services.dialogues = dialogues or await asyncio.to_thread(Dialogues.from_config, settings.config_path)
-        services.tts = await asyncio.to_thread(start_synthesizer, settings)
         await services.reload_records()
         app.state.services = services
-        background = []
+
+        async def prepare() -> None:
+            try:
+                await prepare_speech(services, dialogues)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure of the start ends it, in one line
+                on_start_failure(exc)
+
+        background = [asyncio.create_task(prepare())]
         if settings.webhook_url:
             background.append(asyncio.create_task(forward_events(services.registry, settings.webhook_url)))
         # One worker for every routed topic; with no route it only says which topics wait.
@@ -128,9 +170,6 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
         background.append(asyncio.create_task(worker.run()))
         if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
-        log.info("gateway ready: model %s at %d Hz (%s graph), %d recognizer threads, up to %d calls",
-                 model_path.name, speech.sample_rate, "static" if speech.static_graph else "composed on the fly",
-                 speech.workers, settings.max_calls)
         try:
             yield
         finally:
@@ -138,6 +177,8 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None) -> Starle
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await database.close()
-            speech.close()
+            if services.speech is not None:
+                services.speech.close()
 
-    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes()], lifespan=lifespan)
+    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes()], lifespan=lifespan,
+                     middleware=[Middleware(VoskServerPort, port=settings.vosk_server_port)])

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from gateway import log_redaction
 from gateway.auth import is_loopback_bind
 from gateway.model.fetch import ModelUnavailable, ensure_model
 from gateway.model.graph import ensure_static_graph
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_redaction.install()  # keys passed as ?token= or in headers never reach a log line
     # Alembic narrates its set-up at INFO; gateway.storage.migrate says what was migrated.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "model":
@@ -99,13 +101,19 @@ def _schema_refusal(settings: Settings) -> str | None:
     return asyncio.run(check())
 
 
+def model_unavailable_line(exc: ModelUnavailable, settings: Settings) -> str:
+    """The one line a missing model is: what was tried, then where to point the gateway instead."""
+    return (f"gateway: {exc}; set GATEWAY_MODEL_MIRRORS to a folder or URL holding {settings.model_name}.zip "
+            "(see README, Set up)")
+
+
 def _fetch_model(settings: Settings) -> int:
     from gateway.app import model_spec
 
     try:
         path = ensure_model(model_spec(settings))
     except ModelUnavailable as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
+        print(model_unavailable_line(exc, settings), file=sys.stderr)
         return 1
     if settings.static_graph:
         ensure_static_graph(path)  # a failure is a warning: the model works without it
@@ -116,10 +124,15 @@ def _fetch_model(settings: Settings) -> int:
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
-    from gateway.app import create_app, model_spec
+    from gateway.app import create_app
+    from gateway.web.vosk_port import bind_sockets
     from gateway.web.ws_protocol import BufferedWebSocketProtocol
 
-    settings = settings.replace(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    try:
+        settings = settings.replace(**{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     if not settings.api_keys and not is_loopback_bind(settings.host):
         print(
             f"gateway: refusing to listen on {settings.host} without API keys; "
@@ -132,14 +145,22 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         if refusal:
             print(f"gateway: {refusal}", file=sys.stderr)
             return 1
-    # Fetch before the server starts so a missing model is one clear line, not a traceback.
+    ports = [settings.port] + ([settings.vosk_server_port] if settings.vosk_server_port else [])
     try:
-        ensure_model(model_spec(settings))
-    except ModelUnavailable as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
+        sockets = bind_sockets(settings.host, ports)
+    except OSError as exc:
+        print(f"gateway: cannot listen on {settings.host} port {' and '.join(map(str, ports))}: {exc}", file=sys.stderr)
         return 1
-    uvicorn.run(
-        create_app(settings),
+    # The model is fetched (and its graph compiled) after the server listens; a failure there
+    # stops the server, and is the one line this command ends with.
+    failures: list[BaseException] = []
+
+    def stop(exc: BaseException) -> None:
+        failures.append(exc)
+        server.should_exit = True
+
+    config = uvicorn.Config(
+        create_app(settings, on_start_failure=stop),
         host=settings.host,
         port=settings.port,
         ws=BufferedWebSocketProtocol,
@@ -147,4 +168,16 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         log_level=settings.log_level,
         lifespan="on",
     )
+    logging.getLogger(__name__).info(
+        "listening on %s port %s", settings.host, " and ".join(
+            [str(settings.port)] + [f"{settings.vosk_server_port} (vosk-server)"] * bool(settings.vosk_server_port)))
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    if failures:
+        exc = failures[0]
+        if isinstance(exc, ModelUnavailable):
+            print(model_unavailable_line(exc, settings), file=sys.stderr)
+        else:
+            print(f"gateway: start failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}", file=sys.stderr)
+        return 1
     return 0

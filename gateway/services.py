@@ -16,6 +16,7 @@ from gateway.storage.database import Database
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.calls.speech_service import SpeechService
+from gateway.startup import Startup
 
 
 @dataclass
@@ -25,7 +26,9 @@ class Services:
     registry: CallRegistry
     metrics: Metrics
     database: Database
-    speech: SpeechService
+    # None until the background start has loaded the model (startup.ready); calls wait for that.
+    speech: SpeechService | None = None
+    startup: Startup = field(default_factory=Startup)
     records: RecordIndex = field(default_factory=lambda: RecordIndex(()))
     dialogues: Any = None  # gateway.calls.flow_call.Dialogues, when flows are configured
     outbox_wake: Any = None  # asyncio.Event of the outbox worker, when delivery is configured

@@ -37,6 +37,8 @@ class WebhookRoute:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
+    # A second port (same host) speaking vosk-server's protocol on its root, as vosk-server's 2700; 0: off.
+    vosk_server_port: int = 0
     data_dir: str = "var"
     database_url: str = ""
     timezone: str = "Asia/Shanghai"
@@ -107,6 +109,8 @@ class Settings:
     db_auto_upgrade: bool = True
 
     def __post_init__(self) -> None:
+        if self.vosk_server_port and self.vosk_server_port == self.port:
+            raise SettingsError(f"vosk_server_port {self.vosk_server_port} is the main port; pick another, or 0 for off")
         if self.claims_webhook_url and any(r.topic == CLAIMS_TOPIC for r in self.webhooks):
             raise SettingsError(
                 f"the {CLAIMS_TOPIC!r} route is set twice: by claims_webhook_url and by [webhooks.{CLAIMS_TOPIC}]"

@@ -21,6 +21,7 @@ from gateway.calls.flow_call import Dialogues
 from gateway.model.fetch import ensure_model
 from gateway.model.graph import ensure_static_graph
 from gateway.settings import Settings, load_settings
+from gateway.web.vosk_port import bind_sockets
 from gateway.web.ws_protocol import BufferedWebSocketProtocol
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,8 +131,13 @@ def shared_dialogues() -> Dialogues:
 def running_gateway(settings: Settings) -> Iterator[str]:
     """Run a real gateway (uvicorn, websockets) on a loopback port in a thread; yield its base URL."""
     port = free_port()
+    # Bound here as `gateway serve` binds them: the main port and, when set, the vosk-server port.
+    sockets = bind_sockets("127.0.0.1", [port] + ([settings.vosk_server_port] if settings.vosk_server_port else []))
+    failures: list[BaseException] = []
+    app = create_app(settings.replace(port=port), shared_dialogues() if not settings.config_dir else None,
+                     on_start_failure=failures.append)
     config = uvicorn.Config(
-        create_app(settings.replace(port=port), shared_dialogues() if not settings.config_dir else None),
+        app,
         host="127.0.0.1",
         port=port,
         ws=BufferedWebSocketProtocol,  # as `gateway serve` runs it
@@ -140,18 +146,23 @@ def running_gateway(settings: Settings) -> Iterator[str]:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"gateway-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name=f"gateway-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("gateway did not start")
+    # Listening comes first now; calls need the model and recognizers the background start prepares.
+    while not (server.started and app.state.services.startup.ready):
+        if failures or not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(timeout=30)
+            raise RuntimeError(f"gateway did not start: {failures[0] if failures else 'timed out'}")
         time.sleep(0.02)
     try:
         yield f"127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        for sock in sockets:
+            sock.close()
 
 
 @pytest.fixture

@@ -133,3 +133,19 @@ def test_cli_help_and_public_bind_refusal(tmp_path):
     result = gateway_cli("serve", "--host", "0.0.0.0", env={"GATEWAY_API_KEYS": ""})
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0 without API keys" in result.stderr
+
+
+def test_serve_without_model_or_internet_says_where_to_point_the_mirror(tmp_path):
+    # A fresh machine: empty cache, no mirror, and the official URL unreachable (a closed loopback port).
+    from conftest import free_port
+
+    unreachable = f"http://127.0.0.1:{free_port()}/{NAME}.zip"
+    result = gateway_cli("serve", "--port", str(free_port()), env={
+        "GATEWAY_MODEL_MIRRORS": "", "GATEWAY_MODEL_CACHE_DIR": str(tmp_path / "c"), "GATEWAY_MODEL_URL": unreachable,
+        "GATEWAY_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("gateway: ")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"gateway: speech model {NAME} unavailable; tried: {unreachable}")
+    assert f"set GATEWAY_MODEL_MIRRORS to a folder or URL holding {NAME}.zip" in errors[0]
+    assert result.stderr.strip().splitlines()[-1] == errors[0]  # the last word, not buried in a traceback

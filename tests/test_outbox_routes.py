@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 import httpx
 
@@ -61,10 +62,15 @@ async def test_a_second_topic_goes_to_its_own_webhook_and_claims_are_unchanged(m
     assert verify(SURVEY_SECRET, headers["x-gateway-timestamp"], survey["body"], headers["x-gateway-signature"])
     assert not verify(CLAIMS_SECRET, headers["x-gateway-timestamp"], survey["body"], headers["x-gateway-signature"])
     assert survey["json"]["result_id"] == "s1" and survey["json"]["slots"] == {"score": "5"}
-    assert headers["x-gateway-delivery"] == str(rows["survey_result"]["id"])
+    # Globally unique, not the row's per-database number: another gateway's or a restored backup's
+    # rows never reuse one.
+    assert headers["x-gateway-delivery"] == rows["survey_result"]["delivery_id"]
+    assert str(uuid.UUID(headers["x-gateway-delivery"])) == headers["x-gateway-delivery"]
+    assert headers["x-gateway-delivery"] != str(rows["survey_result"]["id"])
 
     headers = delivered_claim["headers"]
     assert headers["x-gateway-event"] == "claim_report"
+    assert headers["x-gateway-delivery"] == rows["claim_report"]["delivery_id"] != rows["survey_result"]["delivery_id"]
     assert verify(CLAIMS_SECRET, headers["x-gateway-timestamp"], delivered_claim["body"], headers["x-gateway-signature"])
     assert sorted(delivered_claim["json"]) == sorted(["event", "report_id", "call_id", "flow", "status", "caller_number",
                                                       "policy_number", "slots", "details", "transcript", "created_at"])

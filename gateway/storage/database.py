@@ -101,6 +101,8 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Integer, primary_key=True),
+    # What receivers deduplicate on (X-Gateway-Delivery): a UUID, unique across databases.
+    Column("delivery_id", String(36), nullable=False),
     Column("topic", String(64), nullable=False),
     Column("aggregate_id", String(128), nullable=False),
     Column("payload", JSON, nullable=False),
@@ -111,6 +113,7 @@ outbox = Table(
     Column("delivered_at", DateTime(timezone=True)),
     Column("last_error", Text),
     UniqueConstraint("topic", "aggregate_id", name="uq_outbox_topic_aggregate"),
+    UniqueConstraint("delivery_id", name="uq_outbox_delivery_id"),
 )
 
 

@@ -6,7 +6,7 @@ stored together or not at all, once per (topic, aggregate id). The worker leases
 due rows of the topics that have a route (URL, secret, backoff), POSTs them and
 marks them delivered; failures back off exponentially. Rows of a topic without a
 route wait, said once in the log. Receivers deduplicate on the `X-Gateway-Delivery`
-id: a crash between their 2xx and our bookkeeping is the one case that repeats a POST.
+id (a UUID per row, unique across databases, gateways and restored backups): a crash between their 2xx and our bookkeeping is the one case that repeats a POST.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
@@ -51,7 +52,7 @@ async def enqueue(conn: AsyncConnection, *, topic: str, aggregate_id: str, paylo
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     result = await conn.execute(
         dialect_insert(outbox)
-        .values(topic=topic, aggregate_id=aggregate_id, payload=payload, created_at=now, attempts=0, next_attempt_at=now)
+        .values(delivery_id=str(uuid.uuid4()), topic=topic, aggregate_id=aggregate_id, payload=payload, created_at=now, attempts=0, next_attempt_at=now)
         .on_conflict_do_nothing(index_elements=["topic", "aggregate_id"])
     )
     return result.rowcount == 1
@@ -167,7 +168,7 @@ class OutboxWorker:
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            "X-Gateway-Delivery": str(row["id"]),
+            "X-Gateway-Delivery": row["delivery_id"],
             "X-Gateway-Event": row["topic"],
             "X-Gateway-Timestamp": timestamp,
             "X-Gateway-Signature": "sha256=" + sign(route.secret, timestamp, body),
@@ -186,7 +187,8 @@ class OutboxWorker:
                     update(outbox).where(outbox.c.id == row["id"])
                     .values(delivered_at=utcnow(), attempts=attempts, leased_until=None, last_error=None)
                 )
-                log.info("delivered %s %s (delivery %s, attempt %d)", row["topic"], row["aggregate_id"], row["id"], attempts)
+                log.info("delivered %s %s (delivery %s, attempt %d)", row["topic"], row["aggregate_id"], row["delivery_id"],
+                         attempts)
             else:
                 delay = backoff(attempts, route.backoff_s)
                 await conn.execute(
@@ -195,7 +197,7 @@ class OutboxWorker:
                             next_attempt_at=utcnow() + timedelta(seconds=delay))
                 )
                 log.warning("delivery %s of %s %s failed (%s); retry in %.0f s",
-                            row["id"], row["topic"], row["aggregate_id"], error, delay)
+                            row["delivery_id"], row["topic"], row["aggregate_id"], error, delay)
 
 
 async def pending(engine: AsyncEngine) -> list[dict[str, Any]]:

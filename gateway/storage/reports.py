@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from speech.understanding.claims import ROLES as SLOTS  # the claim contract's nine slots
 
+from gateway.privacy import mask_transcript
 from gateway.storage import results
-from gateway.storage.results import as_utc
+from gateway.storage.results import iso_utc
 
 STATUSES = ("in_progress", "complete", "partial", "transferred")
 FINAL_STATUSES = ("complete", "partial", "transferred")
@@ -110,9 +111,17 @@ def public(row: dict[str, Any], *, show_pii: bool) -> dict[str, Any]:
     details = {
         slot: {**detail, "value": shown(slot, detail.get("value"))} for slot, detail in (row["details"] or {}).items()
     }
-    transcript = row["transcript"] if show_pii else [
-        {**turn, "text": "(masked)"} if turn.get("speaker") == "caller" else turn for turn in row["transcript"] or []
-    ]
+    if show_pii:
+        transcript = row["transcript"]
+    else:
+        # The bot reads names and numbers back: mask each as its slot is masked, wherever it appears.
+        secrets = {value: mask_value(slot, value) for slot, value in (row["slots"] or {}).items()
+                   if slot in MASKED_SLOTS and isinstance(value, str) and value}
+        secrets |= {d["value"]: mask_value(slot, d["value"]) for slot, d in (row["details"] or {}).items()
+                    if slot in MASKED_SLOTS and isinstance(d, dict) and isinstance(d.get("value"), str) and d["value"]}
+        if row["caller_number"]:
+            secrets[row["caller_number"]] = mask_value("reporter_phone", row["caller_number"])
+        transcript = mask_transcript(row["transcript"] or [], secrets)
     return {
         "report_id": row["id"],
         "call_id": row["call_id"],
@@ -123,8 +132,8 @@ def public(row: dict[str, Any], *, show_pii: bool) -> dict[str, Any]:
         "slots": {slot: shown(slot, value) for slot, value in (row["slots"] or {}).items()},
         "details": details,
         "transcript": transcript,
-        "created_at": as_utc(row["created_at"]).isoformat(),
-        "updated_at": as_utc(row["updated_at"]).isoformat(),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
         "pii_masked": not show_pii,
     }
 

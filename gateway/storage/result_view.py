@@ -4,15 +4,16 @@ Flows do not (yet) declare which slots are personal, so a key without PII scope
 sees masked: every slot named like a name (`name`, `*_name`), a phone or an ID
 number (`*phone*`, `*id_number*`), every other value that carries a phone- or
 ID-length digit run, the caller's and the subject's numbers, and what the caller
-said in the transcript. Policy numbers are shown, as the claims API shows them.
+said in the transcript; in the bot's turns, every such value wherever it appears (numbers
+also read digit by digit in words) and every phone- or ID-length digit run. Policy numbers are shown, as the claims API shows them.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from gateway.privacy import mask_number, mask_text
-from gateway.storage.results import as_utc
+from gateway.privacy import mask_number, mask_text, mask_transcript
+from gateway.storage.results import iso_utc
 
 
 def is_name_slot(slot: str) -> bool:
@@ -33,10 +34,6 @@ def mask_slot(slot: str, value: Any) -> Any:
     return mask_text(value)
 
 
-def _iso(value: Any) -> str | None:
-    return as_utc(value).isoformat() if value is not None else None
-
-
 def public(row: Mapping[str, Any], *, show_pii: bool) -> dict[str, Any]:
     """A stored flow result as `GET /api/results` answers it."""
 
@@ -50,9 +47,16 @@ def public(row: Mapping[str, Any], *, show_pii: bool) -> dict[str, Any]:
         slot: {**detail, "value": shown(slot, detail.get("value"))} if isinstance(detail, dict) else detail
         for slot, detail in (row["details"] or {}).items()
     }
-    transcript = row["transcript"] if show_pii else [
-        {**turn, "text": "(masked)"} if turn.get("speaker") == "caller" else turn for turn in row["transcript"] or []
-    ]
+    if show_pii:
+        transcript = row["transcript"]
+    else:
+        # The bot reads names and numbers back: mask each as its slot is masked, wherever it appears.
+        values = [(slot, value) for slot, value in (row["slots"] or {}).items()]
+        values += [(slot, d.get("value")) for slot, d in (row["details"] or {}).items() if isinstance(d, dict)]
+        secrets = {value: mask_slot(slot, value) for slot, value in values
+                   if isinstance(value, str) and value and (is_name_slot(slot) or is_number_slot(slot))}
+        secrets |= {n: mask_number(n) for n in (row["caller_number"], row["subject_phone"]) if n}
+        transcript = mask_transcript(row["transcript"] or [], secrets)
     return {
         "result_id": row["id"],
         "flow": row["flow"],
@@ -65,8 +69,8 @@ def public(row: Mapping[str, Any], *, show_pii: bool) -> dict[str, Any]:
         "slots": {slot: shown(slot, value) for slot, value in (row["slots"] or {}).items()},
         "details": details,
         "transcript": transcript,
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "ended_at": _iso(row["ended_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
+        "ended_at": iso_utc(row["ended_at"]),
         "pii_masked": not show_pii,
     }

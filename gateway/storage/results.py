@@ -53,6 +53,11 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """How every API response writes a stored time: ISO 8601 in UTC with its offset (+00:00)."""
+    return as_utc(value).astimezone(timezone.utc).isoformat() if value is not None else None
+
+
 def _utc(value: datetime) -> datetime:
     # Stored times are UTC; SQLite compares them as text, so a bound must be in UTC too.
     return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import Verdict, check_twilio_signature
 from gateway.services import Services
+from gateway.storage.results import iso_utc
 from gateway.calls.session import CallSession
 from gateway.telephony.base import Adapter
 from gateway.telephony.freeswitch import FreeswitchAdapter
@@ -45,6 +46,13 @@ def _call_endpoint(make_adapter: Callable[[WebSocket, Services], Adapter]):
         services = _services(ws)
         verdict = await _authorize(ws, services)
         if verdict is Verdict.DENIED:
+            return
+        if not services.startup.ready:
+            # Accepted only to close with a code and reason the platform can act on (before
+            # accepting, the server could only answer HTTP 403).
+            services.metrics.count_refusal("starting")
+            await ws.accept()
+            await ws.close(code=1013, reason="starting, try again")
             return
         await CallSession(ws, make_adapter(ws, services), services, verdict).run()
 
@@ -99,8 +107,16 @@ async def events_endpoint(ws: WebSocket) -> None:
         services.registry.unsubscribe(sub)
 
 
+async def livez(request: Request) -> Response:
+    """Liveness: the process runs and serves (whether or not it is ready for calls)."""
+    return JSONResponse({"status": "alive"})
+
+
 async def healthz(request: Request) -> Response:
+    """Readiness: 503 while the model and recognizers are prepared, then database and calls."""
     services = _services(request)
+    if not services.startup.ready or services.speech is None:
+        return JSONResponse({"status": "starting", "doing": services.startup.doing}, status_code=503)
     try:
         await services.database.ping()
     except Exception as exc:  # the database being down is exactly what this reports
@@ -113,13 +129,14 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     services = _services(request)
+    speech = services.speech  # None while starting: no recognizers yet
     body = services.metrics.render(
         active_calls=services.registry.active,
         max_calls=services.settings.max_calls,
         decode_lag=services.registry.max_decode_lag(),
-        recognizers_idle=services.speech.pool.idle,
-        recognizers_warming=services.speech.warming,
-        static_graph=services.speech.static_graph,
+        recognizers_idle=speech.pool.idle if speech else 0,
+        recognizers_warming=speech.warming if speech else 0,
+        static_graph=speech.static_graph if speech else False,
     )
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
@@ -137,8 +154,8 @@ async def call_transcript(request: Request) -> Response:
         {
             "call_id": call_id,
             "protocol": call["protocol"],
-            "started_at": call["started_at"].isoformat() if call["started_at"] else None,
-            "ended_at": call["ended_at"].isoformat() if call["ended_at"] else None,
+            "started_at": iso_utc(call["started_at"]),
+            "ended_at": iso_utc(call["ended_at"]),
             "end_reason": call["end_reason"],
             "segments": [
                 {"seq": s["seq"], "text": s["text"], "start": s["start_s"], "end": s["end_s"], "confidence": s["confidence"]}
@@ -148,17 +165,30 @@ async def call_transcript(request: Request) -> Response:
     )
 
 
+async def index(request: Request) -> Response:
+    """What a plain GET / finds: which gateway this is and where its protocols are."""
+    return PlainTextResponse(
+        "insurance voice gateway: WebSocket on / (and /ws/asr) speaks the vosk-server protocol; "
+        "/ws/call, /ws/twilio, /ws/freeswitch, /ws/events; GET /livez, /healthz, /metrics, /api/...\n"
+    )
+
+
 def _http_authorized(request: Request, services: Services) -> bool:
     host = request.client.host if request.client else None
     return services.auth.check_upgrade(host, request.headers, request.query_params) is Verdict.ALLOWED
 
 
 def routes() -> list[Route | WebSocketRoute]:
+    vosk_server = _call_endpoint(lambda ws, s: VoskServerAdapter(call_id=_call_id(ws)))
     return [
+        Route("/", index),
+        # vosk-server clients connect to the server's root (ws://host:2700): same protocol as /ws/asr.
+        WebSocketRoute("/", vosk_server),
+        Route("/livez", livez),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/api/calls/{call_id}/transcript", call_transcript),
-        WebSocketRoute("/ws/asr", _call_endpoint(lambda ws, s: VoskServerAdapter(call_id=_call_id(ws)))),
+        WebSocketRoute("/ws/asr", vosk_server),
         WebSocketRoute("/ws/twilio", twilio_endpoint),
         WebSocketRoute(
             "/ws/freeswitch",
