@@ -45,7 +45,8 @@ from gateway.calls.flow_turns import FlowStep, FlowTurns
 from gateway.metrics import Metrics
 from gateway.privacy import mask_number
 from gateway.settings import Settings
-from gateway.telephony.base import Adapter, CallStart, CallStop, DtmfIn, MarkIn, ProtocolError, TextIn
+from gateway.privacy import mask_text
+from gateway.telephony.base import Adapter, CallStart, CallStop, DtmfIn, Ignored, MarkIn, ProtocolError, TextIn
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,10 @@ class CallCore:
             return self._publish({"type": "dtmf", "digits": event.digits})  # type: ignore[union-attr]
         if kind is MarkIn:
             return self._publish({"type": "mark", "name": event.name})  # type: ignore[union-attr]
+        if kind is Ignored:
+            self.metrics.count_ignored(self.adapter.name)
+            log.info("call %s on %s: %s", self.call_id, self.adapter.name, mask_text(event.message))  # type: ignore[union-attr]
+            return NOTHING
         if kind is CallStop:
             self.end_reason = event.reason  # type: ignore[union-attr]
             self.ending = True  # the message gets its reply first
@@ -238,6 +243,10 @@ class CallCore:
             "call %s started on %s from %s (%s %d Hz)",
             start.call_id, self.adapter.name, mask_number(start.caller_number), start.encoding.value, start.sample_rate,
         )
+        if start.rate_assumed:
+            self.metrics.count_rate_assumed(self.adapter.name, start.sample_rate)
+            log.warning("call %s on %s: no sample rate given; assuming %d Hz", start.call_id, self.adapter.name,
+                        start.sample_rate)
         yield StartCallRow(start.call_id, self.adapter.name, start.caller_number)
         yield from self._publish({"type": "call.started", "protocol": self.adapter.name,
                                   "caller_number": start.caller_number, "stream_id": start.stream_id,
