@@ -317,3 +317,26 @@ async def test_each_module_hears_prompts_in_its_own_dialect_through_the_gateway(
     [played] = [m for m in got if m["type"] in ("playAudio", "streamAudio")]
     assert played["type"] == "playAudio" and played["data"]["audioContentType"] == "raw"
     assert 'gateway_ignored_messages_total{protocol="freeswitch"} 2' in metrics
+
+
+async def test_real_time_16k_speech_taken_for_8k_is_flagged_through_the_gateway(gateway) -> None:
+    # `uuid_audio_stream <uuid> start ws://gw/ws/freeswitch mono 16k`: the URL says no rate.
+    import asyncio
+    import time
+
+    import httpx
+    from websockets.asyncio.client import connect
+
+    from calls import AUDIO, frames, load_pcm, silence, to_rate
+
+    pcm, rate = load_pcm(AUDIO / "real" / "fireredasr2s_hello_zh.wav")
+    speech = to_rate(pcm, rate, 16000) + silence(2.5, 16000)  # ~4.8 s, sent as spoken
+    async with connect(f"ws://{gateway}/ws/freeswitch") as ws:
+        began = time.monotonic()
+        for i, frame in enumerate(frames(speech, 16000)):
+            await ws.send(frame)
+            await asyncio.sleep(max(0.0, began + (i + 1) * 0.02 - time.monotonic()))  # real-time pace
+    async with httpx.AsyncClient(base_url=f"http://{gateway}") as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'gateway_sample_rate_assumed_total{protocol="freeswitch",rate="8000"} 1' in metrics
+    assert 'gateway_sample_rate_mismatch_total{protocol="freeswitch"} 1' in metrics
