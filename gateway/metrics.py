@@ -17,6 +17,22 @@ class Metrics:
     recognizer_batches: int = 0  # trips of gated audio to the recognizer threads
     vosk_decode_cpu_s: float = 0.0  # thread CPU inside Vosk decoding
     vosk_partial_cpu_s: float = 0.0  # thread CPU inside Vosk partial results
+    ignored_messages: dict[str, int] = field(default_factory=dict)  # by protocol: stray text the call survived
+    sample_rate_assumed: dict[tuple[str, int], int] = field(default_factory=dict)  # by (protocol, rate)
+    sample_rate_mismatch: dict[str, int] = field(default_factory=dict)  # by protocol
+
+    @staticmethod
+    def _bump(counter: dict, key) -> None:
+        counter[key] = counter.get(key, 0) + 1
+
+    def count_ignored(self, protocol: str) -> None:
+        self._bump(self.ignored_messages, protocol)
+
+    def count_rate_assumed(self, protocol: str, rate: int) -> None:
+        self._bump(self.sample_rate_assumed, (protocol, rate))
+
+    def count_rate_mismatch(self, protocol: str) -> None:
+        self._bump(self.sample_rate_mismatch, protocol)
 
     def count_call(self, protocol: str) -> None:
         self.calls_total[protocol] = self.calls_total.get(protocol, 0) + 1
@@ -75,5 +91,14 @@ class Metrics:
         metric("gateway_recognizers_warming", "gauge", "Recognizers still being warmed up at start.", [("", recognizers_warming)])
         metric("gateway_static_graph", "gauge", "1 when free speech is decoded on the compiled static graph.",
                [("", int(static_graph))])
+        metric("gateway_ignored_messages_total", "counter", "Messages outside the protocol that were ignored, by protocol.",
+               [(f'{{protocol="{p}"}}', n) for p, n in sorted(self.ignored_messages.items())] or [("", 0)])
+        metric("gateway_sample_rate_assumed_total", "counter",
+               "Calls whose sample rate nothing stated, so a default was assumed, by protocol and rate.",
+               [(f'{{protocol="{p}",rate="{r}"}}', n) for (p, r), n in sorted(self.sample_rate_assumed.items())]
+               or [("", 0)])
+        metric("gateway_sample_rate_mismatch_total", "counter",
+               "Real-time calls whose audio arrived too fast for their sample rate, by protocol.",
+               [(f'{{protocol="{p}"}}', n) for p, n in sorted(self.sample_rate_mismatch.items())] or [("", 0)])
         metric("gateway_transcripts_final_total", "counter", "Final transcripts produced.", [("", self.transcripts_final)])
         return "\n".join(lines) + "\n"

@@ -328,3 +328,61 @@ def test_a_request_takes_only_its_answer():
     shell.core.handle(CallStarted(CallStart("c4", Encoding.PCM16, 8000), True, 0.0, WALL))  # OpenAudio waits
     with pytest.raises(TypeError):
         shell.core.handle(Tick(1.0))
+
+
+# --- the audio's sample rate ---------------------------------------------------------------
+def freeswitch_shell(metadata: dict, url_rate: str | None = None) -> Shell:
+    from gateway.telephony.freeswitch import FreeswitchAdapter
+
+    adapter = FreeswitchAdapter("fs-1", sample_rate=url_rate, module="audio_stream")
+    shell = Shell(adapter)
+    (start,) = adapter.receive_text(json.dumps(metadata))
+    shell.start(start)
+    return shell
+
+
+def test_an_assumed_sample_rate_is_logged_and_counted(caplog):
+    with caplog.at_level("WARNING", logger="gateway.calls.core"):
+        freeswitch_shell({"callId": "fs-1"})
+    assert freeswitch_shell({"callId": "fs-2", "sampleRate": 16000}).metrics.sample_rate_assumed == {}
+    assert freeswitch_shell({"callId": "fs-3"}, url_rate="8000").metrics.sample_rate_assumed == {}
+    assert [r.getMessage() for r in caplog.records] == ["call fs-1 on freeswitch: no sample rate given; assuming 8000 Hz"]
+    metrics = Metrics()
+    metrics.count_rate_assumed("freeswitch", 8000)
+    assert 'gateway_sample_rate_assumed_total{protocol="freeswitch",rate="8000"} 1' in metrics.render(
+        active_calls=0, max_calls=1, decode_lag=0.0)
+
+
+def paced(shell: Shell, wall_s: float, audio_per_wall: float, step: float = 0.02) -> None:
+    """Frames every `step` s of the fake clock, each carrying `audio_per_wall` times as much audio
+    (at the rate the call was opened with): 2.0 is 16 kHz L16 read as 8 kHz."""
+    for _ in range(round(wall_s / step)):
+        shell.now += step
+        shell.message(audio_s=step * audio_per_wall)
+
+
+@pytest.mark.parametrize(("audio_per_wall", "flagged"), [(2.0, True), (1.0, False), (1.05, False), (0.5, False)])
+def test_real_time_audio_that_runs_too_fast_for_its_rate_is_flagged_once(caplog, audio_per_wall, flagged):
+    shell = freeswitch_shell({"callId": "fs-1"})
+    with caplog.at_level("WARNING", logger="gateway.calls.core"):
+        paced(shell, 8.0, audio_per_wall)
+    warnings = [r.getMessage() for r in caplog.records if "faster than real time" in r.getMessage()]
+    assert shell.metrics.sample_rate_mismatch == ({"freeswitch": 1} if flagged else {})
+    assert len(warnings) == int(flagged)
+    if flagged:
+        assert "16000 Hz" in warnings[0] and "fs-1" in warnings[0]
+
+
+def test_a_burst_of_buffered_audio_at_connect_is_no_mismatch():
+    shell = freeswitch_shell({"callId": "fs-1"})
+    shell.now += 0.05
+    shell.message(audio_s=2.0)  # mod_audio_fork flushes what it buffered while connecting
+    paced(shell, 6.0, 1.0)
+    assert shell.metrics.sample_rate_mismatch == {}
+
+
+def test_clients_that_send_faster_than_real_time_are_not_flagged():
+    shell = Shell()  # /ws/call: files may be streamed as fast as the client likes
+    shell.start()
+    paced(shell, 6.0, 5.0)
+    assert shell.metrics.sample_rate_mismatch == {}

@@ -185,7 +185,7 @@ async def test_maximum_call_duration(make_settings):
             "callSid": "CA1", "streamSid": "MZ1", "customParameters": {},
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}),
             json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": "!!not base64!!"}})], 1007),
-        ("/ws/freeswitch", ["[1, 2, 3]"], 1007),
+        ("/ws/freeswitch?module=audio_fork", ["[1, 2, 3]"], 1007),  # its metadata must be JSON
         ("/ws/asr", ['{"config": {"sample_rate": "fast"}}'], 1007),
     ],
 )

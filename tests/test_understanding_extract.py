@@ -283,3 +283,14 @@ def test_correction_keeps_the_last_value(u: ClaimReader) -> None:
 def test_owning_is_not_being_the_insured(u: ClaimReader) -> None:
     assert values(run(u, "就是我的手机号 13800138000", "reporter_phone")) == {"reporter_phone": "13800138000"}
     assert "relationship" not in values(run(u, "就是我现在打的这个", "reporter_phone"))
+
+
+@pytest.mark.parametrize("text", ["我叫公元前一万年", "我叫三月五号", "北京市", "住院部", "我叫下午三点"])
+def test_the_claim_reader_refuses_what_is_no_name(u: ClaimReader, text: str) -> None:
+    e = run(u, text, "reporter_name")
+    assert "reporter_name" not in e.values, e.values
+
+
+@pytest.mark.parametrize(("text", "name"), [("我叫王芳", "王芳"), ("欧阳娜娜", "欧阳娜娜"), ("我叫司马光", "司马光")])
+def test_the_claim_reader_still_takes_real_names(u: ClaimReader, text: str, name: str) -> None:
+    assert values(run(u, text, "reporter_name")).get("reporter_name") == name

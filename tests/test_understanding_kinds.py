@@ -264,3 +264,14 @@ def test_claim_kinds_validate(registry: KindRegistry) -> None:
     assert registry.make("relationship").validate("配偶", NOW) is None
     assert registry.make("relationship").validate("邻居", NOW) == "relationship_value"
     assert registry.make("incident_type").validate("住院", NOW) is None
+
+
+@pytest.mark.parametrize("text", ["我叫公元前一万年", "我叫三月五号", "我叫下午三点", "我叫北京市", "住院部", "一百二十"])
+def test_person_name_refuses_what_is_no_name(registry: KindRegistry, text: str) -> None:
+    kind = registry.make("person_name")
+    reading = kind.read(Heard(compact_text(text), NOW, True, False))
+    assert reading is None or (reading.value is None and reading.problem in ("name_invalid", "name_length")), reading
+    for name in ("公元前一万年", "三月五号", "北京市", "住院部"):
+        assert kind.validate(name, NOW) in ("name_invalid", "name_length")
+    for name in ("王芳", "欧阳娜娜", "买买提·艾力", "司马光"):
+        assert kind.validate(name, NOW) is None

@@ -139,3 +139,19 @@ def test_bare_answer_with_an_unlisted_surname_has_low_confidence(names: NameFind
 
 def test_bare_answer_that_is_not_a_name(names: NameFinder) -> None:
     assert names.bare(compact_text("我不知道他叫什么名字啊")) is None or names.bare("我不知道").confidence < 0.8
+
+
+# --- what may be a person's name -----------------------------------------------------------
+from speech.understanding.names import name_problem  # noqa: E402
+
+
+@pytest.mark.parametrize("value", ["公元前一万年", "三月五号", "一百二十", "下午三点", "北京市", "住院部",
+                                   "王", "张三丰李四", "王2芳", "二零二四年", "昨天下午", "李·"])
+def test_values_that_are_no_names_are_refused(value: str) -> None:
+    assert name_problem(value) is not None
+
+
+@pytest.mark.parametrize("value", ["王芳", "欧阳娜娜", "买买提·艾力", "司马光", "王一博", "张三", "王一一",
+                                   "阿依古丽·买买提", "诸葛孔明"])
+def test_real_names_pass(value: str) -> None:
+    assert name_problem(value) is None

@@ -45,7 +45,9 @@ from gateway.calls.flow_turns import FlowStep, FlowTurns
 from gateway.metrics import Metrics
 from gateway.privacy import mask_number
 from gateway.settings import Settings
-from gateway.telephony.base import Adapter, CallStart, CallStop, DtmfIn, MarkIn, ProtocolError, TextIn
+from gateway.privacy import mask_text
+from gateway.telephony.base import Adapter, CallStart, CallStop, DtmfIn, Ignored, MarkIn, ProtocolError, TextIn
+from gateway.telephony.pacing import PaceCheck
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class CallCore:
         self._now = opened_at
         self._position = 0.0
         self._heard_audio = False
+        self._pace: PaceCheck | None = None  # real-time streams: does the audio fit its sample rate?
         self._caller_gone = False  # the connection is over: nothing is sent or spoken any more
         self._typed: list[TextIn | DtmfIn] = []  # typed caller input, for the flow after the transcripts
         self._wall0: datetime | None = None  # the wall clock at CallStarted (UTC) ...
@@ -137,6 +140,10 @@ class CallCore:
             return self._publish({"type": "dtmf", "digits": event.digits})  # type: ignore[union-attr]
         if kind is MarkIn:
             return self._publish({"type": "mark", "name": event.name})  # type: ignore[union-attr]
+        if kind is Ignored:
+            self.metrics.count_ignored(self.adapter.name)
+            log.info("call %s on %s: %s", self.call_id, self.adapter.name, mask_text(event.message))  # type: ignore[union-attr]
+            return NOTHING
         if kind is CallStop:
             self.end_reason = event.reason  # type: ignore[union-attr]
             self.ending = True  # the message gets its reply first
@@ -174,6 +181,8 @@ class CallCore:
         self._position = event.position
         if event.audio_in:
             self._heard_audio = True
+            if self._pace is not None:
+                self._check_pace(event.now, event.position)
         due = self.answer_due_audio
         if (event.outcome is None and not self._typed and not self.ending
                 and (self.flow is None or due is None or event.position < due)):
@@ -183,6 +192,20 @@ class CallCore:
             frames = self.adapter.results((), event.partial)  # type: ignore[arg-type]
             return (Send(frames),) if frames else NOTHING
         return self._drive(self._message_end(event), None)
+
+    def _check_pace(self, now: float, position: float) -> None:
+        assert self._pace is not None and self.start is not None
+        ratio = self._pace.observe(now, position)
+        if ratio is None:
+            return
+        self._pace = None  # measured once per call: a warning, not a stream of them
+        if PaceCheck.too_fast(ratio):
+            start = self.start
+            self.metrics.count_rate_mismatch(self.adapter.name)
+            log.warning("call %s on %s: audio arrives %.1fx faster than real time at %d Hz%s: is it really %d Hz?"
+                        " (sample rate mismatch; set sample_rate in the URL or the metadata)",
+                        start.call_id, self.adapter.name, ratio, start.sample_rate,
+                        " (assumed)" if start.rate_assumed else "", round(ratio) * start.sample_rate)
 
     # Routines --------------------------------------------------------------------
     def _message_end(self, event: Recognized) -> Routine:
@@ -238,6 +261,12 @@ class CallCore:
             "call %s started on %s from %s (%s %d Hz)",
             start.call_id, self.adapter.name, mask_number(start.caller_number), start.encoding.value, start.sample_rate,
         )
+        if start.rate_assumed:
+            self.metrics.count_rate_assumed(self.adapter.name, start.sample_rate)
+            log.warning("call %s on %s: no sample rate given; assuming %d Hz", start.call_id, self.adapter.name,
+                        start.sample_rate)
+        if start.real_time:
+            self._pace = PaceCheck()
         yield StartCallRow(start.call_id, self.adapter.name, start.caller_number)
         yield from self._publish({"type": "call.started", "protocol": self.adapter.name,
                                   "caller_number": start.caller_number, "stream_id": start.stream_id,

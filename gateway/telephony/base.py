@@ -34,6 +34,11 @@ class CallStart:
     phrases: tuple[str, ...] | None = None  # recognizer phrase list / grammar
     words: bool = True
     max_alternatives: int = 0
+    # Nothing the peer sent stated the sample rate: it is the adapter's default (logged and counted).
+    rate_assumed: bool = False
+    # The platform sends audio as it is spoken (a media bug on a live call): audio arriving much
+    # faster than real time then means the sample rate is wrong.
+    real_time: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,13 @@ class CallStop:
 
 
 @dataclass(frozen=True)
+class Ignored:
+    """A message outside the protocol that harms nothing (stray text): logged and counted, the call goes on."""
+
+    message: str  # what was ignored and why; masked and short enough for a log line
+
+
+@dataclass(frozen=True)
 class ProtocolError:
     """The peer broke the protocol; the shell sends `frames` (if any) and closes with `close_code`."""
 
@@ -85,7 +97,7 @@ class ProtocolError:
 
 
 InboundEvent = Union[
-    CallStart, AudioIn, ConfigUpdate, TextIn, DtmfIn, MarkIn, FlushRequest, CallStop, ProtocolError
+    CallStart, AudioIn, ConfigUpdate, TextIn, DtmfIn, MarkIn, FlushRequest, CallStop, Ignored, ProtocolError
 ]
 
 

@@ -192,7 +192,8 @@ def routes() -> list[Route | WebSocketRoute]:
         WebSocketRoute("/ws/twilio", twilio_endpoint),
         WebSocketRoute(
             "/ws/freeswitch",
-            _call_endpoint(lambda ws, s: FreeswitchAdapter(call_id=_call_id(ws), sample_rate=ws.query_params.get("sample_rate", 8000))),
+            _call_endpoint(lambda ws, s: FreeswitchAdapter.for_connection(_call_id(ws), ws.query_params,
+                                                                          ws.scope.get("subprotocols", []))),
         ),
         WebSocketRoute("/ws/call", _call_endpoint(lambda ws, s: GenericCallAdapter())),
         WebSocketRoute("/ws/events", events_endpoint),

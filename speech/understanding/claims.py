@@ -33,7 +33,7 @@ from .diagnosis import DiagnosisFinder
 from .hospitals import HospitalDirectory, HospitalMention
 from .idcard import id_problem, normalize_id
 from .names import (ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, NamePrior, load_given_names, load_spellings,
-                    load_surnames)
+                    load_surnames, name_problem)
 from .numbers import DigitRun, digits_by_sound, find_digit_runs
 from .phone import mentions_caller_number, normalize_phone
 from .types import CallContext, Extraction, SlotProblem, SlotValue
@@ -451,6 +451,10 @@ class ClaimReader:
             name = self.name_prior.normalize(m.name) if recognized else m.name
             if recognized and not self.name_prior.plausible(name):
                 confidence = min(confidence, 0.4)  # heard, but not like a name: doubtful
+            problem = name_problem(name)
+            if problem:  # "我叫公元前一万年": a date, not a name; the flow can ask again
+                out.problem(slot_of(m.role), problem, m.name, name)
+                continue
             out.put(slot_of(m.role), name, confidence, m.name)
         # The caller reporting for themself: the insured is the reporter.
         rel = out.values.get("relationship")

@@ -48,6 +48,35 @@ _FIRST_PERSON_BEFORE_RE = re.compile(r"我(?:的)?(?:名字)?$")
 _BARE_SUFFIXES = ("就是我", "是我", "吧", "啊", "呀", "哈", "的", "了", "呢")
 
 
+# What a name is not: a number ("一百二十"), a date or time ("三月五号", "下午三点", "公元前一万年"),
+# a place or a department ("北京市", "住院部"). Numerals alone are fine in names (王一博, 王一一).
+_NUMERALS = "零〇一二三四五六七八九十百千万亿两"
+_NOT_A_NAME_RE = re.compile(
+    rf"^[{_NUMERALS}]+$|[{_NUMERALS}]{{3}}|[{_NUMERALS}][年月日号点分秒时岁]|公元|[上下中]午|早上|晚上|凌晨|昨天|今天|明天|前天"
+    r"|[市省县区镇乡村路街部院科室局馆站楼]$"
+)
+_HAN_RE = re.compile(r"[\u4e00-\u9fff]+")
+MAX_TRANSLITERATED = 10  # Han characters in a name with "·" (买买提·艾力, 阿依古丽·买买提)
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a person's name ("name_length", "name_invalid"), or None.
+
+    A Han name of 2-4 characters, or a transliterated (minority, foreign) one whose
+    parts are Han and joined by "·", up to ten characters; never a number, date, time
+    or place expression.
+    """
+    parts = name.split("·")
+    if not all(_HAN_RE.fullmatch(part) for part in parts):
+        return "name_invalid"  # digits, Latin letters, an empty part around a "·"
+    letters = sum(len(part) for part in parts)
+    if len(parts) == 1 and not 2 <= letters <= 4 or len(parts) > 1 and letters > MAX_TRANSLITERATED:
+        return "name_length"
+    if any(_NOT_A_NAME_RE.search(part) for part in parts):
+        return "name_invalid"
+    return None
+
+
 @dataclass(frozen=True)
 class NameMention:
     name: str

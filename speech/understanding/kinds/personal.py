@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from .. import dates as dates_mod
 from ..idcard import id_problem, normalize_id
-from ..names import NameFinder, NamePrior, load_given_names, load_spellings, load_surnames
+from ..names import NameFinder, NamePrior, load_given_names, load_spellings, load_surnames, name_problem
 from ..numbers import digits_by_sound, find_digit_runs
 from ..phone import normalize_phone
 from .base import Dictionaries, Heard, Options, Reading
@@ -37,6 +37,9 @@ class PersonName:
         if found is None:
             return None
         name = self._prior.normalize(found.name) if heard.recognized else found.name
+        problem = name_problem(name)
+        if problem:
+            return Reading(None, 0.0, found.name, problem)  # "我叫公元前一万年": the flow asks again
         confidence = found.confidence if heard.asked else min(found.confidence, 0.6)
         if heard.recognized and not self._prior.plausible(name):
             confidence = min(confidence, 0.4)
@@ -47,7 +50,7 @@ class PersonName:
         return found.name if found else None
 
     def validate(self, value: str, now: datetime) -> str | None:
-        return None if 2 <= len(value) <= 4 else "name_length"
+        return name_problem(value)
 
     def grammar(self) -> None:
         return None  # names are an open vocabulary
