@@ -260,3 +260,45 @@ async def test_a_paused_client_does_not_look_like_lag(make_settings):
                 await another.send(json.dumps({"event": "start", "call_id": "another", "sample_rate": 8000}))
                 await another.send(json.dumps({"event": "stop"}))
                 assert await close_code(another) == 1000
+
+
+async def test_vosk_clients_closing_right_after_the_eof_reply_are_hang_ups(make_settings, caplog):
+    """A peer closing is a hang-up, whatever the moment: also while we send it a reply or the close."""
+    import logging
+
+    from sqlalchemy import select
+
+    from gateway.storage.database import Database, calls
+
+    settings = make_settings()
+    pcm, rate = load_pcm(HELLO)
+    chunks = frames(pcm, rate, 200)  # as vosk-server's own test client sends a file
+
+    async def quick_call() -> None:
+        async with connect(f"ws://{address}/ws/asr") as ws:
+            await ws.send(json.dumps({"config": {"sample_rate": rate}}))
+            for chunk in chunks:
+                await ws.send(chunk)
+                await ws.recv()
+            await ws.send('{"eof" : 1}')
+            await ws.recv()
+        # the context manager closes at once, while the gateway may still be answering
+
+    caplog.set_level(logging.INFO)
+    with running_gateway(settings) as address:
+        await asyncio.gather(*(quick_call() for _ in range(20)))
+        database = Database.from_url(settings.effective_database_url)
+        try:
+            deadline = asyncio.get_running_loop().time() + 15
+            while True:
+                async with database.engine.connect() as conn:
+                    rows = (await conn.execute(select(calls.c.end_reason, calls.c.ended_at))).all()
+                if len(rows) == 20 and all(r.ended_at is not None for r in rows):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, rows
+                await asyncio.sleep(0.1)
+        finally:
+            await database.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+    assert {r.end_reason for r in rows} <= {"eof", "hangup", "disconnect"}, [r.end_reason for r in rows]

@@ -87,6 +87,9 @@ class CallSession:
                              dialogues=svc.dialogues, new_report_id=reports.new_report_id)
         try:
             await self._receive_loop()
+        except WebSocketDisconnect:
+            # The peer closed while we were sending or closing: a hang-up, whatever the moment.
+            self.connected = self.can_send = False
         except Exception:
             log.exception("call %s failed", self.core.call_id)
             await self._do(self.core.handle(Failed()))
@@ -277,5 +280,5 @@ class CallSession:
         if self.can_send and self.ws.application_state == WebSocketState.CONNECTED:
             try:
                 await self.ws.close(code, reason[:120])  # a close reason must fit in 123 bytes
-            except (RuntimeError, OSError):
-                pass
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.can_send = False  # the peer closed first: the call is over either way
