@@ -302,3 +302,25 @@ async def test_vosk_clients_closing_right_after_the_eof_reply_are_hang_ups(make_
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
     assert {r.end_reason for r in rows} <= {"eof", "hangup", "disconnect"}, [r.end_reason for r in rows]
+
+
+async def test_sockets_without_a_key_hold_no_call_slot_and_must_authenticate_in_time(make_settings):
+    settings = make_settings(api_keys=("secret-key",), max_calls=2, auth_timeout_s=2.0)
+    with running_gateway(settings) as address:
+        keyless = [await connect(f"ws://{address}/ws/call") for _ in range(4)]  # never send a start
+        opened = asyncio.get_running_loop().time()
+        async with connect(f"ws://{address}/ws/call", additional_headers={"Authorization": "Bearer secret-key"}) as ws:
+            await ws.send(json.dumps({"event": "start", "call_id": "auth-in", "sample_rate": 8000}))
+            await ws.send(silence(0.2, 8000))
+            await ws.send(json.dumps({"event": "stop"}))
+            assert await close_code(ws) == 1000  # not 1013: the keyless sockets hold no slot
+        for ws in keyless:
+            assert await close_code(ws) == 1008
+            assert ws.close_reason == "authentication timeout"
+        assert asyncio.get_running_loop().time() - opened < 2.0 + 3.0
+        # Capacity still refuses authenticated calls beyond max_calls with 1013.
+        held = [await connect(f"ws://{address}/ws/call?token=secret-key") for _ in range(2)]
+        third = await connect(f"ws://{address}/ws/call?token=secret-key")
+        assert await close_code(third) == 1013
+        for ws in held:
+            await ws.close()
