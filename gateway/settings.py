@@ -59,6 +59,7 @@ class Settings:
     max_calls: int = 32
     max_message_bytes: int = 262144
     idle_timeout_s: float = 30.0
+    auth_timeout_s: float = 5.0  # a connection without a key on the upgrade must authenticate by then
     max_call_s: float = 3600.0
     recognizer_workers: int = 0
     # Recognizers kept between calls (without a static graph ~115 MB each once warm); 0: max_calls.

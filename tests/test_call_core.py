@@ -386,3 +386,27 @@ def test_clients_that_send_faster_than_real_time_are_not_flagged():
     shell.start()
     paced(shell, 6.0, 5.0)
     assert shell.metrics.sample_rate_mismatch == {}
+
+
+def test_value_sources_say_how_the_caller_gave_them():
+    """Typed (chat channel, generic `text` event): `text`; recognized: `speech` (keypad `dtmf`:
+    tests/test_dialogue_engine.py)."""
+    from gateway.storage.reports import json_schema
+
+    def reported(*turns) -> dict:
+        shell = Shell()
+        shell.start(flow="claim_report")
+        for turn in turns:
+            if isinstance(turn, RecognitionOutcome):
+                shell.message(turn, audio_s=1.0)
+            else:
+                shell.send(turn)
+                shell.message()
+        shell.send(Finished(RecognitionOutcome(), shell.position, shell.now))
+        return of(SaveReport, shell.actions)[-1].details
+
+    assert reported(TextIn("我叫刘磊"))["reporter_name"]["source"] == "text"
+    assert reported(final("我叫刘磊"))["reporter_name"]["source"] == "speech"
+
+    enum = json_schema()["properties"]["details"]["additionalProperties"]["properties"]["source"]["enum"]
+    assert set(enum) == {"speech", "text", "dtmf", "record", "caller_id", "derived"}

@@ -108,7 +108,7 @@ async def test_a_full_report_is_stored_masked_and_delivered_signed(make_settings
             assert all(t["text"] == "(masked)" for t in masked["transcript"] if t["speaker"] == "caller")
             full = (await reports_of(address, auditor, call_id=persona["id"]))["reports"][0]
             assert full["slots"]["insured_id_number"] == persona["gold"]["insured_id_number"]
-            assert full["details"]["insured_id_number"]["source"] in {"speech", "record"}
+            assert full["details"]["insured_id_number"]["source"] in {"text", "record"}  # the persona types
             assert any(t["speaker"] == "caller" and t["text"] == persona["opening"] for t in full["transcript"])
 
             delivered = await wait_until(lambda: _deliveries(claims))

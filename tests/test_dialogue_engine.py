@@ -124,7 +124,7 @@ def test_happy_path_self_with_record_in_six_turns() -> None:
     assert report.policy_number == "P1"
     assert report.details["reporter_phone"].source == "record"  # the phone on the caller's own policy
     assert report.details["insured_name"].source == "record"
-    assert report.details["incident_date"].turn == 3 and report.details["incident_date"].source == "speech"
+    assert report.details["incident_date"].turn == 3 and report.details["incident_date"].source == "text"  # typed: on_text without a confidence
     assert closing.slot is None and "再见" in closing.text
     assert hangup == Hangup("completed")
     # the extractor is told what was asked
@@ -329,7 +329,7 @@ def test_correction_at_confirm_overwrites_and_reads_back_the_change() -> None:
     assert "幺九二 二八三零 三八八三" in p.text and "谢金凤" not in p.text  # only the change is read back
     actions = d.on_text("对")
     assert actions[0].slots["reporter_phone"] == "19228303883"
-    assert actions[0].details["reporter_phone"].source == "speech"
+    assert actions[0].details["reporter_phone"].source == "text"
 
 
 def test_bare_negation_asks_which_part_and_a_named_part_is_asked_again() -> None:

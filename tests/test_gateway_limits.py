@@ -260,3 +260,67 @@ async def test_a_paused_client_does_not_look_like_lag(make_settings):
                 await another.send(json.dumps({"event": "start", "call_id": "another", "sample_rate": 8000}))
                 await another.send(json.dumps({"event": "stop"}))
                 assert await close_code(another) == 1000
+
+
+async def test_vosk_clients_closing_right_after_the_eof_reply_are_hang_ups(make_settings, caplog):
+    """A peer closing is a hang-up, whatever the moment: also while we send it a reply or the close."""
+    import logging
+
+    from sqlalchemy import select
+
+    from gateway.storage.database import Database, calls
+
+    settings = make_settings()
+    pcm, rate = load_pcm(HELLO)
+    chunks = frames(pcm, rate, 200)  # as vosk-server's own test client sends a file
+
+    async def quick_call() -> None:
+        async with connect(f"ws://{address}/ws/asr") as ws:
+            await ws.send(json.dumps({"config": {"sample_rate": rate}}))
+            for chunk in chunks:
+                await ws.send(chunk)
+                await ws.recv()
+            await ws.send('{"eof" : 1}')
+            await ws.recv()
+        # the context manager closes at once, while the gateway may still be answering
+
+    caplog.set_level(logging.INFO)
+    with running_gateway(settings) as address:
+        await asyncio.gather(*(quick_call() for _ in range(20)))
+        database = Database.from_url(settings.effective_database_url)
+        try:
+            deadline = asyncio.get_running_loop().time() + 15
+            while True:
+                async with database.engine.connect() as conn:
+                    rows = (await conn.execute(select(calls.c.end_reason, calls.c.ended_at))).all()
+                if len(rows) == 20 and all(r.ended_at is not None for r in rows):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, rows
+                await asyncio.sleep(0.1)
+        finally:
+            await database.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+    assert {r.end_reason for r in rows} <= {"eof", "hangup", "disconnect"}, [r.end_reason for r in rows]
+
+
+async def test_sockets_without_a_key_hold_no_call_slot_and_must_authenticate_in_time(make_settings):
+    settings = make_settings(api_keys=("secret-key",), max_calls=2, auth_timeout_s=2.0)
+    with running_gateway(settings) as address:
+        keyless = [await connect(f"ws://{address}/ws/call") for _ in range(4)]  # never send a start
+        opened = asyncio.get_running_loop().time()
+        async with connect(f"ws://{address}/ws/call", additional_headers={"Authorization": "Bearer secret-key"}) as ws:
+            await ws.send(json.dumps({"event": "start", "call_id": "auth-in", "sample_rate": 8000}))
+            await ws.send(silence(0.2, 8000))
+            await ws.send(json.dumps({"event": "stop"}))
+            assert await close_code(ws) == 1000  # not 1013: the keyless sockets hold no slot
+        for ws in keyless:
+            assert await close_code(ws) == 1008
+            assert ws.close_reason == "authentication timeout"
+        assert asyncio.get_running_loop().time() - opened < 2.0 + 3.0
+        # Capacity still refuses authenticated calls beyond max_calls with 1013.
+        held = [await connect(f"ws://{address}/ws/call?token=secret-key") for _ in range(2)]
+        third = await connect(f"ws://{address}/ws/call?token=secret-key")
+        assert await close_code(third) == 1013
+        for ws in held:
+            await ws.close()

@@ -68,9 +68,10 @@ _ANSWERS: dict[type, type] = {OpenAudio: AudioOpened, Speak: PromptPlayed, Flush
 class CallCore:
     def __init__(self, adapter: Adapter, settings: Settings, metrics: Metrics, *, opened_at: float,
                  dialogues: Any = None,
-                 new_report_id: Callable[[], str] | None = None) -> None:
+                 new_report_id: Callable[[], str] | None = None, start_by: float | None = None) -> None:
         """`opened_at`: when the connection was accepted (the maximum duration counts from it);
-        `dialogues`: the configured flows (gateway.calls.flow_call.Dialogues), if any."""
+        `dialogues`: the configured flows (gateway.calls.flow_call.Dialogues), if any;
+        `start_by`: a connection not yet authenticated must start (with its key) by then."""
         self.adapter = adapter
         self.settings = settings
         self.metrics = metrics
@@ -89,6 +90,7 @@ class CallCore:
         self.answer_due_audio: float | None = None
         self.playing_until = 0.0  # when the prompt audio sent to the platform ends (estimated)
         self._ends_at = opened_at + settings.max_call_s
+        self._start_by = start_by
         self._now = opened_at
         self._position = 0.0
         self._heard_audio = False
@@ -112,6 +114,8 @@ class CallCore:
         if remaining <= 0:
             return 0.0
         wait = min(self.settings.idle_timeout_s, remaining)
+        if self.start is None and self._start_by is not None:
+            wait = min(wait, max(self._start_by - now, 0.0))
         if self.answer_deadline is not None:
             wait = min(wait, max(self.answer_deadline - now, 0.0))
         return wait
@@ -233,6 +237,9 @@ class CallCore:
         now = self._now
         if self.answer_deadline is not None and now >= self.answer_deadline:
             yield from self._no_input()
+        elif self.start is None and self._start_by is not None and now >= self._start_by:
+            self.metrics.count_refusal("auth")
+            yield from self._end("authentication timeout", CLOSE_POLICY, reason="authentication timeout")
         elif now >= self._ends_at:
             yield from self._end("maximum call duration reached", CLOSE_NORMAL)
         else:

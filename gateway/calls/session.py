@@ -69,24 +69,20 @@ class CallSession:
     async def run(self) -> None:
         svc, settings = self.services, self.services.settings
         await self.ws.accept()
-        lag = svc.registry.max_decode_lag()
-        if settings.max_decode_lag_s and lag > settings.max_decode_lag_s:
-            # Recognition already trails real time: one more call would degrade every call.
-            svc.metrics.count_refusal("overload")
-            log.warning("refused %s call: recognition is %.1f s behind real time", self.adapter.name, lag)
-            await self._close(CLOSE_TRY_AGAIN, f"gateway overloaded (recognition {lag:.1f} s behind), try again later")
+        opened_at = time.monotonic()
+        deferred = self.verdict is Verdict.DEFERRED
+        # A connection authenticated on the upgrade takes its call slot now; one whose key may
+        # come in the protocol holds none until it authenticates, and must do so in time.
+        if not deferred and not await self._admit():
             return
-        self.live = svc.registry.open(self.adapter.name)
-        if self.live is None:
-            svc.metrics.count_refusal("capacity")
-            log.warning("refused %s call: at capacity (%d calls)", self.adapter.name, settings.max_calls)
-            await self._close(CLOSE_TRY_AGAIN, f"gateway at capacity ({settings.max_calls} calls), try again later")
-            return
-        svc.metrics.count_call(self.adapter.name)
-        self.core = CallCore(self.adapter, settings, svc.metrics, opened_at=time.monotonic(),
-                             dialogues=svc.dialogues, new_report_id=reports.new_report_id)
+        self.core = CallCore(self.adapter, settings, svc.metrics, opened_at=opened_at,
+                             dialogues=svc.dialogues, new_report_id=reports.new_report_id,
+                             start_by=opened_at + settings.auth_timeout_s if deferred else None)
         try:
             await self._receive_loop()
+        except WebSocketDisconnect:
+            # The peer closed while we were sending or closing: a hang-up, whatever the moment.
+            self.connected = self.can_send = False
         except Exception:
             log.exception("call %s failed", self.core.call_id)
             await self._do(self.core.handle(Failed()))
@@ -97,33 +93,57 @@ class CallSession:
                 await self._do(self.core.handle(Finished(outcome, position, time.monotonic())))
                 await self.rec.close()
             finally:
-                svc.registry.close(self.live)
+                if self.live is not None:
+                    svc.registry.close(self.live)
+
+    async def _admit(self) -> bool:
+        """Admission: a call slot unless recognition lags or the gateway is full (closed 1013)."""
+        svc, settings = self.services, self.services.settings
+        lag = svc.registry.max_decode_lag()
+        if settings.max_decode_lag_s and lag > settings.max_decode_lag_s:
+            # Recognition already trails real time: one more call would degrade every call.
+            svc.metrics.count_refusal("overload")
+            log.warning("refused %s call: recognition is %.1f s behind real time", self.adapter.name, lag)
+            await self._close(CLOSE_TRY_AGAIN, f"gateway overloaded (recognition {lag:.1f} s behind), try again later")
+            return False
+        self.live = svc.registry.open(self.adapter.name)
+        if self.live is None:
+            svc.metrics.count_refusal("capacity")
+            log.warning("refused %s call: at capacity (%d calls)", self.adapter.name, settings.max_calls)
+            await self._close(CLOSE_TRY_AGAIN, f"gateway at capacity ({settings.max_calls} calls), try again later")
+            return False
+        svc.metrics.count_call(self.adapter.name)
+        return True
 
     async def _receive_loop(self) -> None:
-        core, live, max_bytes = self.core, self.live, self.services.settings.max_message_bytes
-        assert core is not None and live is not None
+        core, max_bytes = self.core, self.services.settings.max_message_bytes
+        assert core is not None
         while self.connected:
+            live = self.live  # None until a connection without a key on the upgrade authenticates
             now = time.monotonic()
             wait = core.timeout(now)
             if wait <= 0:
                 await self._do(core.handle(Tick(now)))
                 continue
-            live.waiting = True
+            if live is not None:
+                live.waiting = True
             try:
                 async with asyncio.timeout(wait):  # cheaper than wait_for: no task per message
                     message = await self.ws.receive()
             except TimeoutError:
                 now = time.monotonic()
-                live.caught_up(now)
+                if live is not None:
+                    live.caught_up(now)
                 await self._do(core.handle(Tick(now)))
                 continue
             if message["type"] == "websocket.disconnect":
                 self.connected = False
                 return
             received_at = time.monotonic()
-            live.waiting = False
-            if received_at - now > 0.005:
-                live.caught_up(received_at)  # we waited for this message: nothing was queued
+            if live is not None:
+                live.waiting = False
+                if received_at - now > 0.005:
+                    live.caught_up(received_at)  # we waited for this message: nothing was queued
             data, text = message.get("bytes"), message.get("text")
             size = len(data) if data is not None else len((text or "").encode())
             if size > max_bytes:
@@ -164,6 +184,9 @@ class CallSession:
                 continue
             if isinstance(event, CallStart):
                 authorized = self.verdict is not Verdict.DEFERRED or self.services.auth.check_key(event.token)
+                if authorized and self.live is None and not await self._admit():
+                    self.connected = False  # authenticated, but no slot: refused (1013) as on the upgrade
+                    return
                 svc = self.services
                 await self._do(core.handle(CallStarted(event, authorized, time.monotonic(), svc.now(), svc.records)))
             elif isinstance(event, ConfigUpdate):
@@ -277,5 +300,5 @@ class CallSession:
         if self.can_send and self.ws.application_state == WebSocketState.CONNECTED:
             try:
                 await self.ws.close(code, reason[:120])  # a close reason must fit in 123 bytes
-            except (RuntimeError, OSError):
-                pass
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.can_send = False  # the peer closed first: the call is over either way

@@ -163,7 +163,7 @@ def json_schema() -> dict[str, Any]:
             "value": {"type": "string"},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
             "turn": {"type": "integer", "minimum": 0},
-            "source": {"enum": ["speech", "dtmf", "record", "caller_id", "derived"]},
+            "source": {"enum": ["speech", "text", "dtmf", "record", "caller_id", "derived"]},
         },
         "required": ["value", "confidence", "turn", "source"],
     }

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Union
 
-Source = Literal["speech", "dtmf", "record", "caller_id", "derived"]
+# speech: recognized; text: typed (a chat channel, the generic `text` event); dtmf: keypad
+Source = Literal["speech", "text", "dtmf", "record", "caller_id", "derived"]
 # "complete", "partial", "transferred", "refused", or an outcome the flow defines ("problem")
 ReportStatus = str
 

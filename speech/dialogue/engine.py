@@ -47,6 +47,10 @@ class Extractor(Protocol):
     def extract(self, text: str, context: CallContext) -> Extraction: ...
 
 
+# The caller's own words, recognized or typed.
+SAID: tuple[Source, ...] = ("speech", "text")
+
+
 @dataclass(frozen=True)
 class _Value:
     value: str
@@ -135,7 +139,8 @@ class Dialogue:
         if not text.strip():
             return self.on_no_input()
         self._buffer = ""
-        return self._utterance(text, "speech", confidence)
+        # A recognizer gives a confidence; text without one was typed (chat channel, `text` event).
+        return self._utterance(text, "speech" if confidence is not None else "text", confidence)
 
     def on_dtmf(self, digits: str) -> list[Action]:
         """Keypad: digits (one per event or several), '*' = the slot's star (X in an ID), '#' ends the entry."""
@@ -540,7 +545,7 @@ class Dialogue:
             return
         for slot, rec_fields in spec.sounds_like.items():
             current = self._values.get(slot)
-            if current is None or current.source not in ("speech", "derived") or slot in self._corrected:
+            if current is None or current.source not in (*SAID, "derived") or slot in self._corrected:
                 continue
             match = best_match(current.value, [getattr(record, f) for f in rec_fields])
             if match is not None:
@@ -597,7 +602,7 @@ class Dialogue:
             value = self._values[slot]
             if value.source == "record":
                 if value.explicit:
-                    self._values[slot] = replace(value, source="speech")
+                    self._values[slot] = replace(value, source="speech" if self._voice else "text")
                 else:
                     del self._values[slot]
         self._suggested.clear()
@@ -700,7 +705,7 @@ class Dialogue:
 
     def _recheck_due(self, slot: str) -> bool:
         value = self._values.get(slot)
-        return (value is not None and not value.checked and value.source == "speech"
+        return (value is not None and not value.checked and value.source in SAID
                 and self._can_recheck(slot) and self._rechecked.get(slot, 0) == 0)
 
     def _can_recheck(self, slot: str) -> bool:
@@ -765,7 +770,7 @@ class Dialogue:
             spec = self._specs.get(slot)
             current = self._values.get(slot)
             if (spec is None or not spec.recheck or spec.hints == self._hints or current is None
-                    or not current.checked or current.source not in ("speech", "record")
+                    or not current.checked or current.source not in (*SAID, "record")
                     or current.value == found.value):
                 continue
             rejected = current.value in self._rejected.get(slot, set())
@@ -791,7 +796,7 @@ class Dialogue:
                 return slot
         for slot in () if assumed_only else order:
             value = self._values.get(slot)
-            if (value is not None and slot not in self._doubted and value.source == "speech"
+            if (value is not None and slot not in self._doubted and value.source in SAID
                     and self._specs[slot].recheck and self._can_recheck(slot)):
                 return slot
         return None

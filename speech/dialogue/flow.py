@@ -22,7 +22,7 @@ from speech.dialogue.records import PolicyRecord
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_][A-Za-z0-9_]*))?\}")
 RECORD_FIELDS = tuple(f.name for f in fields(PolicyRecord))
 DEFAULT_SOURCES = ("caller_number",)
-VALUE_SOURCES = ("speech", "dtmf", "record", "caller_id", "derived")
+VALUE_SOURCES = ("speech", "text", "dtmf", "record", "caller_id", "derived")
 
 
 class FlowError(ValueError):
