@@ -8,6 +8,8 @@ the caller hears and answers, including the last one before the hang-up.
 
 from __future__ import annotations
 
+import os
+
 import importlib.util
 import json
 import statistics
@@ -27,7 +29,7 @@ from speech.dialogue.records import RecordIndex, load_policies_csv
 from speech.understanding.types import CallContext
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "eval"
+SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "eval"
 
 # simcaller.py, verbatim in substance
 SLOTS = ["reporter_name", "reporter_phone", "relationship", "insured_name", "insured_id_number",

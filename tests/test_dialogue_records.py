@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import json
 import time
 from datetime import date
@@ -11,7 +13,7 @@ import pytest
 
 from speech.dialogue.records import PolicyCsvError, PolicyRecord, RecordIndex, edit_distance, load_policies_csv
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "eval"
+SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "eval"
 POLICIES = SHARED / "policies_dev.csv"
 
 

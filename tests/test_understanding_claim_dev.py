@@ -11,6 +11,8 @@ slots its template mentions, all correctly. A read-back correction
 
 from __future__ import annotations
 
+import os
+
 import json
 import re
 from collections import defaultdict
@@ -24,7 +26,7 @@ from speech.understanding.claims import ClaimReader
 from speech.understanding.claims import ROLES as SLOTS
 from speech.understanding.types import CallContext
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+EVAL = Path(os.environ.get("GATEWAY_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "eval"
 PERSONAS = EVAL / "claim_dev.jsonl"
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 STYLES = ("chat", "asr_chars", "asr_pairs")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import json
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from speech.understanding.claims import ClaimReader, compact_text
 from speech.understanding.hospitals import HospitalDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+EVAL = Path(os.environ.get("GATEWAY_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")) / "eval"
 
 
 @pytest.fixture(scope="module")
