@@ -9,7 +9,6 @@ the caller hears and answers, including the last one before the hang-up.
 from __future__ import annotations
 
 import os
-
 import importlib.util
 import json
 import statistics

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 import json
 import time
 from datetime import date

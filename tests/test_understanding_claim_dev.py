@@ -12,7 +12,6 @@ slots its template mentions, all correctly. A read-back correction
 from __future__ import annotations
 
 import os
-
 import json
 import re
 from collections import defaultdict
