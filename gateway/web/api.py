@@ -110,9 +110,7 @@ async def list_reports(request: Request) -> Response:
     if status and status not in reports.STATUSES:
         return _error(400, f"status must be one of {', '.join(reports.STATUSES)}")
     try:
-        limit = min(max(int(q.get("limit", 50)), 1), 500)
-        offset = max(int(q.get("offset", 0)), 0)
-        since, until = _parse_time(q.get("since"), "since"), _parse_time(q.get("until"), "until")
+        limit, offset, since, until = _page_and_period(q)
     except ValueError as exc:
         return _error(400, str(exc) if "ISO" in str(exc) else "limit and offset must be whole numbers")
     total, rows = await reports.listing(
@@ -122,6 +120,13 @@ async def list_reports(request: Request) -> Response:
     show = may_see_pii(request, services)
     return JSONResponse({"total": total, "limit": limit, "offset": offset,
                          "reports": [reports.public(r, show_pii=show) for r in rows]})
+
+
+def _page_and_period(q) -> tuple[int, int, datetime | None, datetime | None]:
+    """?limit= (1..500), ?offset=, ?since=, ?until= of a listing; ValueError names what is wrong."""
+    limit = min(max(int(q.get("limit", 50)), 1), 500)
+    offset = max(int(q.get("offset", 0)), 0)
+    return limit, offset, _parse_time(q.get("since"), "since"), _parse_time(q.get("until"), "until")
 
 
 async def get_report(request: Request) -> Response:
@@ -145,9 +150,7 @@ async def list_results(request: Request) -> Response:
         return _error(401, "missing or invalid API key")
     q = request.query_params
     try:
-        limit = min(max(int(q.get("limit", 50)), 1), 500)
-        offset = max(int(q.get("offset", 0)), 0)
-        since, until = _parse_time(q.get("since"), "since"), _parse_time(q.get("until"), "until")
+        limit, offset, since, until = _page_and_period(q)
     except ValueError as exc:
         return _error(400, str(exc) if "ISO" in str(exc) else "limit and offset must be whole numbers")
     total, rows = await results.query(
