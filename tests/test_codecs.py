@@ -78,14 +78,12 @@ def test_odd_pcm16_is_a_codec_error() -> None:
     assert issubclass(CodecError, ValueError)
 
 
-def test_frame_decoding_is_fast() -> None:
-    import time
-
-    frame = bytes(range(160))  # 20 ms at 8 kHz
-    start = time.perf_counter()
-    for _ in range(2000):
-        ulaw_decode(frame)
-    assert (time.perf_counter() - start) / 2000 < 200e-6
+def test_frame_decoding_is_a_table_lookup() -> None:
+    # its speed is in bench/shell_frame_cost.py; here: every byte maps, and the map is total
+    frame = bytes(range(256))
+    pcm = ulaw_decode(frame)
+    assert len(pcm) == 2 * 256
+    assert ulaw_decode(frame * 3) == pcm * 3
 
 
 # -- WAV reading ------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 import wave
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,14 +70,11 @@ def test_to_pinyin(text: str, expected: str) -> None:
 @pytest.mark.parametrize("rate", [8000, 16000])
 def test_espeak_speaks_a_chinese_prompt(rate: int) -> None:
     synth = EspeakPinyinSynthesizer(sample_rate=rate)
-    started = time.monotonic()
     pcm = synth.synthesize(PROMPT)
-    elapsed = time.monotonic() - started
     seconds = len(pcm) / 2 / rate
     assert synth.sample_rate == rate and len(pcm) % 2 == 0
     assert 19 * 0.15 < seconds < 19 * 0.6, seconds  # 19 syllables at 2-6 a second, plus pauses
     assert rms(pcm) > 1000  # speech, not silence (about -18 dBFS measured)
-    assert elapsed < seconds  # faster than real time with a wide margin (measured ~0.005 CPU s/s)
 
 
 def test_espeak_rates_agree_and_punctuation_pauses() -> None:
