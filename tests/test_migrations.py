@@ -151,7 +151,7 @@ async def test_a_database_from_before_migrations_is_recognized_and_keeps_every_r
     try:
         found = await migrate.state(engine)
         assert (found.current, found.word, found.stamped) == ("0001", "behind", False)
-        assert await migrate.upgrade(engine) == migrate.head_revision() == "0003"
+        assert await migrate.upgrade(engine) == migrate.head_revision()
         assert (await migrate.state(engine)).word == "head"
 
         async with engine.connect() as conn:
@@ -192,10 +192,10 @@ async def test_an_empty_database_is_built_to_head_and_upgrading_again_does_nothi
     engine = create_engine(test_database)
     try:
         assert (await migrate.state(engine)).word == "empty"
-        assert await migrate.upgrade(engine) == "0003"
-        assert await migrate.upgrade(engine) == "0003"
+        assert await migrate.upgrade(engine) == migrate.head_revision()
+        assert await migrate.upgrade(engine) == migrate.head_revision()
         found = await migrate.state(engine)
-        assert (found.current, found.word, found.stamped) == ("0003", "head", True)
+        assert (found.current, found.word, found.stamped) == (migrate.head_revision(), "head", True)
         async with engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         assert tables == {"alembic_version", "calls", "transcript_segments", "policies", "flow_results", "outbox"}
@@ -214,7 +214,7 @@ async def test_two_gateways_upgrading_at_once_migrate_once(test_database, caplog
         else:
             # SQLite serves one gateway process: upgrading again must be a no-op.
             ends = [await migrate.upgrade(e) for e in engines]
-        assert ends == ["0003", "0003"]
+        assert ends == [migrate.head_revision()] * 2
         applied = [r.getMessage() for r in caplog.records if "Running upgrade 0001 -> 0002" in r.getMessage()]
         assert len(applied) == 1, applied
         total, _ = await reports.listing(engines[0])
@@ -239,9 +239,9 @@ async def test_db_current_and_db_upgrade_on_the_command_line(test_database):
 
     upgraded = _cli(test_database, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.strip() == "0003 head (upgraded from 0001)"
-    assert _cli(test_database, "db", "current").stdout.strip() == "0003 head"
-    assert _cli(test_database, "db", "upgrade").stdout.strip() == "0003 head (nothing to do)"
+    assert upgraded.stdout.strip() == f"{migrate.head_revision()} head (upgraded from 0001)"
+    assert _cli(test_database, "db", "current").stdout.strip() == f"{migrate.head_revision()} head"
+    assert _cli(test_database, "db", "upgrade").stdout.strip() == f"{migrate.head_revision()} head (nothing to do)"
 
 
 async def test_serve_without_auto_upgrade_refuses_an_old_schema_in_one_line(test_database):
@@ -308,7 +308,8 @@ async def test_two_db_upgrade_processes_at_once_migrate_once(test_database):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outcomes = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outcomes
-    assert sorted(out.strip() for out, _ in outcomes) == ["0003 head (nothing to do)", "0003 head (upgraded from 0001)"]
+    assert sorted(out.strip() for out, _ in outcomes) == [f"{migrate.head_revision()} head (nothing to do)",
+                                                          f"{migrate.head_revision()} head (upgraded from 0001)"]
     engine = create_engine(test_database)
     try:
         assert (await reports.listing(engine))[0] == 2 and len(await outbox.pending(engine)) == 2

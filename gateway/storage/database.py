@@ -41,6 +41,7 @@ calls = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("end_reason", String(128)),
     Column("audio_seconds", Float, nullable=False, default=0.0),
+    Column("instance_id", String(36), index=True),  # the process that runs the call (instances)
 )
 
 transcript_segments = Table(
@@ -93,6 +94,31 @@ flow_results = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True)),
+    Column("instance_id", String(36), index=True),  # the process that runs the call (instances)
+)
+
+# Running gateway and scheduler processes, with a heartbeat: what a dead one left open
+# (calls, results in progress) is closed by a live one.
+instances = Table(
+    "instances",
+    metadata,
+    Column("instance_id", String(36), primary_key=True),
+    Column("role", String(32), nullable=False),  # gateway, scheduler
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("stopped_at", DateTime(timezone=True)),
+)
+
+# An outside provider's access token (WeChat's), one for every process sharing the database.
+provider_tokens = Table(
+    "provider_tokens",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("token", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 # Deliveries, written by their producer in the same transaction as the change they carry,
