@@ -69,3 +69,34 @@ async def test_a_vosk_server_client_recognizes_a_phone_clip_on_both(tmp_path, ma
         for uri in (f"ws://{address}", f"ws://127.0.0.1:{vosk_port}"):
             final = check_protocol(await run_test(uri, str(wav)))
             assert character_error_rate(row["spoken_transcript"], final["text"]) <= 0.25, final
+
+
+async def test_served_connections_have_nagle_off() -> None:
+    """Sockets the gateway binds itself: accepted connections get TCP_NODELAY from asyncio, so a
+    small reply (a partial result, a prompt event) is not held back for the peer's delayed ACK."""
+    import asyncio
+    import socket
+
+    from gateway.web.vosk_port import bind_sockets
+
+    (sock,) = bind_sockets("127.0.0.1", [0])
+    seen: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    sock.listen()
+    server = await asyncio.start_server(handle, sock=sock)
+    try:
+        port = sock.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.02)
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert seen and seen[0] != 0

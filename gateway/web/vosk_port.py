@@ -33,7 +33,9 @@ def bind_sockets(host: str, ports: list[int]) -> list[socket.socket]:
     sockets = []
     try:
         for port in ports:
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            # IPPROTO_TCP said, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
+            # say so, and with Nagle on every small reply waited ~40 ms for the peer's delayed ACK
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
