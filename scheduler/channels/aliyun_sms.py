@@ -189,7 +189,7 @@ def provider_time(value: Any, zone: str = "Asia/Shanghai") -> datetime:
     return datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo(zone)).astimezone(timezone.utc)
 
 
-def _items(payload: Any, what: str) -> list[Mapping[str, Any]]:
+def json_items(payload: Any, what: str) -> list[Mapping[str, Any]]:
     if isinstance(payload, Mapping):  # one item, not in a list: accepted
         payload = [payload]
     if not isinstance(payload, list) or not all(isinstance(i, Mapping) for i in payload):
@@ -208,7 +208,7 @@ def _truthy(value: Any) -> bool:
 def parse_sms_report(payload: Any, zone: str = "Asia/Shanghai") -> list[Receipt]:
     """SmsReport items (phone_number, success, biz_id, out_id, err_code, err_msg, report_time, ...)."""
     receipts = []
-    for n, item in enumerate(_items(payload, "SmsReport")):
+    for n, item in enumerate(json_items(payload, "SmsReport")):
         if "success" not in item or not (item.get("biz_id") or item.get("out_id")):
             raise ValueError(f"SmsReport item {n}: needs success and biz_id or out_id")
         ok = _truthy(item["success"])
@@ -226,7 +226,7 @@ def parse_sms_report(payload: Any, zone: str = "Asia/Shanghai") -> list[Receipt]
 def parse_sms_up(payload: Any, zone: str = "Asia/Shanghai") -> list[Reply]:
     """SmsUp items (phone_number, content, send_time, sign_name, dest_code, sequence_id)."""
     replies = []
-    for n, item in enumerate(_items(payload, "SmsUp")):
+    for n, item in enumerate(json_items(payload, "SmsUp")):
         if not item.get("phone_number") or "content" not in item:
             raise ValueError(f"SmsUp item {n}: needs phone_number and content")
         replies.append(Reply(provider=PROVIDER, sender=str(item["phone_number"]),
