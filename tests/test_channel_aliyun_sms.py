@@ -194,3 +194,29 @@ def test_malformed_reports_are_refused_with_a_reason(payload):
 def test_malformed_replies_are_refused_with_a_reason(payload):
     with pytest.raises(ValueError):
         parse_sms_up(payload)
+
+
+async def test_the_fake_runs_in_a_process_of_its_own_and_reports_its_log():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    script = Path(__file__).parent / "fakes" / "aliyun_sms.py"
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(proc.stdout.readline())["url"]
+        channel = AliyunSmsChannel(AliyunConfig(url, "LTAI-test-key", "test-secret-0123456789"), "保险服务")
+        try:
+            accepted = await channel.send(_message("d-proc"))
+            await channel.send(_message("d-proc"))  # the same OutId twice: one duplicate in the log
+        finally:
+            await channel.aclose()
+        async with httpx.AsyncClient() as client:
+            log = (await client.get(url + "/_fake/log")).json()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert log["sends"][0] == ["d-proc", accepted.provider_id] and log["duplicates"] == 1

@@ -23,12 +23,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .aliyun_sms import Behaviour, LoopbackServer, Sent, shanghai_time
+from .aliyun_sms import Behaviour, RawHttpServer, Sent, shanghai_time
 
 
 def tc3_expected_signature(secret_key: str, headers: dict[str, str], signed: list[str], body: bytes,
@@ -56,7 +55,7 @@ class FakeTencentSms:
         self._script: collections.deque[Behaviour] = collections.deque()
         self._lock = threading.Lock()
         self._counter = 0
-        self._server = LoopbackServer(Starlette(routes=[Route("/", self._endpoint, methods=["POST"])]))
+        self._server = RawHttpServer([Route("/", self._endpoint, methods=["POST"])])
         self.url = self._server.url
 
     def __enter__(self):

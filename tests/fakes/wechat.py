@@ -25,12 +25,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .aliyun_sms import Behaviour, LoopbackServer, Sent
+from .aliyun_sms import Behaviour, RawHttpServer, Sent
 
 DEDUPE_S = 600.0
 
@@ -59,10 +58,10 @@ class FakeWechat:
         self._script: collections.deque[Behaviour] = collections.deque()
         self._lock = threading.Lock()
         self._msgid = 200000000
-        self._server = LoopbackServer(Starlette(routes=[
+        self._server = RawHttpServer([
             Route("/cgi-bin/stable_token", self._stable_token, methods=["POST"]),
             Route("/cgi-bin/message/template/send", self._template_send, methods=["POST"]),
-        ]))
+        ])
         self.url = self._server.url
 
     def __enter__(self):
