@@ -222,3 +222,41 @@ def test_the_gateway_serves_the_hooks_and_masks_their_secret_in_logs():
     assert {"/hooks/wechat", "/hooks/aliyun/sms-report/{secret}", "/hooks/tencent/sms-status/{secret}"} <= paths
     line = redact(f'127.0.0.1:50000 - "POST /hooks/aliyun/sms-report/{SECRET} HTTP/1.1" 200')
     assert SECRET not in line and "/hooks/aliyun/sms-report/***" in line
+
+
+async def test_tencent_receipts_arrive_at_the_sink_after_a_real_send(hooks, sink):
+    from scheduler.channels.tencent_sms import TencentSmsChannel
+
+    with FakeTencentSms() as fake:
+        fake.auto_report_url = hooks.hook("tencent/sms-status")
+        channel = TencentSmsChannel(endpoint=fake.url, secret_id=fake.secret_id, secret_key=fake.secret_key,
+                                    app_id=fake.app_id, sign_name="保险服务")
+        try:
+            accepted = await channel.send(OutboundMessage("t-e2e", "sms", "13812345678", "1001", {"1": "x"}, "您好"))
+        finally:
+            await channel.aclose()
+        [receipt] = sink.wait_receipts(1)
+    assert (receipt.provider, receipt.status, receipt.provider_id) == ("tencent_sms", "delivered", accepted.provider_id)
+
+
+async def test_wechat_receipts_arrive_at_the_sink_after_a_real_send(hooks, sink, test_database):
+    from gateway.storage import migrate
+    from gateway.storage.database import create_engine
+    from scheduler.channels.wechat import WechatTemplateChannel
+    from scheduler.channels.wechat_token import StableTokenClient, WechatTokenHolder
+
+    engine = create_engine(test_database)
+    await migrate.upgrade(engine)
+    client = httpx.AsyncClient(timeout=5)
+    try:
+        with FakeWechat() as fake:
+            fake.auto_event_url, fake.auto_event_token = f"{hooks.url}/hooks/wechat", WECHAT_TOKEN
+            tokens = WechatTokenHolder(engine, StableTokenClient(fake.url, fake.app_id, fake.app_secret, client))
+            channel = WechatTemplateChannel(fake.url, tokens, client=client)
+            accepted = await channel.send(OutboundMessage("w-e2e", "wechat", "oFollower1", "TPL", {"first": "您好"},
+                                                          "您好"))
+            [receipt] = sink.wait_receipts(1)
+    finally:
+        await client.aclose()
+        await engine.dispose()
+    assert (receipt.provider, receipt.status, receipt.provider_id) == ("wechat", "delivered", accepted.provider_id)

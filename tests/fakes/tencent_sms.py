@@ -50,6 +50,9 @@ class FakeTencentSms:
         # Whether status callbacks carry the send's SessionContext (the documented ones do not).
         self.echo_session_context = echo_session_context
         self.delay_s = 0.0
+        self.auto_report_url: str | None = None  # push a status callback for every accepted send here
+        self.auto_report_success = True
+        self._pushes: set[asyncio.Task] = set()
         self.requests: list[dict[str, Any]] = []
         self.sends: list[Sent] = []
         self._script: collections.deque[Behaviour] = collections.deque()
@@ -165,6 +168,10 @@ class FakeTencentSms:
                             {"params": list(fields.get("TemplateParamSet") or [])}, serial, datetime.now(timezone.utc),
                             fields)
                 self.sends.append(sent)
+            if self.auto_report_url:
+                task = asyncio.create_task(self._auto_report(sent))
+                self._pushes.add(task)
+                task.add_done_callback(self._pushes.discard)
             statuses.append({"SerialNo": serial, "PhoneNumber": number, "Fee": 1,
                              "SessionContext": fields.get("SessionContext", ""), "Code": "Ok",
                              "Message": "send success", "IsoCode": "CN"})
@@ -172,6 +179,13 @@ class FakeTencentSms:
             await asyncio.sleep(behaviour.seconds)
         outcome = ",".join(s["Code"] for s in statuses) or "empty"
         return self._answer({"SendStatusSet": statuses}, fields, outcome)
+
+    async def _auto_report(self, sent: Sent) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                await client.post(self.auto_report_url or "", json=[self.status_item(sent, self.auto_report_success)])
+        except httpx.HTTPError:
+            pass
 
     @staticmethod
     def _check(fields: dict[str, Any], number: str) -> str:

@@ -50,6 +50,11 @@ class FakeWechat:
         self.refused = refused or set()  # openids that refused template messages (43101)
         self.templates = templates  # None: any non-empty template id
         self.delay_s = 0.0
+        # Push TEMPLATESENDJOBFINISH for every delivered send to this URL, signed with this token.
+        self.auto_event_url: str | None = None
+        self.auto_event_token = ""
+        self.auto_event_status = "success"
+        self._pushes: set[asyncio.Task] = set()
         self.requests: list[dict[str, Any]] = []
         self.sends: list[Sent] = []
         self.token_requests: list[bool] = []  # force_refresh of each stable_token call
@@ -182,12 +187,27 @@ class FakeWechat:
                 msgid, outcome = self._msgid, "ok"
                 if client_msg_id:
                     self._dedupe[(openid, client_msg_id)] = (now, msgid)
-                self.sends.append(Sent("template_send", client_msg_id, openid, body["template_id"],
-                                       body.get("data") or {}, str(msgid), datetime.now(timezone.utc), body))
+                sent = Sent("template_send", client_msg_id, openid, body["template_id"],
+                            body.get("data") or {}, str(msgid), datetime.now(timezone.utc), body)
+                self.sends.append(sent)
+                if self.auto_event_url:
+                    task = asyncio.create_task(self._auto_event(sent))
+                    self._pushes.add(task)
+                    task.add_done_callback(self._pushes.discard)
             self.requests.append({"body": body, "outcome": outcome})
         if behaviour and behaviour.kind == "hang":
             await asyncio.sleep(behaviour.seconds)
         return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+    async def _auto_event(self, sent: Sent) -> None:
+        query = self.signed_query(self.auto_event_token)
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                await client.post(self.auto_event_url or "", params=query,
+                                  content=self.template_finished(sent, self.auto_event_status),
+                                  headers={"Content-Type": "text/xml"})
+        except httpx.HTTPError:
+            pass
 
     def _check(self, body: Any) -> tuple[int, str] | None:
         if not isinstance(body, dict):
