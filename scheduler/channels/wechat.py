@@ -54,10 +54,11 @@ class WechatTemplateChannel:
     kind = "wechat"
 
     def __init__(self, api_base: str, tokens: WechatTokenHolder, *, client: httpx.AsyncClient | None = None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, close_client: bool | None = None) -> None:
         self.url = api_base.rstrip("/") + "/cgi-bin/message/template/send"
         self.tokens = tokens
-        self._own_client = client is None
+        # Closed by aclose() when made here (or when the factory hands over one it made).
+        self._own_client = client is None if close_client is None else close_client
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
 
     @staticmethod
@@ -177,6 +178,4 @@ def from_settings(settings: Any, engine: Any, *, client: httpx.AsyncClient | Non
     http = client or httpx.AsyncClient(timeout=settings.provider_timeout_s)
     fetch = StableTokenClient(settings.wechat_api_base, settings.wechat_app_id, settings.wechat_app_secret, http)
     tokens = WechatTokenHolder(engine, fetch, name=f"wechat:{settings.wechat_app_id}")
-    channel = WechatTemplateChannel(settings.wechat_api_base, tokens, client=http)
-    channel._own_client = client is None  # the channel closes the client it made
-    return channel
+    return WechatTemplateChannel(settings.wechat_api_base, tokens, client=http, close_client=client is None)
