@@ -22,6 +22,8 @@ _PATTERNS = (
     re.compile(r"(?i)(\bx-api-key['\"]?\s*[:=]\s*['\"]?)([^\s\"',;&]+)"),
     # Authorization: <scheme-less value>
     re.compile(r"(?i)(\bauthorization['\"]?\s*[:=]\s*['\"]?)(?!bearer\s)([^\s\"',;&]+)"),
+    # the secret last segment of the provider webhooks (/hooks/aliyun/sms-report/<secret>)
+    re.compile(r"(/hooks/(?:aliyun|tencent)/[\w-]+/)([^\s\"'?/#]+)"),
 )
 
 

@@ -109,6 +109,28 @@ class Settings:
     # `gateway serve` migrates the database to the newest schema at start; off: it refuses an old one.
     db_auto_upgrade: bool = True
 
+    # Message channels (scheduler/channels/): provider endpoints and credentials, see README "Channels".
+    aliyun_access_key_id: str = ""
+    aliyun_access_key_secret: str = ""
+    aliyun_sms_endpoint: str = "https://dysmsapi.aliyuncs.com"
+    aliyun_sms_sign_name: str = ""
+    aliyun_voice_endpoint: str = "https://dyvmsapi.aliyuncs.com"
+    aliyun_voice_show_number: str = ""  # CalledShowNumber of voice notifications; empty: the public pool
+    tencent_secret_id: str = ""
+    tencent_secret_key: str = ""
+    tencent_sms_endpoint: str = "https://sms.tencentcloudapi.com"
+    tencent_sms_region: str = "ap-guangzhou"
+    tencent_sms_app_id: str = ""
+    tencent_sms_sign_name: str = ""
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_app_id: str = ""
+    wechat_app_secret: str = ""
+    wechat_token: str = ""  # the server token WeChat signs its pushes with
+    # The secret path segment of the webhooks of providers that do not sign their pushes (Aliyun, Tencent).
+    provider_hook_secret: str = ""
+    provider_timeout_s: float = 10.0
+    sms_opt_out_line: str = "拒收请回复R"  # appended to marketing SMS
+
     def __post_init__(self) -> None:
         if self.vosk_server_port and self.vosk_server_port == self.port:
             raise SettingsError(f"vosk_server_port {self.vosk_server_port} is the main port; pick another, or 0 for off")

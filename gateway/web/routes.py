@@ -20,6 +20,7 @@ from gateway.telephony.freeswitch import FreeswitchAdapter
 from gateway.telephony.generic import GenericCallAdapter
 from gateway.telephony.twilio import TwilioAdapter
 from gateway.telephony.vosk_server import VoskServerAdapter
+from gateway.web.provider_hooks import provider_hook_routes
 
 log = logging.getLogger(__name__)
 
@@ -197,4 +198,7 @@ def routes() -> list[Route | WebSocketRoute]:
         ),
         WebSocketRoute("/ws/call", _call_endpoint(lambda ws, s: GenericCallAdapter())),
         WebSocketRoute("/ws/events", events_endpoint),
+        # Provider receipts and replies go to the sink the scheduler puts on app.state.receipt_sink (503 until then).
+        *provider_hook_routes(lambda request: getattr(request.app.state, "receipt_sink", None),
+                              lambda request: _services(request).settings),
     ]
