@@ -58,7 +58,7 @@ class EslCall:
     callee: EslCallee
     stream_command: str = ""
     metadata: dict | None = None
-    subprotocol: str | None = None
+    subprotocol: str | None = None  # what the stream asked for (mod_audio_fork always asks)
     prompts: int = 0  # playAudio / streamAudio messages from the gateway
     transcripts: list[str] = field(default_factory=list)  # final transcription texts sent back
     hangup_cause: str = ""
@@ -166,14 +166,14 @@ class FakeFreeswitch:
         if command.startswith("originate "):
             await self._originate(command, job)
         elif command.startswith(("uuid_audio_stream ", "uuid_audio_fork ")):
-            parts = command.split(" ", 5)
+            parts = command.split(" ", 6)  # <api> <uuid> start <url> <mix> <rate> <metadata>
             call = next((c for c in self.calls if c.uuid == parts[1]), None)
-            if call is None or len(parts) < 6 or parts[2] != "start":
+            if call is None or len(parts) < 7 or parts[2] != "start":
                 self._job_done(job, command, "-ERR no such channel\n")
                 return
             call.stream_command = command
             self._job_done(job, command, "+OK Success\n")
-            self._spawn(self._stream(call, parts[3], parts[5], fork=parts[0] == "uuid_audio_fork"))
+            self._spawn(self._stream(call, parts[3], parts[6], fork=parts[0] == "uuid_audio_fork"))
         elif command.startswith("uuid_kill "):
             self._job_done(job, command, "+OK\n")
         else:
@@ -210,12 +210,12 @@ class FakeFreeswitch:
 
     async def _stream(self, call: EslCall, url: str, metadata: str, fork: bool) -> None:
         callee = call.callee
-        call.metadata = json.loads(metadata)
-        answer = load_line_pcm(callee.answer) if callee.answer is not None else b""
         subprotocols = ["audio.drachtio.org"] if fork else None
         try:
+            call.metadata = json.loads(metadata)
+            answer = load_line_pcm(callee.answer) if callee.answer is not None else b""
             async with connect(url, subprotocols=subprotocols) as ws:  # type: ignore[arg-type]
-                call.subprotocol = ws.subprotocol
+                call.subprotocol = subprotocols[0] if subprotocols else None
                 await ws.send(metadata)
                 playing_until = [0.0]
                 state: dict = {"answer_at": None if callee.after_prompts else time.monotonic() + callee.after_s}
@@ -258,7 +258,8 @@ class FakeFreeswitch:
                         await listener
         except (ConnectionClosed, OSError):
             pass
-        self._hangup(call, "NORMAL_CLEARING")
+        finally:  # whatever went wrong, the call hangs up and says so
+            self._hangup(call, "NORMAL_CLEARING")
 
 
 def _reply(text: str) -> bytes:
