@@ -124,6 +124,8 @@ async def twilio_answer(request: Request) -> Response:
                                          delivery_id=delivery_id, raw={"AnsweredBy": answered_by}))
         return Response(machine_twiml(params.get("message") if leave else None), media_type="application/xml")
     parameters = {DELIVERY_PARAM: delivery_id, "flow": flow, "provider": PROVIDER, **params}
+    if form.get("To"):
+        parameters["caller"] = form["To"]  # the other party: whom the call's result is about
     if services.settings.api_keys:
         parameters["token"] = services.settings.api_keys[0]  # /ws/twilio authenticates in the protocol
     return Response(stream_twiml(services.settings.public_url, parameters), media_type="application/xml")
