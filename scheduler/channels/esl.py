@@ -208,8 +208,8 @@ class EslClient:
     """One inbound-mode connection, client side: `receive(bytes)` -> what happened; the `*_frame`
     methods give the bytes to write and remember which reply is whose."""
 
-    password: str
-    parser: EslParser = field(default_factory=EslParser)
+    password: str = field(repr=False)  # a secret: never in a repr or a log line
+    parser: EslParser = field(default_factory=EslParser, repr=False)
     state: str = "connecting"  # connecting -> authenticating -> ready | failed | closed
     _pending: list[str] = field(default_factory=list)  # tags of commands awaiting replies, in order
 
