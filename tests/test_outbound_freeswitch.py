@@ -54,6 +54,24 @@ async def test_busy_and_no_answer_become_receipts_and_the_uuid_is_ours() -> None
         await fs.aclose()
 
 
+async def test_a_connection_lost_before_the_reply_is_maybe_sent_and_the_next_send_reconnects() -> None:
+    sink = RecordingSink()
+    with fake_freeswitch() as fake:
+        fake.default_callee = EslCallee(result="busy")
+        fake.drop_next_originates = 1
+        fs = channel(fake, sink)
+        first, second = reminder("13900000021"), reminder("13900000022")
+        with pytest.raises(SendError) as exc:
+            await fs.send(first)
+        assert exc.value.maybe_sent and not exc.value.retryable  # reconciled from events, not dialled again
+        accepted = await fs.send(second)
+        assert accepted.provider_id == second.delivery_id
+        await asyncio.to_thread(fake.wait_done, 1)
+        assert [c.uuid for c in fake.calls] == [second.delivery_id]
+        assert [c for c in fake.commands if c == "auth ***"] == ["auth ***", "auth ***"]  # a new connection
+        await fs.aclose()
+
+
 async def test_connection_and_auth_failures_are_send_errors() -> None:
     sink = RecordingSink()
     port = free_port()  # nothing listens there

@@ -74,6 +74,7 @@ class FakeFreeswitch:
         self.calls: list[EslCall] = []
         self.commands: list[str] = []  # every command line received, auth masked
         self.auth_failures = 0
+        self.drop_next_originates = 0  # close the connection on this many originates, unanswered
         self._subscribers: set[asyncio.StreamWriter] = set()
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task] = set()
@@ -132,6 +133,10 @@ class FakeFreeswitch:
             return
         if text.startswith("bgapi "):
             job = headers.get("Job-UUID") or str(uuidlib.uuid4())
+            if text.startswith("bgapi originate ") and self.drop_next_originates > 0:
+                self.drop_next_originates -= 1  # the switch goes away before it answers
+                writer.close()
+                return
             writer.write(_reply(f"+OK Job-UUID: {job}"))
             self._spawn(self._job(text[len("bgapi "):], job))
             return
