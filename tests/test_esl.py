@@ -114,15 +114,18 @@ def test_originate_uses_our_delivery_id_as_the_call_uuid() -> None:
 
 def answered_event() -> esl.EslEvent:
     """CHANNEL_ANSWER as FreeSWITCH sends it for the call the originate above placed."""
-    line = originate_command(message(extra={"flow": "reminder_call"}), gateway="carrier", ring_timeout_s=25)
+    line = originate_command(message(extra={"flow": "reminder_call"}), gateway="carrier", ring_timeout_s=25,
+                             owner="proc-1")
     variables = dict(v.split("=", 1) for v in line[line.index("{") + 1:line.index("}")].split(","))
     return esl.EslEvent("CHANNEL_ANSWER", {"Unique-ID": UUID, **{f"variable_{k}": v for k, v in variables.items()}})
 
 
 @pytest.mark.parametrize("module, api", [("audio_stream", "uuid_audio_stream"), ("audio_fork", "uuid_audio_fork")])
 def test_answer_starts_the_stream_with_the_calls_metadata(module: str, api: str) -> None:
-    line = stream_command(answered_event(), module=module, stream_url="ws://gw:8000/ws/freeswitch")
+    line = stream_command(answered_event(), module=module, stream_url="ws://gw:8000/ws/freeswitch", owner="proc-1")
     assert line is not None
+    # another scheduler process hears the same event: it does not stream the call a second time
+    assert stream_command(answered_event(), module=module, stream_url="ws://g", owner="proc-2") is None
     parts = line.split(" ", 5)
     assert parts[:3] == [api, UUID, "start"] and parts[4] == "mono"
     assert parts[3] == f"ws://gw:8000/ws/freeswitch?module={module}&sample_rate=8000&call_id={UUID}"

@@ -8,7 +8,9 @@ CHANNEL_PROGRESS CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE`, then per reminder
                      originate_timeout=30,ignore_early_media=true}sofia/gateway/<gw>/<number> &park()
 
 Our delivery id is the call's uuid. The call's flow and params ride along as a channel variable
-(`reminder_call`, base64url JSON), so the events alone say what to do, also after a restart: on
+(`reminder_call`, base64url JSON), so the events alone say what to do; every Event Socket client
+hears every call's events, so only the channel that placed a call (`reminder_owner`, its
+instance id) streams it — several scheduler processes never stream one call twice. On
 CHANNEL_ANSWER the channel sends `uuid_audio_stream <uuid> start <ws url> mono 8k <metadata>`
 (or `uuid_audio_fork`, per `freeswitch_stream_module`), the metadata JSON carrying delivery_id,
 flow and params as the gateway's FreeSWITCH adapter reads them. Progress, answer and
@@ -24,6 +26,7 @@ import binascii
 import json
 import logging
 import re
+import uuid as uuidlib
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -42,6 +45,7 @@ MODULES = {"audio_stream": "uuid_audio_stream", "audio_fork": "uuid_audio_fork"}
 STREAM_RATE = 8000
 DELIVERY_VAR = "reminder_delivery_id"
 CALL_VAR = "reminder_call"
+OWNER_VAR = "reminder_owner"
 _NUMBER = re.compile(r"\+?[0-9]{3,20}")
 _UUID = re.compile(r"[A-Za-z0-9-]{8,64}")
 
@@ -71,7 +75,7 @@ def _unb64(text: str) -> dict[str, Any] | None:
 
 
 def originate_command(message: OutboundMessage, *, gateway: str, ring_timeout_s: int,
-                      caller_id: str = "") -> str:
+                      caller_id: str = "", owner: str = "") -> str:
     """The originate for one reminder (pure): our delivery id as the call's uuid."""
     if not _UUID.fullmatch(message.delivery_id):
         raise SendError(PROVIDER, "bad_delivery_id", "the delivery id is the call's uuid: 8-64 letters, digits and -")
@@ -84,6 +88,8 @@ def originate_command(message: OutboundMessage, *, gateway: str, ring_timeout_s:
                  "originate_timeout": str(ring_timeout_s), "ignore_early_media": "true"}
     if caller_id:
         variables["origination_caller_id_number"] = caller_id
+    if owner:
+        variables[OWNER_VAR] = owner
     try:
         return originate(message.delivery_id, f"sofia/gateway/{gateway}/{message.to}", variables)
     except EslError as exc:
@@ -100,11 +106,11 @@ def stream_metadata(uuid: str, delivery_id: str, call: Mapping[str, Any], module
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace(" ", "\\u0020")
 
 
-def stream_command(event: EslEvent, *, module: str, stream_url: str) -> str | None:
-    """On CHANNEL_ANSWER of one of our calls: the command that streams it to the gateway."""
+def stream_command(event: EslEvent, *, module: str, stream_url: str, owner: str = "") -> str | None:
+    """On CHANNEL_ANSWER of a call this channel (`owner`) placed: the command that streams it."""
     delivery_id = event.get("variable_" + DELIVERY_VAR)
     call = _unb64(event.get("variable_" + CALL_VAR))
-    if event.name != "CHANNEL_ANSWER" or not delivery_id:
+    if event.name != "CHANNEL_ANSWER" or not delivery_id or event.get("variable_" + OWNER_VAR) != owner:
         return None
     uuid = event.unique_id
     if call is None:
@@ -152,7 +158,7 @@ class FreeswitchVoice:
 
     def __init__(self, *, host: str, port: int, password: str, gateway: str, stream_url: str, sink: ReceiptSink,
                  module: str = "audio_stream", ring_timeout_s: int = 30, caller_id: str = "",
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, instance_id: str | None = None) -> None:
         if module not in MODULES:
             raise ValueError(f"freeswitch_stream_module must be one of {', '.join(MODULES)}, got {module!r}")
         if not stream_url:
@@ -169,6 +175,7 @@ class FreeswitchVoice:
         self._replies: dict[str, asyncio.Future] = {}
         self._jobs: dict[str, str] = {}  # Job-UUID -> delivery id, for failed originates
         self._lock = asyncio.Lock()
+        self.instance_id = instance_id or uuidlib.uuid4().hex  # whose calls this channel streams
 
     # Connection ----------------------------------------------------------------
     async def connect(self) -> None:
@@ -259,7 +266,7 @@ class FreeswitchVoice:
             log.warning("Event Socket %s:%d disconnects: %s", self.host, self.port, item.notice)
 
     async def _on_event(self, event: EslEvent, client: EslClient, writer: asyncio.StreamWriter) -> None:
-        line = stream_command(event, module=self.module, stream_url=self.stream_url)
+        line = stream_command(event, module=self.module, stream_url=self.stream_url, owner=self.instance_id)
         if line is not None:
             # Not awaited: the reply comes through this very reader; a refusal is logged.
             writer.write(client.bgapi_frame(line, job_uuid=f"stream-{event.unique_id}"))
@@ -275,7 +282,7 @@ class FreeswitchVoice:
     # Channel -------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> Accepted:
         line = originate_command(message, gateway=self.gateway, ring_timeout_s=self.ring_timeout_s,
-                                 caller_id=self.caller_id)
+                                 caller_id=self.caller_id, owner=self.instance_id)
         async with self._lock:
             await self._connect()
             assert self._client is not None
