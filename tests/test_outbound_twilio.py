@@ -315,3 +315,14 @@ async def test_webhooks_refuse_bad_signatures(make_settings) -> None:
             answer = f"http://{address}/voice/twilio/answer?delivery_id=d-sig&flow=reminder_call"
             assert (await client.post(answer, data=form)).status_code == 403
     assert [r.status for r in sink.of("d-sig")] == ["busy"]
+
+
+@pytest.mark.parametrize("status, body, code, retryable", [
+    (429, {"code": 20429, "message": "Too Many Requests"}, "20429", True),
+    (503, None, "503", True),
+    (400, {"code": 21211, "message": "The 'To' number is not a valid phone number."}, "21211", False),
+    (401, {"code": 20003, "message": "Authenticate"}, "20003", False),
+])
+def test_twilio_errors_are_retryable_only_when_trying_again_can_help(status, body, code, retryable) -> None:
+    error = twilio_voice.error_of(status, body)
+    assert (error.code, error.retryable, error.maybe_sent, error.fall_through) == (code, retryable, False, False)
