@@ -203,7 +203,11 @@ class FreeswitchVoice:
         except SendError:
             await self._drop()
             raise
-        await self._command("subscribe", self._client.subscribe_frame(EVENTS))
+        try:
+            await self._command("subscribe", self._client.subscribe_frame(EVENTS))
+        except (TimeoutError, OSError) as exc:
+            await self._drop()  # nothing was originated on it: the send may be tried again
+            raise SendError(PROVIDER, "network", f"Event Socket subscription: {exc!r}", retryable=True) from None
 
     async def _command(self, tag: str, frame: bytes) -> Reply:
         assert self._writer is not None
