@@ -205,7 +205,7 @@ class FreeswitchVoice:
             raise
         try:
             await self._command("subscribe", self._client.subscribe_frame(EVENTS))
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError, SendError) as exc:
             await self._drop()  # nothing was originated on it: the send may be tried again
             raise SendError(PROVIDER, "network", f"Event Socket subscription: {exc!r}", retryable=True) from None
 
