@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -30,6 +30,7 @@ from gateway.settings import Settings
 from gateway.calls.speech_service import SpeechService, load_warmup_speech
 from gateway.tts.factory import build_synthesizer
 from gateway.web.twilio_voice import twilio_routes
+from gateway.web.voice_hooks import outcome_listener, voice_routes
 from gateway.web.vosk_port import VoskServerPort
 from gateway.calls.events_webhook import forward_events
 
@@ -122,12 +123,14 @@ def _log_start_failure(exc: BaseException) -> None:
 
 
 def create_app(settings: Settings, dialogues: Dialogues | None = None,
-               on_start_failure: Callable[[BaseException], None] = _log_start_failure) -> Starlette:
+               on_start_failure: Callable[[BaseException], None] = _log_start_failure,
+               receipt_sink: Any = None) -> Starlette:
     """The gateway app. `dialogues` may be passed in when already loaded (they take seconds).
 
     The lifespan migrates the database, then lets the server listen; the model and recognizers
     are prepared in the background (`prepare_speech`). If that fails, `on_start_failure` gets the
-    error (`gateway serve` then stops the server and exits 1)."""
+    error (`gateway serve` then stops the server and exits 1). `receipt_sink` (a
+    scheduler.channels.base.ReceiptSink) takes voice call receipts and reminder outcomes."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Here, not only in the CLI: uvicorn replaces its loggers' handlers when it is configured.
@@ -151,6 +154,9 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             database=database,
         )
         await services.reload_records()
+        if receipt_sink is not None:
+            services.receipt_sink = receipt_sink
+            services.result_listeners.append(outcome_listener(receipt_sink))
         app.state.services = services
 
         async def prepare() -> None:
@@ -180,5 +186,5 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             if services.speech is not None:
                 services.speech.close()
 
-    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes()], lifespan=lifespan,
+    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes(), *voice_routes()], lifespan=lifespan,
                      middleware=[Middleware(VoskServerPort, port=settings.vosk_server_port)])

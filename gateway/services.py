@@ -33,6 +33,9 @@ class Services:
     dialogues: Any = None  # gateway.calls.flow_call.Dialogues, when flows are configured
     outbox_wake: Any = None  # asyncio.Event of the outbox worker, when delivery is configured
     tts: Any = None  # speech.tts.Synthesizer speaking prompts on platforms that play audio
+    # Called with each final flow result once it is stored (gateway.calls.core_events.SaveReport).
+    result_listeners: list[Any] = field(default_factory=list)
+    receipt_sink: Any = None  # scheduler.channels.base.ReceiptSink for provider callbacks, when wired
 
     @property
     def zone(self) -> ZoneInfo:

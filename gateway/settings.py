@@ -130,6 +130,19 @@ class Settings:
     provider_hook_secret: str = ""
     provider_timeout_s: float = 10.0
     sms_opt_out_line: str = "拒收请回复R"  # appended to marketing SMS
+    # Outbound voice reminders (scheduler/channels/twilio_voice.py, freeswitch_voice.py). Twilio and
+    # FreeSWITCH reach the gateway at `public_url` (its TwiML, status callbacks and media streams).
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_from_number: str = ""
+    twilio_machine_detection: str = "Enable"  # Twilio's MachineDetection: Enable, DetectMessageEnd, "" (off)
+    voice_ring_timeout_s: int = 30  # how long an outbound call rings before it counts as no answer
+    freeswitch_esl_host: str = "127.0.0.1"
+    freeswitch_esl_port: int = 8021
+    freeswitch_esl_password: str = "ClueCon"  # FreeSWITCH's stock password: change it there and here
+    freeswitch_gateway: str = ""  # the sofia gateway calls go out through (sofia/gateway/<name>/<number>)
+    freeswitch_stream_module: str = "audio_stream"  # audio_stream (uuid_audio_stream) or audio_fork
+    freeswitch_stream_url: str = ""  # the ws:// URL FreeSWITCH streams to; empty: public_url + /ws/freeswitch
 
     def __post_init__(self) -> None:
         if self.vosk_server_port and self.vosk_server_port == self.port:

@@ -128,14 +128,15 @@ def shared_dialogues() -> Dialogues:
 
 
 @contextlib.contextmanager
-def running_gateway(settings: Settings) -> Iterator[str]:
-    """Run a real gateway (uvicorn, websockets) on a loopback port in a thread; yield its base URL."""
-    port = free_port()
+def running_gateway(settings: Settings, *, port: int | None = None, receipt_sink=None) -> Iterator[str]:
+    """Run a real gateway (uvicorn, websockets) on a loopback port in a thread; yield its base URL.
+    `port`: a port chosen beforehand (e.g. for `public_url`); `receipt_sink`: as create_app's."""
+    port = port or free_port()
     # Bound here as `gateway serve` binds them: the main port and, when set, the vosk-server port.
     sockets = bind_sockets("127.0.0.1", [port] + ([settings.vosk_server_port] if settings.vosk_server_port else []))
     failures: list[BaseException] = []
     app = create_app(settings.replace(port=port), shared_dialogues() if not settings.config_dir else None,
-                     on_start_failure=failures.append)
+                     on_start_failure=failures.append, receipt_sink=receipt_sink)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

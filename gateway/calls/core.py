@@ -296,8 +296,18 @@ class CallCore:
         if started_at.tzinfo is None:
             started_at = started_at.replace(tzinfo=wall.tzinfo)
         assert self.new_report_id is not None
-        self.flow = FlowTurns(self.adapter, start, flows[name], self.dialogues.understandings[name], records,
-                              started_at, self.new_report_id())
+        flow = flows[name]
+        missing = flow.missing_params(start.params)
+        if missing:
+            # An outbound call placed without what its message needs: end it before anything is
+            # said (the platform's receipts still tell how the call ended).
+            log.warning("call %s: flow %r needs the call parameters %s, not given; ending the call",
+                        start.call_id, name, ", ".join(missing))
+            yield from self._end(f"flow {name!r} is missing parameters: {', '.join(missing)}"[:120], CLOSE_NORMAL,
+                                 reason="missing flow parameters")
+            return
+        self.flow = FlowTurns(self.adapter, start, flow.with_params(start.params), self.dialogues.understandings[name],
+                              records, started_at, self.new_report_id())
         yield from self._flow_step(self.flow.begin(self._wall()))
 
     def _converse(self, finals: Sequence[Transcript], typed: Sequence[TextIn | DtmfIn]) -> Routine:

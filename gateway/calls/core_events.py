@@ -14,7 +14,7 @@ what `handle` returns; what follows it comes back with the answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence, Union
 
@@ -149,6 +149,9 @@ class SaveReport:
     policy_number: str | None
     topic: str  # the delivery topic of the flow's results
     final_statuses: frozenset[str]  # the flow's outcomes: a report in one of them is delivered
+    # The parameters the call came with (an outbound call's delivery_id, …), less its API key:
+    # what result listeners need to tell whom a result answers.
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,11 @@ from speech.understanding.types import CallContext
 from gateway.calls.core_events import SaveReport
 from gateway.telephony.base import Adapter, CallStart, Frame
 
+# A call placed for one delivery (an outbound reminder) carries its id in this parameter; such a
+# call always ends with a result, also when it was transferred before anything was said.
+DELIVERY_PARAM = "delivery_id"
+_PRIVATE_PARAMS = frozenset({"token"})  # the API key never leaves the call
+
 @dataclasses.dataclass
 class FlowStep:
     """What one caller event produced, in the order it is carried out: saves, frames, prompts."""
@@ -93,6 +98,9 @@ class FlowTurns:
                 out.frames += self.adapter.bot_event({"event": "transfer", "reason": action.reason})
                 out.frames += self.adapter.transfer(action.reason)
                 out.end = "transfer"
+                if (self.final_status is None and self.start_event.params.get(DELIVERY_PARAM)
+                        and not any(s.status in self.flow.final_statuses for s in out.saves)):
+                    out.saves.append(self._save("transferred", self.dialogue.slots, {}, None))
             elif isinstance(action, Hangup):
                 out.frames += self.adapter.bot_event({"event": "hangup", "reason": action.reason})
                 out.end = "hangup"
@@ -109,6 +117,7 @@ class FlowTurns:
             caller_number=self.start_event.caller_number, slots=slots, details=details,
             transcript=list(self.transcript),  # as it stands now: later turns add to ours
             policy_number=policy_number, topic=self.flow.topic, final_statuses=self.flow.final_statuses,
+            params={k: v for k, v in self.start_event.params.items() if k not in _PRIVATE_PARAMS},
         )
 
     def _note(self, speaker: str, text: str, at: datetime, slot: str | None = None) -> None:

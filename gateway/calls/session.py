@@ -49,6 +49,13 @@ async def save_report(services: Services, save: SaveReport) -> None:
     )
     if queued and services.outbox_wake is not None:
         services.outbox_wake.set()
+    if queued:
+        # Once per result, after it is stored: listeners the app wired (e.g. voice reminder outcomes).
+        for listener in services.result_listeners:
+            try:
+                await listener(save)
+            except Exception:  # a listener's failure must not end the call; the result is stored
+                log.exception("result listener failed for %s", save.report_id)
 
 
 class CallSession:

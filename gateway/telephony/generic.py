@@ -3,6 +3,7 @@
 Client -> gateway: text JSON objects with an "event" field, binary audio frames.
   {"event": "start", "flow": "claim_report", "call_id": "...", "caller_number": "138...",
    "started_at": "2026-11-21T09:30:00+08:00", "sample_rate": 16000}   sample_rate/started_at optional
+   optional "params": {"name": "text", ...}: the call's parameters (a flow's `params`, delivery_id)
   {"event": "text", "text": "..."}
   {"event": "dtmf", "digits": "123#"}
   {"event": "stop"}
@@ -33,11 +34,13 @@ from gateway.telephony.json_frames import (
     dumps,
     fail,
     first_scalar,
+    get_object,
     get_str,
     optional_str,
     parse_object,
     parse_sample_rate,
     round_conf,
+    string_params,
     word_dicts,
 )
 from speech.codecs import Encoding
@@ -128,6 +131,7 @@ class GenericCallAdapter:
             token=optional_str(msg, "token", where),
             flow=optional_str(msg, "flow", where),
             started_at=started_at,
+            params=string_params(get_object(msg, "params", where, required=False)),
         )
 
     # --- outbound --------------------------------------------------------------

@@ -10,7 +10,7 @@ turn a feature off.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -228,6 +228,29 @@ class Flow:
     result: ResultSpec | None = None  # None: every slot, under the flow's name
     outcomes: tuple[OutcomeRule, ...] = ()  # first that holds; else "complete"
     refused: tuple[Variant, ...] = ()  # said when the caller declines; none: declining is not heard
+    # Values the call must bring (an outbound reminder's product, expiry date…): `{name}` in the
+    # intro, greeting, questions and endings, filled per call by `with_params`.
+    params: tuple[str, ...] = ()
+
+    def missing_params(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """The declared params a call did not bring (or brought empty)."""
+        return tuple(name for name in self.params if not str(values.get(name, "")).strip())
+
+    def with_params(self, values: Mapping[str, str]) -> "Flow":
+        """This flow for one call: its `{param}` placeholders filled, slot placeholders left alone."""
+        if not self.params:
+            return self
+        given = {name: str(values.get(name, "")) for name in self.params}
+
+        def fill(text: str) -> str:
+            return fill_params(text, given, self.formats)
+
+        def variants(items: tuple[Variant, ...]) -> tuple[Variant, ...]:
+            return tuple(replace(v, text=fill(v.text)) for v in items)
+
+        slots = tuple(replace(spec, prompts=tuple(fill(t) for t in spec.prompts)) for spec in self.slots)
+        return replace(self, intro=fill(self.intro), greeting=fill(self.greeting), slots=slots,
+                       closing=variants(self.closing), transfer=variants(self.transfer), refused=variants(self.refused))
 
     @property
     def topic(self) -> str:
@@ -278,6 +301,19 @@ def render(template: str, values: Mapping[str, str], formats: Mapping[str, Forma
         value = values.get(match.group(1), "")
         name = match.group(2)
         return format_value(value, formats[name], today) if name and value else value
+
+    return PLACEHOLDER.sub(one, template)
+
+
+def fill_params(template: str, values: Mapping[str, str], formats: Mapping[str, Format]) -> str:
+    """Fill only the placeholders named in `values` (a call's params); the rest stay for `render`."""
+
+    def one(match: re.Match[str]) -> str:
+        name, fmt = match.group(1), match.group(2)
+        if name not in values:
+            return match.group(0)
+        value = values[name]
+        return format_value(value, formats[fmt]) if fmt and value else value
 
     return PLACEHOLDER.sub(one, template)
 
@@ -379,7 +415,7 @@ def _kind(value: Any) -> str:
 TOP_KEYS = {
     "name", "description", "greeting", "ack", "no_match_prefix", "no_input_prefix", "limits",
     "formats", "slots", "confirm", "closing", "transfer", "records", "start_hints",
-    "intro", "result", "outcomes", "refused",
+    "intro", "result", "outcomes", "refused", "params",
 }
 SLOT_KEYS = {
     "name", "prompts", "prompts_when", "problems", "hints", "dtmf", "optional", "derive", "default",
@@ -440,9 +476,10 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
             raise r.fail(f"slots[{i}].name", f"slot {slot_name!r} is defined twice or reserved")
         names.append(slot_name)
     known = set(names)
+    params = _parse_params(r, top.get("params", []), known)
     base = path.parent if path is not None else Path.cwd()
     slots = tuple(
-        _parse_slot(r, item, f"slots[{i}]({item['name']})", known, formats, default_limits, base)
+        _parse_slot(r, item, f"slots[{i}]({item['name']})", known, formats, default_limits, base, set(params))
         for i, item in enumerate(raw_slots)
     )
 
@@ -455,7 +492,8 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
     flow = Flow(
         name=name,
         path=path,
-        greeting=r.text(top.get("greeting", ""), "greeting", empty_ok=True),
+        greeting=_check_template(r, r.text(top.get("greeting", ""), "greeting", empty_ok=True), "greeting", known,
+                                 formats, set(params)),
         ack=r.text(top.get("ack", ""), "ack", empty_ok=True),
         no_match_prefix=r.texts(top.get("no_match_prefix", ["抱歉，我没听清楚。"]), "no_match_prefix"),
         no_input_prefix=r.texts(top.get("no_input_prefix", ["您还在吗？"]), "no_input_prefix"),
@@ -463,14 +501,17 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
         slots=slots,
         formats=formats,
         confirm=confirm,
-        closing=_parse_variants(r, top["closing"], "closing", known, formats),
-        transfer=_parse_variants(r, top["transfer"], "transfer", known, formats),
+        closing=_parse_variants(r, top["closing"], "closing", known, formats, extra=set(params)),
+        transfer=_parse_variants(r, top["transfer"], "transfer", known, formats, extra=set(params)),
         records=_parse_records(r, top["records"], known) if top.get("records") is not None else None,
         start_hints=r.flag(top.get("start_hints", True), "start_hints"),
-        intro=_check_template(r, r.text(top.get("intro", ""), "intro", empty_ok=True), "intro", known, formats),
+        intro=_check_template(r, r.text(top.get("intro", ""), "intro", empty_ok=True), "intro", known, formats,
+                              set(params)),
         result=_parse_result(r, top["result"], known) if top.get("result") is not None else None,
         outcomes=_parse_outcomes(r, top.get("outcomes", []), known),
-        refused=_parse_variants(r, top["refused"], "refused", known, formats) if top.get("refused") is not None else (),
+        refused=(_parse_variants(r, top["refused"], "refused", known, formats, extra=set(params))
+                 if top.get("refused") is not None else ()),
+        params=params,
     )
     variant_keys = [("closing", flow.closing), ("transfer", flow.transfer)] + ([("refused", flow.refused)] if flow.refused else [])
     for key, variants in variant_keys:
@@ -564,17 +605,29 @@ def _parse_condition(r: _Reader, value: Any, key: str, known: set[str]) -> Condi
     return condition
 
 
+def _parse_params(r: _Reader, value: Any, known: set[str]) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise r.fail("params", f"expected a list of parameter names, got {_kind(value)}")
+    names = []
+    for i, item in enumerate(value):
+        name = r.text(item, f"params[{i}]")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name in known or name in names:
+            raise r.fail(f"params[{i}]", f"a name of its own (letters, digits, _; not a slot's), got {name!r}")
+        names.append(name)
+    return tuple(names)
+
+
 def _parse_variants(r: _Reader, value: Any, key: str, known: set[str], formats: Mapping[str, Format],
-                    text_key: str = "text", empty_ok: bool = False) -> tuple[Variant, ...]:
+                    text_key: str = "text", empty_ok: bool = False, extra: set[str] = frozenset()) -> tuple[Variant, ...]:
     if isinstance(value, str):
-        return (Variant(_check_template(r, r.text(value, key, empty_ok), key, known, formats)),)
+        return (Variant(_check_template(r, r.text(value, key, empty_ok), key, known, formats, extra)),)
     if not isinstance(value, list) or not value:
         raise r.fail(key, f"expected text or a list of {{when, {text_key}}} entries, got {_kind(value)}")
     variants = []
     for i, item in enumerate(value):
         k = f"{key}[{i}]"
         if isinstance(item, str):
-            variants.append(Variant(_check_template(r, r.text(item, k, empty_ok), k, known, formats)))
+            variants.append(Variant(_check_template(r, r.text(item, k, empty_ok), k, known, formats, extra)))
             continue
         item = r.mapping(item, k, {"when", "from", text_key}, {text_key})
         source = None
@@ -583,7 +636,8 @@ def _parse_variants(r: _Reader, value: Any, key: str, known: set[str], formats: 
             if source not in VALUE_SOURCES:
                 raise r.fail(f"{k}.from", f"unknown source {source!r} (known: {', '.join(VALUE_SOURCES)})")
         variants.append(Variant(
-            text=_check_template(r, r.text(item[text_key], f"{k}.{text_key}", empty_ok), f"{k}.{text_key}", known, formats),
+            text=_check_template(r, r.text(item[text_key], f"{k}.{text_key}", empty_ok), f"{k}.{text_key}", known,
+                                 formats, extra),
             when=_parse_condition(r, item.get("when", {}), f"{k}.when", known),
             source=source,
         ))
@@ -591,14 +645,14 @@ def _parse_variants(r: _Reader, value: Any, key: str, known: set[str], formats: 
 
 
 def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapping[str, Format],
-                default_limits: Limits, base: Path | None = None) -> SlotSpec:
+                default_limits: Limits, base: Path | None = None, params: set[str] = frozenset()) -> SlotSpec:
     name = item["name"]
     r.mapping(item, key, SLOT_KEYS)
     if "prompts" not in item:
         raise r.fail(f"{key}.prompts", "missing")
     prompts = r.texts(item["prompts"], f"{key}.prompts")
     for i, text in enumerate(prompts):
-        _check_template(r, text, f"{key}.prompts[{i}]", known, formats)
+        _check_template(r, text, f"{key}.prompts[{i}]", known, formats, params)
 
     prompts_when = []
     raw_when = item.get("prompts_when", [])

@@ -1,0 +1,1 @@
+"""Fake providers: real servers on loopback speaking the providers' own protocols."""
