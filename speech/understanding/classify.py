@@ -98,7 +98,16 @@ class IncidentClassifier:
     """Incident type by precedence: death, injury, cancer-like, then where it was treated."""
 
     def __init__(self, lexicon: dict[str, list[str]]) -> None:
-        self._res = {key: _alternation([str(w) for w in words]) for key, words in lexicon.items()}
+        # `<category>_patterns` are regular expressions for what is said in more than one word
+        # ("住了一个星期院", "我媳妇走了"), matched alongside the category's words.
+        words = {k: [str(w) for w in v] for k, v in lexicon.items() if not k.endswith("_patterns")}
+        patterns = {k[: -len("_patterns")]: [str(p) for p in v] for k, v in lexicon.items() if k.endswith("_patterns")}
+        for key in patterns:
+            words.setdefault(key, [])
+        self._res = {}
+        for key, ws in words.items():
+            alternatives = [re.escape(w) for w in sorted(set(ws), key=len, reverse=True)] + patterns.get(key, [])
+            self._res[key] = re.compile("|".join(alternatives)) if alternatives else re.compile(r"(?!x)x")
 
     def _find(self, key: str, text: str) -> str | None:
         pattern = self._res.get(key)
