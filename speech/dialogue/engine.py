@@ -289,8 +289,10 @@ class Dialogue:
             if negative:
                 # "不对，<what the read-back said>": we keep mishearing it the same way; ask for it
                 # again with its own vocabulary, if it has one
+                # (typed too: then it is our reading that fails, and the same question the same
+                # way would fail again)
                 again = next((s for s in self.flow.slot_names if s in mentioned and self._specs[s].recheck), None)
-                if again is not None and recognized:
+                if again is not None and (recognized or self._rejections.get(again, 0) == 0):
                     return self._misheard(again)
                 self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
                 if self._no_match[CONFIRM] >= self.flow.confirm.limit:
