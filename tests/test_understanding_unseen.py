@@ -109,3 +109,25 @@ def test_generated_callers_are_valid_and_differ_by_seed(tmp_path: Path) -> None:
             assert (gold["relationship"] == "本人") == (gold["insured_name"] == gold["reporter_name"])
             assert all(caller["answers"][slot] for slot in gold)
     assert [c["gold"] for c in runs[1]] != [c["gold"] for c in runs[2]]
+
+
+def test_a_no_led_by_where_is_a_correction_and_who_is_no_name(reader: ClaimReader) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from speech.understanding.types import CallContext
+
+    ctx = CallContext(started_at=datetime(2026, 3, 19, 10, 0, tzinfo=timezone(timedelta(hours=8))),
+                      caller_number="15400000000", expected_slot="confirm")
+    fix = reader.extract("有个地方不对，冯 飞", ctx)
+    assert fix.affirm is False and fix.correction and fix.values["reporter_name"].value == "冯飞"
+    opening = reader.extract("我要报案，我爸过世了，是多器官衰竭", replace_slot(ctx, "reporter_name"))
+    assert "reporter_name" not in opening.values  # 爸过世 is no name
+    assert opening.values["incident_type"].value == "身故"
+    hurt = reader.extract("干活 的 时候 不 小心 弄成 了 头皮 裂伤", replace_slot(ctx, "incident_type"))
+    assert hurt.values["incident_type"].value == "意外" and hurt.values["diagnosis"].value == "头皮裂伤"
+
+
+def replace_slot(ctx, slot: str):
+    import dataclasses
+
+    return dataclasses.replace(ctx, expected_slot=slot)

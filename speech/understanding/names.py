@@ -321,8 +321,8 @@ class NameFinder:
             core = _strip_fillers(chunk)
             if not core or not all(_is_cjk(c) for c in core):
                 continue
-            if self._relation_re.fullmatch(core):
-                continue  # "是我父亲": who, not a name
+            if self._relation_re.fullmatch(core) or self._relation_re.search(chunk):
+                continue  # "是我父亲", "我爸过世了": who, not a name
             if core.startswith("姓"):
                 continue
             if spelled and core[0] != spelled and _same_sound(core[0], spelled):
