@@ -363,6 +363,7 @@ def print_metrics(m: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------------------------
 def main() -> int:
+    global PERSONAS, POLICIES, CALLERS_AUDIO
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     only = ap.add_mutually_exclusive_group()
     only.add_argument("--text-only", action="store_true", help="text turns only")
@@ -375,7 +376,12 @@ def main() -> int:
     ap.add_argument("--voice-run-timeout", type=float, default=1500.0, help="bound of the voice run (s)")
     ap.add_argument("--overall-timeout", type=float, default=2400.0, help="bound of everything (s)")
     ap.add_argument("--show-failures", type=int, default=1000, help="failing calls saved per mode")
+    ap.add_argument("--personas", type=Path, default=PERSONAS,
+                    help="simcaller personas (default: the dev callers; bench/gen_callers.py makes others)")
+    ap.add_argument("--policies", type=Path, default=POLICIES, help="policy records CSV imported first")
+    ap.add_argument("--audio", type=Path, default=CALLERS_AUDIO, help="recordings of the personas' utterances")
     args = ap.parse_args()
+    PERSONAS, POLICIES, CALLERS_AUDIO = args.personas, args.policies, args.audio
     modes = ["text"] * (not args.voice_only) + ["voice"] * (not args.text_only)
 
     for path in (SIMCALLER, PERSONAS, POLICIES, GATEWAY_BIN) + ((CALLERS_AUDIO / "manifest.tsv",) if "voice" in modes else ()):
@@ -413,7 +419,7 @@ def main() -> int:
         log(f"gateway healthy after {result['gateway_start_s']} s")
         result["policies"] = imp = import_policies(gw)
         log(f"policies: imported {imp['imported']}, rejected {imp['rejected']}, total {imp['total']}")
-        print(f"policies_dev.csv: imported {imp['imported']}, rejected {imp['rejected']}, total {imp['total']} "
+        print(f"{POLICIES.name}: imported {imp['imported']}, rejected {imp['rejected']}, total {imp['total']} "
               f"(HTTP {imp['status']})")
         all_pass = True
         for mode in modes:

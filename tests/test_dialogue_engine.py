@@ -347,6 +347,43 @@ def test_bare_negation_asks_which_part_and_a_named_part_is_asked_again() -> None
     assert d.on_text("对")[0].slots["hospital"] == "山东省立医院"
 
 
+def test_when_the_read_back_and_which_both_fail_items_are_confirmed_one_by_one() -> None:
+    d = at_confirm({
+        "不对": ex(affirm=False),
+        "反正有地方不对": ex(affirm=False),  # names no item: asking "which" again would fail again
+        "是的": ex(affirm=True),
+        "这个不对": ex(affirm=False),
+        "山东省立医院": ex(hospital="山东省立医院"),
+    })
+    assert last_prompt(d.on_text("不对")).text == FLOW.confirm.which
+    p = last_prompt(d.on_text("反正有地方不对"))
+    assert p.slot == "reporter_name" and p.text == "我们一项一项确认：报案人谢晓明，对吗？"
+    asked = [p.slot]
+    for _ in range(6):  # relationship, insured name, ID number, phone, date, type: all right
+        p = last_prompt(d.on_text("是的"))
+        asked.append(p.slot)
+    assert asked == ["reporter_name", "relationship", "insured_name", "insured_id_number", "reporter_phone",
+                     "incident_date", "incident_type"]
+    p = last_prompt(d.on_text("是的"))
+    assert p.slot == "hospital" and "省立医院" in p.text and p.text != FLOW.confirm.which
+    p = last_prompt(d.on_text("这个不对"))  # that item is asked alone
+    assert p.slot == "hospital" and "对吗" not in p.text
+    p = last_prompt(d.on_text("山东省立医院"))
+    assert p.slot == "diagnosis" and "烧伤" in p.text  # then the items go on where they were
+    actions = d.on_text("是的")
+    assert actions[0].status == "complete" and actions[0].slots["hospital"] == "山东省立医院"
+    assert actions[-1] == Hangup("completed")
+
+
+def test_an_item_answered_with_a_new_value_takes_it_and_goes_on() -> None:
+    d = at_confirm({"不对": ex(affirm=False), "嗯？": Extraction(), "谢晓鸣": ex(reporter_name="谢晓鸣")})
+    d.on_text("不对")
+    p = last_prompt(d.on_text("不对"))
+    assert p.slot == "reporter_name"
+    p = last_prompt(d.on_text("谢晓鸣"))
+    assert p.slot == "relationship" and p.slots["reporter_name"] == "谢晓鸣"
+
+
 def test_bare_name_correction_goes_to_the_name_it_resembles() -> None:
     # the extractor cannot know which name "不对，谢金风" corrects; it guessed reporter_name
     d = at_confirm({"不对，谢金风": ex(affirm=False, correction=True, reporter_name="谢金风")})

@@ -97,6 +97,9 @@ class Dialogue:
         self._rejected: dict[str, set[str]] = {}  # slot -> values the caller said "no" to at the read-back
         self._rejections: dict[str, int] = {}  # slot -> times the caller said at the read-back it is wrong
         self._asked_which = False  # the last prompt asked which item of the read-back is wrong
+        # item-by-item confirmation, once the whole read-back and "which" failed: the items left
+        self._items: list[str] | None = None
+        self._item: str | None = None  # the item the last prompt asked to confirm
         self._voice = False  # the caller speaks (recognized speech), rather than types
         self._id_guess: str | None = None  # digits of an ID heard but invalid, for a tolerant look-up
         self._deferred: set[str] = set()  # misheard numbers asked again last, once other slots may find the record
@@ -211,6 +214,8 @@ class Dialogue:
         if extraction.refused and self.flow.refused:
             return self._refuse()
         self._note_id_guess(extraction)
+        if self._phase == "confirm" and self._item is not None:
+            return self._on_item(extraction, source, asr_confidence)
         if self._phase == "confirm":
             return self._on_confirm(extraction, source, asr_confidence, text)
         return self._on_answer(extraction, source, asr_confidence)
@@ -289,8 +294,10 @@ class Dialogue:
             if negative:
                 # "不对，<what the read-back said>": we keep mishearing it the same way; ask for it
                 # again with its own vocabulary, if it has one
+                # (typed too: then it is our reading that fails, and the same question the same
+                # way would fail again)
                 again = next((s for s in self.flow.slot_names if s in mentioned and self._specs[s].recheck), None)
-                if again is not None and recognized:
+                if again is not None and (recognized or self._rejections.get(again, 0) == 0):
                     return self._misheard(again)
                 self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
                 if self._no_match[CONFIRM] >= self.flow.confirm.limit:
@@ -325,12 +332,59 @@ class Dialogue:
         self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
         if self._no_match[CONFIRM] >= self.flow.confirm.limit:
             return self._transfer("no_match")
+        if negative and asked_which and self.flow.confirm.item:
+            # "which" did not help either: a third try the same way would not; go item by item
+            return self._start_items()
         if negative:
             which = render(self.flow.confirm.which, self.slots, self.flow.formats, self._today())
             self._asked_which = True
             return self._question(lambda: self._prompt(which, CONFIRM, self.flow.confirm.hints, dtmf=False))
         prefix = self.flow.no_match_prefix[min(self._no_match[CONFIRM], len(self.flow.no_match_prefix)) - 1]
         return self._question(lambda: self._read_back(prefix))
+
+    def _start_items(self) -> list[Action]:
+        self._items = [slot for slot in self.flow.confirm.order if slot in self.slots]
+        return self._next_item()
+
+    def _next_item(self) -> list[Action]:
+        """Confirm the next read-back item alone; when none is left, every item was confirmed."""
+        assert self._items is not None
+        while self._items and self._items[0] not in self.slots:
+            self._items.pop(0)
+        if not self._items:
+            self._items, self._item = None, None
+            return self._complete()
+        slot = self._items[0]
+        item = "".join(self._readback_items({slot}))
+        text = render(self.flow.confirm.item, {**self.slots, "item": item}, self.flow.formats, self._today())
+        self._phase = "confirm"
+        self._item = slot
+        spec = self._specs[slot]
+        return self._question(lambda: self._prompt(text, slot, spec.hints, dtmf=False))
+
+    def _on_item(self, extraction: Extraction, source: Source, asr_confidence: float | None) -> list[Action]:
+        """The answer to one item: yes, a new value for it, or no (then that slot is asked alone)."""
+        assert self._items is not None and self._item is not None
+        slot, self._item = self._item, None
+        before = self.slots
+        values = {k: v for k, v in extraction.values.items() if k == slot and before.get(k) != v.value}
+        if values:
+            self._take(replace(extraction, values=values), source, asr_confidence, overwrite={slot}, correction=True)
+            self._corrected.add(slot)
+            self._refresh()
+        if values or extraction.affirm is True or (slot in extraction.values and extraction.affirm is not False):
+            self._items.pop(0)  # confirmed (or corrected): the next item
+            return self._next_item()
+        if extraction.affirm is False or extraction.correction:
+            self._items.pop(0)
+            self._rejections[slot] = self._rejections.get(slot, 0) + 1
+            if self._rejections[slot] > 2:
+                return self._transfer("no_match")
+            return self._recheck(slot, correcting=True)  # asked alone, in its own words
+        self._no_match[slot] = self._no_match.get(slot, 0) + 1
+        if self._no_match[slot] > 2:
+            return self._transfer("no_match")
+        return self._next_item()  # not understood: the same item once more
 
     # ------------------------------------------------------------------ filling
 
@@ -692,6 +746,8 @@ class Dialogue:
         if slot is None:
             if not any(name in self.slots for name in self.flow.confirm.order):
                 return self._complete()  # nothing to read back (`confirm: none`, or no slot confirmed)
+            if self._items is not None:  # a slot asked again during item-by-item confirmation
+                return self._next_item()
             self._phase = "confirm"
             return [self._read_back(self.flow.ack if reason == "progress" else "")]
         self._phase = "collect"

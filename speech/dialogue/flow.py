@@ -162,6 +162,9 @@ class ConfirmSpec:
     dtmf_yes: str | None
     dtmf_no: str | None
     limit: int  # failed read-back rounds before a transfer
+    # one read-back item asked alone ("{item}" = its read-back), once the whole read-back and
+    # "which" have failed; empty: no item-by-item confirmation
+    item: str = ""
 
 
 NO_CONFIRM = ConfirmSpec("", "", "", (), "{changes}", "", None, None, None, 1)
@@ -794,7 +797,8 @@ def _leaf_texts(node: Any) -> list[str]:
 
 
 def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], formats: Mapping[str, Format]) -> ConfirmSpec:
-    c = r.mapping(value, "confirm", {"intro", "question", "separator", "order", "changed", "which", "hints", "dtmf", "limit"},
+    c = r.mapping(value, "confirm", {"intro", "question", "separator", "order", "changed", "which", "item", "hints",
+                                     "dtmf", "limit"},
                   {"question", "changed", "which"})
     order = tuple(names)
     if "order" in c:
@@ -821,6 +825,11 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
     for k in ("intro", "question", "which"):
         if isinstance(c.get(k), str):
             _check_template(r, c[k], f"confirm.{k}", known, formats)
+    item = ""
+    if c.get("item") is not None:
+        item = _check_template(r, r.text(c["item"], "confirm.item"), "confirm.item", known, formats, {"item"})
+        if "{item}" not in item:
+            raise r.fail("confirm.item", "must contain {item}")
     return ConfirmSpec(
         intro=r.text(c.get("intro", ""), "confirm.intro", empty_ok=True),
         question=r.text(c["question"], "confirm.question"),
@@ -832,6 +841,7 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
         dtmf_yes=dtmf_yes,
         dtmf_no=dtmf_no,
         limit=r.integer(c.get("limit", 4), "confirm.limit"),
+        item=item,
     )
 
 

@@ -19,7 +19,7 @@ INCIDENT_TYPES = ("住院", "门诊", "意外", "重疾", "身故")
 _INVERSE = {"子女": "父母", "父母": "子女", "配偶": "配偶", "其他": "其他"}
 
 
-_OWNING_RE = re.compile(r"的|现在|这个|这部|用|打|手机|电话|号")
+_OWNING_RE = re.compile(r"的|现在|这个|这部|用|打|手机|电话|号|姓|叫|名字")  # also "就是我姓汤…": a name follows
 
 
 # "确诊了…", "查出来是…": the caller says the illness was diagnosed, not only named
@@ -98,7 +98,16 @@ class IncidentClassifier:
     """Incident type by precedence: death, injury, cancer-like, then where it was treated."""
 
     def __init__(self, lexicon: dict[str, list[str]]) -> None:
-        self._res = {key: _alternation([str(w) for w in words]) for key, words in lexicon.items()}
+        # `<category>_patterns` are regular expressions for what is said in more than one word
+        # ("住了一个星期院", "我媳妇走了"), matched alongside the category's words.
+        words = {k: [str(w) for w in v] for k, v in lexicon.items() if not k.endswith("_patterns")}
+        patterns = {k[: -len("_patterns")]: [str(p) for p in v] for k, v in lexicon.items() if k.endswith("_patterns")}
+        for key in patterns:
+            words.setdefault(key, [])
+        self._res = {}
+        for key, ws in words.items():
+            alternatives = [re.escape(w) for w in sorted(set(ws), key=len, reverse=True)] + patterns.get(key, [])
+            self._res[key] = re.compile("|".join(alternatives)) if alternatives else re.compile(r"(?!x)x")
 
     def _find(self, key: str, text: str) -> str | None:
         pattern = self._res.get(key)

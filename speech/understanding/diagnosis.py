@@ -83,6 +83,9 @@ class DiagnosisFinder:
         mentions: list[DiagnosisMention] = []
         for m in self._term_re.finditer(text):
             start, end = self._widen(text, m.start(), m.end())
+            if mentions and mentions[-1].start + len(mentions[-1].span) == start:
+                # terms said one after the other with nothing between ("感冒发烧"): one diagnosis
+                start = mentions.pop().start
             span = text[start:end]
             mentions.append(DiagnosisMention(self._normalize(span), span, start))
         return mentions

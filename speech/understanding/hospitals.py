@@ -28,6 +28,12 @@ _LEADING_FILLERS = (
     "当地的", "附近的", "本地的", "市里的", "当地",
 )
 _NUMERALS = frozenset("一二三四五六七八九十零〇0123456789")
+# A place said first ("郑州市…", "萧山区…"), and the kinds of hospital every place has.
+_PLACE_RE = re.compile(r"([\u4e00-\u9fff]{2,4}?)(?:省|市|县|区)")
+_GENERIC_RE = re.compile(
+    r"(?:第[一二三四五六七八九十]+)?(?:人民|中心|中医|中西医结合|骨科|妇幼保健|妇幼|儿童|肿瘤|口腔|眼科|精神病?|传染病|妇产|康复|红十字会)?"
+    r"(?:医院|保健院)"
+)
 _MAX_LEN = 26
 
 
@@ -127,6 +133,9 @@ class HospitalDirectory:
         """Closest directory name by sound: (value, is_canonical, score 0..100)."""
         if len(said) < 3:
             return None
+        place = _PLACE_RE.match(said)
+        if place and _GENERIC_RE.fullmatch(said[place.end():]):
+            return None  # "佛山市中心医院", "南京市骨科医院": a whole name every city has, kept as said
         hits = process.extract(
             _pinyin(said), self._key_pinyin, scorer=fuzz.ratio, score_cutoff=self.fuzzy_cutoff, limit=5
         )
@@ -135,6 +144,8 @@ class HospitalDirectory:
             # 第二医院 is not 第一医院, however close they sound
             if _numerals(key) != _numerals(said) or abs(len(key) - len(said)) > 2:
                 continue
+            if place and place.group(1) not in key:
+                continue  # 郑州市… is not 深圳市…, however close they sound
             value, canonical = self._index[key]
             return value, canonical, score
         return None

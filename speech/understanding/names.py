@@ -38,6 +38,7 @@ _INSURED_TRIGGERS = (
 _BARE_PREFIXES = (
     "就是我", "我的名字叫", "我的名字是", "我名字叫", "我名字是", "名字叫", "名字是", "姓名是", "全名是", "全名叫",
     "叫做", "我叫", "我是", "他叫", "她叫", "他是", "她是", "就是", "就叫", "那个", "嗯", "呃", "额", "哦", "叫", "是", "我",
+    "是这样的", "这样的", "你好", "您好", "喂", "啊", "呀", "哎", "唉", "这个", "好的", "好",
 )
 _SURNAME_MARK_RE = re.compile("姓")
 _AFTER_SURNAME_RE = re.compile(r"，?(?:名字叫|名字是|名叫|全名叫|全名是|叫做|叫|是)?，?")  # 姓韦，叫…
@@ -56,6 +57,12 @@ _NOT_A_NAME_RE = re.compile(
     r"|[市省县区镇乡村路街部院科室局馆站楼]$"
 )
 _HAN_RE = re.compile(r"[\u4e00-\u9fff]+")
+# "…，平卫是名字", "诗是名", "名字是平卫" said after the full name.
+_EXPLAINED_GIVEN_RE = re.compile(r"，?([\u4e00-\u9fff]{1,2})是(?:我的)?名(?:字)?(?=，|$)")
+# A surname said alone, then the full name: "曾，曾亮", "曾曾亮" (spaces dropped).
+_REPEATED_SURNAME_RE = re.compile(r"^(?:(?:我叫|我是|叫|就是)，?)?([\u4e00-\u9fff]{1,2})，?(\1[\u4e00-\u9fff]{1,2})(?=，|$)")
+# "芳是芬芳的芳": one character of the name said, explained by a word it is in.
+_EXPLAINED_CHAR_RE = re.compile(r"，?([\u4e00-\u9fff])是[\u4e00-\u9fff]{0,3}\1[\u4e00-\u9fff]{0,3}的\1(?=，|$)")
 MAX_TRANSLITERATED = 10  # Han characters in a name with "·" (买买提·艾力, 阿依古丽·买买提)
 
 
@@ -143,6 +150,40 @@ class NameFinder:
             return text[pos:pos + 1]
         return None
 
+    def drop_explanations(self, text: str) -> str:
+        """A name with its explanation taken out, the name kept once.
+
+        People say the surname and then the full name ("曾，曾亮", "曾 曾亮"), explain the given
+        name ("徐平卫，平卫是名字", "段诗，诗是名字") or one of its characters ("商莉平，平安的平",
+        "王芳，芳是芬芳的芳"). An explanation repeats the end of the name just said; that is how
+        it is told apart from a name of its own (段诗诗 stays 段诗诗).
+        """
+        m = _EXPLAINED_GIVEN_RE.search(text)
+        if m:  # "…X，X是名字" or, spaces dropped, "…XX是名字"
+            before = text[:m.end(1)]
+            for length in (2, 1):
+                said, rest = before[-length:], before[:-length].rstrip("，")
+                if len(before) > length and rest.endswith(said) and len(rest) > length:
+                    text = rest + text[m.end():]
+                    break
+        m = _EXPLAINED_CHAR_RE.search(text)
+        if m and text[:m.start()].endswith(m.group(1)):  # "王芳，芳是芬芳的芳"
+            text = text[:m.start()] + text[m.end():]
+        for m in self._word_spelling_re.finditer(text):
+            word, char = m.group(1), m.group(2)
+            for k in range(len(word) - 1):  # the word may have swallowed the name's last character
+                before, spelt = text[:m.start() + k].rstrip("，"), word[k:]
+                if char in spelt and before.endswith(char) and len(before) >= 2 and self.surname_at(before, 0):
+                    text = before + text[m.end():]  # "商莉平，平安的平": the last character explained
+                    break
+            else:
+                continue
+            break
+        m = _REPEATED_SURNAME_RE.match(text)
+        if m and self.surname_at(m.group(2), 0) == m.group(1):
+            text = text[:m.start(1)] + text[m.start(2):]  # "曾，曾亮": the surname, then the full name
+        return text
+
     def replace_spellings(self, text: str) -> tuple[str, str | None]:
         """Text with spelled surnames replaced by 姓<surname>, and the spelled surname."""
         spelled: str | None = None
@@ -201,7 +242,7 @@ class NameFinder:
 
     def find(self, text: str) -> list[NameMention]:
         """Names introduced as the caller's, the insured's, or by 姓…叫… (bare)."""
-        text, spelled = self.replace_spellings(text)
+        text, spelled = self.replace_spellings(self.drop_explanations(text))
         mentions: dict[int, NameMention] = {}  # by start: the first trigger to find a name wins
 
         def add(name: str | None, role: str, start: int, confidence: float = 0.9) -> None:
@@ -271,7 +312,7 @@ class NameFinder:
 
     def bare(self, text: str) -> NameMention | None:
         """The name in an answer that is (almost) only a name: "韦文博", "就是我，韦文博"."""
-        text, spelled = self.replace_spellings(text)
+        text, spelled = self.replace_spellings(self.drop_explanations(text))
         best: NameMention | None = None
         offset = 0
         for chunk in text.split("，"):
@@ -280,8 +321,8 @@ class NameFinder:
             core = _strip_fillers(chunk)
             if not core or not all(_is_cjk(c) for c in core):
                 continue
-            if self._relation_re.fullmatch(core):
-                continue  # "是我父亲": who, not a name
+            if self._relation_re.fullmatch(core) or self._relation_re.search(chunk):
+                continue  # "是我父亲", "我爸过世了": who, not a name
             if core.startswith("姓"):
                 continue
             if spelled and core[0] != spelled and _same_sound(core[0], spelled):
