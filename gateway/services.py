@@ -33,6 +33,7 @@ class Services:
     dialogues: Any = None  # gateway.calls.flow_call.Dialogues, when flows are configured
     outbox_wake: Any = None  # asyncio.Event of the outbox worker, when delivery is configured
     tts: Any = None  # speech.tts.Synthesizer speaking prompts on platforms that play audio
+    instance_id: str | None = None  # this process in `instances`: the owner written on its calls and results
 
     @property
     def zone(self) -> ZoneInfo:

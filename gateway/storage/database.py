@@ -189,11 +189,14 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(select(1))
 
-    async def start_call(self, call_id: str, protocol: str, caller_number: str | None) -> int:
+    async def start_call(self, call_id: str, protocol: str, caller_number: str | None,
+                         instance_id: str | None = None) -> int:
+        """A call row; `instance_id`: the process running the call (gateway/storage/instances.py)."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 insert(calls)
-                .values(call_id=call_id, protocol=protocol, caller_number=caller_number, started_at=utcnow(), audio_seconds=0.0)
+                .values(call_id=call_id, protocol=protocol, caller_number=caller_number, started_at=utcnow(),
+                        audio_seconds=0.0, instance_id=instance_id)
                 .returning(calls.c.id)
             )
             return int(result.scalar_one())
