@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -96,6 +97,11 @@ flow_results = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("instance_id", String(36), index=True),  # the process that runs the call (instances)
 )
+
+# Open calls and results, by owner: what recovery (gateway/storage/recovery.py) looks for every heartbeat.
+for _table in (calls, flow_results):
+    Index(f"ix_{_table.name}_open", _table.c.instance_id, postgresql_where=_table.c.ended_at.is_(None),
+          sqlite_where=_table.c.ended_at.is_(None))
 
 # Running gateway and scheduler processes, with a heartbeat: what a dead one left open
 # (calls, results in progress) is closed by a live one.
