@@ -132,12 +132,17 @@ async def drain(app: Starlette) -> None:
 
 
 async def _last_deliveries(worker: OutboxWorker) -> None:
-    """One bounded delivery pass before the process ends; what does not go now goes after the next start."""
-    try:
+    """Deliver what is due before the process ends, for OUTBOX_FLUSH_S at most, beside the running
+    worker (leases split the rows); what does not go now goes after the next start."""
+    async def passes() -> None:
         async with httpx.AsyncClient(timeout=OUTBOX_FLUSH_S) as client:
-            await asyncio.wait_for(worker.deliver_due(client), OUTBOX_FLUSH_S)
+            while await worker.deliver_due(client):
+                pass
+
+    try:
+        await asyncio.wait_for(passes(), OUTBOX_FLUSH_S)
     except Exception as exc:  # noqa: BLE001 - delivery resumes at the next start
-        log.warning("deliveries left for the next start: %s", exc)
+        log.warning("deliveries left for the next start: %s", exc or type(exc).__name__)
 
 
 def _log_start_failure(exc: BaseException) -> None:
@@ -197,8 +202,8 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
         background = [asyncio.create_task(prepare())]
         if settings.webhook_url:
             background.append(asyncio.create_task(forward_events(services.registry, settings.webhook_url)))
-        background.append(asyncio.create_task(worker.run()))
         background.append(asyncio.create_task(keeper.run()))
+        delivering = asyncio.create_task(worker.run())
         if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         try:
@@ -212,6 +217,8 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             except Exception:  # noqa: BLE001 - a database gone now: the next start recovers them
                 log.exception("instance %s not marked stopped", keeper.instance_id)
             await _last_deliveries(worker)
+            delivering.cancel()
+            await asyncio.gather(delivering, return_exceptions=True)
             await database.close()
             if services.speech is not None:
                 services.speech.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fetch_model(settings)
     if args.command == "db":
         return _db(settings, args.db_command)
-    return _serve(settings, args.host, args.port)
+    code = _serve(settings, args.host, args.port)
+    # Stopped: every call is stored and the database closed. The interpreter's own teardown would
+    # spend seconds collecting the speech model and dictionaries; a stop takes the drain and no more.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _db_command(settings: Settings, command: str) -> str:
