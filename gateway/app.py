@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+
+import httpx
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -23,6 +25,8 @@ from gateway.metrics import Metrics
 from gateway.model.fetch import ModelSpec, ensure_model
 from gateway.model.graph import ensure_static_graph, is_compiled
 from gateway.storage import migrate
+from gateway.storage.instances import Instance
+from gateway.storage.recovery import Keeper
 from gateway.storage.outbox import OutboxWorker, Route
 from gateway.web.routes import routes
 from gateway.services import Services
@@ -118,6 +122,30 @@ async def prepare_speech(services: Services, dialogues: Dialogues | None) -> Non
              speech.workers, settings.max_calls)
 
 
+OUTBOX_FLUSH_S = 3.0  # at shutdown: how long the last deliveries (the drained calls' results) may take
+
+
+async def drain(app: Starlette) -> None:
+    """SIGTERM (`gateway serve`): refuse new calls, let calls in progress go on for `shutdown_drain_s`,
+    then end the rest as `shutdown`; uvicorn's own shutdown (and the lifespan's end) follows."""
+    services: Services = app.state.services
+    await services.registry.drain(services.settings.shutdown_drain_s)
+
+
+async def _last_deliveries(worker: OutboxWorker) -> None:
+    """Deliver what is due before the process ends, for OUTBOX_FLUSH_S at most, beside the running
+    worker (leases split the rows); what does not go now goes after the next start."""
+    async def passes() -> None:
+        async with httpx.AsyncClient(timeout=OUTBOX_FLUSH_S) as client:
+            while await worker.deliver_due(client):
+                pass
+
+    try:
+        await asyncio.wait_for(passes(), OUTBOX_FLUSH_S)
+    except Exception as exc:  # noqa: BLE001 - delivery resumes at the next start
+        log.warning("deliveries left for the next start: %s", exc or type(exc).__name__)
+
+
 def _log_start_failure(exc: BaseException) -> None:
     log.error("gateway start failed: %s", exc)
 
@@ -167,13 +195,21 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             except Exception as exc:  # noqa: BLE001 - any failure of the start ends it, in one line
                 on_start_failure(exc)
 
-        background = [asyncio.create_task(prepare())]
-        if settings.webhook_url:
-            background.append(asyncio.create_task(forward_events(services.registry, settings.webhook_url)))
         # One worker for every routed topic; with no route it only says which topics wait.
         worker = OutboxWorker(database.engine, delivery_routes(settings))
         services.outbox_wake = worker.wake
-        background.append(asyncio.create_task(worker.run()))
+        # This process in `instances`; what dead ones left open is closed and delivered now, and
+        # from then on whenever a peer's heartbeat expires (gateway/storage/recovery.py).
+        keeper = Keeper(database.engine, Instance.new("gateway"), heartbeat_s=settings.instance_heartbeat_s,
+                        dead_after_s=settings.instance_dead_after_s, on_queued=worker.wake.set)
+        await keeper.start()
+        services.instance_id = keeper.instance_id
+
+        background = [asyncio.create_task(prepare())]
+        if settings.webhook_url:
+            background.append(asyncio.create_task(forward_events(services.registry, settings.webhook_url)))
+        background.append(asyncio.create_task(keeper.run()))
+        delivering = asyncio.create_task(worker.run())
         if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         try:
@@ -182,6 +218,13 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            try:  # calls the drain could not end are closed as `shutdown`; then this process is stopped
+                await keeper.stop()
+            except Exception:  # noqa: BLE001 - a database gone now: the next start recovers them
+                log.exception("instance %s not marked stopped", keeper.instance_id)
+            await _last_deliveries(worker)
+            delivering.cancel()
+            await asyncio.gather(delivering, return_exceptions=True)
             await database.close()
             if services.speech is not None:
                 services.speech.close()

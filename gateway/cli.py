@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from gateway import log_redaction
 from gateway.auth import is_loopback_bind
 from gateway.model.fetch import ModelUnavailable, ensure_model
 from gateway.model.graph import ensure_static_graph
 from gateway.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fetch_model(settings)
     if args.command == "db":
         return _db(settings, args.db_command)
-    return _serve(settings, args.host, args.port)
+    code = _serve(settings, args.host, args.port)
+    # Stopped: every call is stored and the database closed. The interpreter's own teardown would
+    # spend seconds collecting the speech model and dictionaries; a stop takes the drain and no more.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _db_command(settings: Settings, command: str) -> str:
@@ -121,6 +133,50 @@ def _fetch_model(settings: Settings) -> int:
     return 0
 
 
+GRACEFUL_S = 3.0  # after the drain: how long uvicorn may wait for connections before cancelling them
+
+
+def _draining_server(config: "uvicorn.Config", app: "Starlette") -> "uvicorn.Server":
+    """uvicorn's server, but SIGTERM (or SIGINT) first drains calls (gateway.app.drain), with the port
+    still open so that new calls are refused with a reason; then uvicorn shuts down as usual. A second
+    signal ends the calls at once, a third is uvicorn's forced exit."""
+    import signal
+
+    import uvicorn
+
+    from gateway.app import drain
+
+    class DrainingServer(uvicorn.Server):
+        signals = 0
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            self.signals += 1
+            services = getattr(app.state, "services", None)
+            if not self.started or services is None or self.signals > 2 or self.should_exit:
+                super().handle_exit(sig, frame)  # not serving yet, or done with patience
+            elif self.signals == 1:
+                logging.getLogger(__name__).info("%s: draining calls (at most %g s), then stopping",
+                                                 signal.Signals(sig).name, services.settings.shutdown_drain_s)
+                self._loop.call_soon_threadsafe(self._start_drain)
+            else:
+                self._loop.call_soon_threadsafe(services.registry.end_all, "shutdown")
+
+        def _start_drain(self) -> None:
+            self._drain = asyncio.ensure_future(self._drain_then_exit())
+
+        async def _drain_then_exit(self) -> None:
+            try:
+                await drain(app)
+            finally:
+                self.should_exit = True
+
+        async def serve(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+            self._loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+    return DrainingServer(config)
+
+
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
@@ -159,19 +215,21 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         failures.append(exc)
         server.should_exit = True
 
+    app = create_app(settings, on_start_failure=stop)
     config = uvicorn.Config(
-        create_app(settings, on_start_failure=stop),
+        app,
         host=settings.host,
         port=settings.port,
         ws=BufferedWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         log_level=settings.log_level,
         lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_S,  # the drain ended the calls; what is left is cut off
     )
     logging.getLogger(__name__).info(
         "listening on %s port %s", settings.host, " and ".join(
             [str(settings.port)] + [f"{settings.vosk_server_port} (vosk-server)"] * bool(settings.vosk_server_port)))
-    server = uvicorn.Server(config)
+    server = _draining_server(config, app)
     server.run(sockets=sockets)
     if failures:
         exc = failures[0]

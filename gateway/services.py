@@ -36,6 +36,7 @@ class Services:
     # Called with each final flow result once it is stored (gateway.calls.core_events.SaveReport).
     result_listeners: list[Any] = field(default_factory=list)
     receipt_sink: Any = None  # scheduler.channels.base.ReceiptSink for provider callbacks, when wired
+    instance_id: str | None = None  # this process in `instances`: the owner written on its calls and results
 
     @property
     def zone(self) -> ZoneInfo:

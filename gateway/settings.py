@@ -108,6 +108,12 @@ class Settings:
     webhooks: tuple[WebhookRoute, ...] = ()
     # `gateway serve` migrates the database to the newest schema at start; off: it refuses an old one.
     db_auto_upgrade: bool = True
+    # Crashes and shutdown: each process heartbeats its `instances` row this often; a peer whose
+    # heartbeat is older than `instance_dead_after_s` is dead and its open calls are recovered.
+    instance_heartbeat_s: float = 5.0
+    instance_dead_after_s: float = 30.0
+    # SIGTERM: calls in progress may go on this long, then they are ended as `shutdown`.
+    shutdown_drain_s: float = 10.0
 
     # Message channels (scheduler/channels/): provider endpoints and credentials, see README "Channels".
     aliyun_access_key_id: str = ""
@@ -147,6 +153,11 @@ class Settings:
     def __post_init__(self) -> None:
         if self.vosk_server_port and self.vosk_server_port == self.port:
             raise SettingsError(f"vosk_server_port {self.vosk_server_port} is the main port; pick another, or 0 for off")
+        if self.instance_heartbeat_s <= 0 or self.instance_dead_after_s <= self.instance_heartbeat_s:
+            raise SettingsError(
+                f"instance_dead_after_s ({self.instance_dead_after_s:g}) must exceed instance_heartbeat_s "
+                f"({self.instance_heartbeat_s:g}) > 0, or live gateways are taken for dead"
+            )
         if self.claims_webhook_url and any(r.topic == CLAIMS_TOPIC for r in self.webhooks):
             raise SettingsError(
                 f"the {CLAIMS_TOPIC!r} route is set twice: by claims_webhook_url and by [webhooks.{CLAIMS_TOPIC}]"

@@ -38,8 +38,8 @@ from speech.vad import VadConfig
 
 from gateway.calls.core_events import (
     NOTHING, Action, AudioOpened, CallStarted, ClearPlayback, Close, EndCallRow, Event, Failed, Finished, Flushed,
-    FlushAudio, OpenAudio, PromptPlayed, Publish, Recognized, Request, Send, SetGrammar, Speak, StartCallRow,
-    StoreSegment, Tick,
+    FlushAudio, OpenAudio, PromptPlayed, Publish, Recognized, Request, Send, SetGrammar, Shutdown, Speak,
+    StartCallRow, StoreSegment, Tick,
 )
 from gateway.calls.flow_turns import FlowStep, FlowTurns
 from gateway.metrics import Metrics
@@ -52,6 +52,7 @@ from gateway.telephony.pacing import PaceCheck
 log = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
@@ -164,6 +165,8 @@ class CallCore:
         if kind is Failed:
             self.end_reason = "internal error"
             return self._close(1011, "internal error")
+        if kind is Shutdown:  # what was said is still decoded, delivered and stored: the flow's partial
+            return self._drive(self._end("gateway shutting down", CLOSE_GOING_AWAY, reason=event.reason), None)  # type: ignore[union-attr]
         raise TypeError(f"{kind.__name__} is not an event the call core takes now")
 
     def _drive(self, routine: Routine, answer: Any) -> list[Action]:

@@ -94,8 +94,15 @@ class Failed:
     """The shell hit an unexpected error; the call closes with 1011."""
 
 
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The gateway stops (its drain's deadline passed): the call ends now, closed with 1001."""
+
+    reason: str = "shutdown"
+
+
 Event = Union[
-    CallStarted, Recognized, Tick, AudioOpened, PromptPlayed, Flushed, Finished, Failed,
+    CallStarted, Recognized, Tick, AudioOpened, PromptPlayed, Flushed, Finished, Failed, Shutdown,
     TextIn, DtmfIn, MarkIn, CallStop, ProtocolError,
 ]
 

@@ -46,6 +46,7 @@ class FlowTurns:
         self.report_id = report_id
         self.transcript: list[dict[str, Any]] = []
         self.final_status: str | None = None
+        self.saved = False  # a report of this call is stored (it must not stay in progress)
         context = CallContext(started_at=started_at, caller_number=start.caller_number)
         self.dialogue = Dialogue(flow, understanding, context, records)
 
@@ -72,9 +73,9 @@ class FlowTurns:
     def on_hangup(self, at: datetime) -> list[SaveReport]:
         """The caller is gone: the engine's partial report (if any slot was filled) is kept."""
         saves = self._apply(self.dialogue.on_hangup(), at).saves if self.final_status is None else []
-        if self.final_status is None and self.dialogue.slots:
-            # Whatever the engine said, a report with values never stays "in progress".
-            saves.append(self._save("partial", self.dialogue.slots, {}, None))
+        if self.final_status is None and (self.dialogue.slots or self.saved):
+            # Whatever the engine said, a report with values, or one already stored, never stays "in progress".
+            saves.append(self._snapshot("partial"))
         return saves
 
     # Actions -----------------------------------------------------------------
@@ -105,13 +106,20 @@ class FlowTurns:
                 out.frames += self.adapter.bot_event({"event": "hangup", "reason": action.reason})
                 out.end = "hangup"
         if save and self.final_status is None:
-            out.saves.append(self._save("in_progress", self.dialogue.slots, {}, None))
+            out.saves.append(self._snapshot("in_progress"))
         return out
+
+    def _snapshot(self, status: str) -> SaveReport:
+        """The report as it stands, with its details: if the gateway dies now, recovery delivers this."""
+        report = self.dialogue.report(status)
+        details = {k: dataclasses.asdict(v) for k, v in report.details.items()}
+        return self._save(status, report.slots, details, report.policy_number)
 
     def _save(self, status: str, slots: dict[str, str], details: dict[str, Any],
               policy_number: str | None) -> SaveReport:
         if status in self.flow.final_statuses:  # the flow's outcomes: delivered, never overwritten
             self.final_status = status
+        self.saved = True
         return SaveReport(
             report_id=self.report_id, call_id=self.start_event.call_id, flow=self.flow.name, status=status,
             caller_number=self.start_event.caller_number, slots=slots, details=details,

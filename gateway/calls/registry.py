@@ -1,4 +1,10 @@
-"""Live calls: capacity, the registry of active calls, and event subscribers."""
+"""Live calls: capacity, the registry of active calls, event subscribers, and the drain at shutdown.
+
+The drain (`drain`, on SIGTERM): new calls are refused from then on, the calls in progress go on
+until they end or the deadline passes, then each remaining one is asked to end (`LiveCall.end`:
+its session ends it as the gateway ending it, reason `shutdown`, with what was said flushed and
+stored) and given a few seconds to do so.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+SHUTDOWN = "shutdown"
+END_GRACE_S = 3.0  # after the drain's deadline: how long ended calls get to flush and store
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +31,17 @@ class LiveCall:
     first_audio: float | None = None
     audio_seconds_processed: float = 0.0
     waiting: bool = False  # the call's loop waits for the peer: nothing of it is queued
+    ending: str | None = None  # the gateway wants the call ended, and why ("shutdown")
+    wait: asyncio.Timeout | None = None  # the call's wait for the peer, cut short by `end`
+
+    def end(self, reason: str) -> None:
+        """Ask the call's session to end the call now, with this reason."""
+        self.ending = reason
+        if self.wait is not None and not self.wait.expired():
+            try:
+                self.wait.reschedule(asyncio.get_running_loop().time())
+            except RuntimeError:
+                pass  # that wait is over: the session sees `ending` before it waits again
 
     def decode_lag(self, now: float) -> float:
         """How far recognition is behind the call's real-time audio."""
@@ -59,15 +79,19 @@ class CallRegistry:
         self._calls: dict[int, LiveCall] = {}
         self._next_key = 0
         self._subscribers: set[Subscriber] = set()
+        self.draining = False  # shutting down: no new call is taken
+        self._idle = asyncio.Event()  # set whenever no call is open
+        self._idle.set()
 
     @property
     def active(self) -> int:
         return len(self._calls)
 
     def open(self, protocol: str) -> LiveCall | None:
-        """Reserve a place for a call, or None when the gateway is at capacity."""
-        if len(self._calls) >= self.max_calls:
+        """Reserve a place for a call, or None when the gateway is at capacity (or draining)."""
+        if len(self._calls) >= self.max_calls or self.draining:
             return None
+        self._idle.clear()
         self._next_key += 1
         call = LiveCall(key=self._next_key, protocol=protocol)
         self._calls[call.key] = call
@@ -75,6 +99,33 @@ class CallRegistry:
 
     def close(self, call: LiveCall) -> None:
         self._calls.pop(call.key, None)
+        if not self._calls:
+            self._idle.set()
+
+    async def drain(self, deadline_s: float, grace_s: float = END_GRACE_S) -> int:
+        """Refuse new calls; let those in progress end by themselves within `deadline_s`, then end
+        the rest (`shutdown`) and wait up to `grace_s` for them to close. How many were ended."""
+        self.draining = True
+        if self._calls:
+            log.info("draining: %d calls in progress may go on for %g s", len(self._calls), deadline_s)
+        try:
+            await asyncio.wait_for(self._idle.wait(), deadline_s)
+            return 0
+        except TimeoutError:
+            pass
+        remaining = list(self._calls.values())
+        log.warning("drain deadline (%g s) passed: ending %d calls (%s)", deadline_s, len(remaining), SHUTDOWN)
+        self.end_all(SHUTDOWN)
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            log.error("%d calls did not end within %g s of the drain deadline", len(self._calls), grace_s)
+        return len(remaining)
+
+    def end_all(self, reason: str) -> None:
+        """Ask every open call to end now (the drain's deadline, or a second SIGTERM)."""
+        for call in list(self._calls.values()):
+            call.end(reason)
 
     def max_decode_lag(self) -> float:
         now = time.monotonic()

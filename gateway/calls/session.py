@@ -26,8 +26,8 @@ from gateway.auth import Verdict
 from gateway.calls.core import CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, CallCore
 from gateway.calls.core_events import (
     Action, AudioOpened, CallStarted, ClearPlayback, Close, EndCallRow, Failed, Finished, Flushed, FlushAudio,
-    OpenAudio, PromptPlayed, Publish, Recognized, SaveReport, Send, SetGrammar, Speak, StartCallRow, StoreSegment,
-    Tick,
+    OpenAudio, PromptPlayed, Publish, Recognized, SaveReport, Send, SetGrammar, Shutdown, Speak, StartCallRow,
+    StoreSegment, Tick,
 )
 from gateway.calls.recognition import CallRecognition, merge
 from gateway.calls.registry import LiveCall
@@ -37,6 +37,10 @@ from gateway.telephony.base import Adapter, AudioIn, CallStart, CallStop, Config
 
 log = logging.getLogger(__name__)
 
+# A new call while the gateway drains for shutdown: "service restart", to be tried again (elsewhere).
+CLOSE_SHUTTING_DOWN = 1012
+SHUTTING_DOWN_REASON = "gateway shutting down, try again"
+
 
 async def save_report(services: Services, save: SaveReport) -> None:
     """The one place a flow's report is stored; a final one wakes the delivery worker."""
@@ -45,7 +49,7 @@ async def save_report(services: Services, save: SaveReport) -> None:
         services.database.engine, result_id=save.report_id, call_id=save.call_id, flow=save.flow,
         status=save.status, caller_number=save.caller_number, slots=save.slots, details=save.details,
         transcript=save.transcript, policy_number=save.policy_number, topic=delivery.topic,
-        final_statuses=delivery.final_statuses, payload=delivery.payload,
+        final_statuses=delivery.final_statuses, payload=delivery.payload, instance_id=services.instance_id,
     )
     if queued and services.outbox_wake is not None:
         services.outbox_wake.set()
@@ -106,6 +110,11 @@ class CallSession:
     async def _admit(self) -> bool:
         """Admission: a call slot unless recognition lags or the gateway is full (closed 1013)."""
         svc, settings = self.services, self.services.settings
+        if svc.registry.draining:
+            svc.metrics.count_refusal("shutdown")
+            log.info("refused %s call: the gateway is shutting down", self.adapter.name)
+            await self._close(CLOSE_SHUTTING_DOWN, SHUTTING_DOWN_REASON)
+            return False
         lag = svc.registry.max_decode_lag()
         if settings.max_decode_lag_s and lag > settings.max_decode_lag_s:
             # Recognition already trails real time: one more call would degrade every call.
@@ -127,6 +136,10 @@ class CallSession:
         assert core is not None
         while self.connected:
             live = self.live  # None until a connection without a key on the upgrade authenticates
+            if live is not None and live.ending is not None:
+                reason, live.ending = live.ending, None  # the gateway ends the call (its drain's deadline)
+                await self._do(core.handle(Shutdown(reason)))
+                continue
             now = time.monotonic()
             wait = core.timeout(now)
             if wait <= 0:
@@ -135,12 +148,16 @@ class CallSession:
             if live is not None:
                 live.waiting = True
             try:
-                async with asyncio.timeout(wait):  # cheaper than wait_for: no task per message
+                async with asyncio.timeout(wait) as waiting:  # cheaper than wait_for: no task per message
+                    if live is not None:
+                        live.wait = waiting  # LiveCall.end cuts it short
                     message = await self.ws.receive()
             except TimeoutError:
                 now = time.monotonic()
                 if live is not None:
                     live.caught_up(now)
+                    if live.ending is not None:
+                        continue  # not a timeout: the gateway ends the call
                 await self._do(core.handle(Tick(now)))
                 continue
             if message["type"] == "websocket.disconnect":
@@ -246,7 +263,7 @@ class CallSession:
                 case FlushAudio():
                     await self._do(core.handle(Flushed(await self.rec.flush())))
                 case StartCallRow(call_id, protocol, caller_number):
-                    self.call_pk = await db.start_call(call_id, protocol, caller_number)
+                    self.call_pk = await db.start_call(call_id, protocol, caller_number, self.services.instance_id)
                 case EndCallRow(reason, audio_seconds):
                     if self.call_pk is not None:
                         await db.end_call(self.call_pk, reason, audio_seconds)

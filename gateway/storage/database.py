@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -96,6 +97,11 @@ flow_results = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("instance_id", String(36), index=True),  # the process that runs the call (instances)
 )
+
+# Open calls and results, by owner: what recovery (gateway/storage/recovery.py) looks for every heartbeat.
+for _table in (calls, flow_results):
+    Index(f"ix_{_table.name}_open", _table.c.instance_id, postgresql_where=_table.c.ended_at.is_(None),
+          sqlite_where=_table.c.ended_at.is_(None))
 
 # Running gateway and scheduler processes, with a heartbeat: what a dead one left open
 # (calls, results in progress) is closed by a live one.
@@ -189,11 +195,14 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(select(1))
 
-    async def start_call(self, call_id: str, protocol: str, caller_number: str | None) -> int:
+    async def start_call(self, call_id: str, protocol: str, caller_number: str | None,
+                         instance_id: str | None = None) -> int:
+        """A call row; `instance_id`: the process running the call (gateway/storage/instances.py)."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 insert(calls)
-                .values(call_id=call_id, protocol=protocol, caller_number=caller_number, started_at=utcnow(), audio_seconds=0.0)
+                .values(call_id=call_id, protocol=protocol, caller_number=caller_number, started_at=utcnow(),
+                        audio_seconds=0.0, instance_id=instance_id)
                 .returning(calls.c.id)
             )
             return int(result.scalar_one())

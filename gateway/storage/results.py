@@ -79,11 +79,14 @@ async def save(
     topic: str | None = None,
     final_statuses: Collection[str] = FINAL_STATUSES,
     payload: Payload = default_payload,
+    instance_id: str | None = None,
 ) -> bool:
     """Insert or update the result; a final status also queues its delivery, atomically.
 
     `topic` defaults to the flow's name, `subject_phone` (who the result is about) to the
-    caller's number. True when this save queued a delivery.
+    caller's number, `instance_id` names the process running the call (gateway/storage/recovery.py
+    closes a dead one's). A final result is never overwritten: it is what was delivered (also when
+    recovery finalized it while its call still ran). True when this save queued a delivery.
     """
     now = utcnow()
     final = status in final_statuses
@@ -94,12 +97,16 @@ async def save(
     if final:
         values["ended_at"] = now
     async with engine.begin() as conn:
-        updated = await conn.execute(update(flow_results).where(flow_results.c.id == result_id).values(**values))
+        updated = await conn.execute(
+            update(flow_results).where(flow_results.c.id == result_id, flow_results.c.ended_at.is_(None)).values(**values)
+        )
         if updated.rowcount == 0:
+            if (await conn.execute(select(flow_results.c.id).where(flow_results.c.id == result_id))).first():
+                return False  # final already
             await conn.execute(
                 insert(flow_results).values(
                     id=result_id, call_id=call_id, flow=flow, topic=topic or flow, caller_number=caller_number,
-                    subject_phone=subject_phone or caller_number, created_at=now, **values,
+                    subject_phone=subject_phone or caller_number, created_at=now, instance_id=instance_id, **values,
                 )
             )
         if not final:

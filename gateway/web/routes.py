@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.auth import Verdict, check_twilio_signature
 from gateway.services import Services
 from gateway.storage.results import iso_utc
-from gateway.calls.session import CallSession
+from gateway.calls.session import CLOSE_SHUTTING_DOWN, SHUTTING_DOWN_REASON, CallSession
 from gateway.telephony.base import Adapter
 from gateway.telephony.freeswitch import FreeswitchAdapter
 from gateway.telephony.generic import GenericCallAdapter
@@ -47,6 +47,11 @@ def _call_endpoint(make_adapter: Callable[[WebSocket, Services], Adapter]):
         services = _services(ws)
         verdict = await _authorize(ws, services)
         if verdict is Verdict.DENIED:
+            return
+        if services.registry.draining:
+            services.metrics.count_refusal("shutdown")
+            await ws.accept()  # to close with a code and reason, as while starting
+            await ws.close(code=CLOSE_SHUTTING_DOWN, reason=SHUTTING_DOWN_REASON)
             return
         if not services.startup.ready:
             # Accepted only to close with a code and reason the platform can act on (before
@@ -114,8 +119,10 @@ async def livez(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """Readiness: 503 while the model and recognizers are prepared, then database and calls."""
+    """Readiness: 503 while the model and recognizers are prepared or while draining, then database and calls."""
     services = _services(request)
+    if services.registry.draining:  # shutting down: send no new calls here
+        return JSONResponse({"status": "draining", "active_calls": services.registry.active}, status_code=503)
     if not services.startup.ready or services.speech is None:
         return JSONResponse({"status": "starting", "doing": services.startup.doing}, status_code=503)
     try:

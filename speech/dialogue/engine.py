@@ -126,6 +126,10 @@ class Dialogue:
         """The policy record the call was matched to."""
         return self._record
 
+    def report(self, status: ReportStatus) -> Report:
+        """The report as it stands now, under `status` (what an in-progress save stores)."""
+        return self._report(status)
+
     def start(self) -> list[Action]:
         if self._phase != "new":
             return []
