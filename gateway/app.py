@@ -32,6 +32,8 @@ from gateway.tts.factory import build_synthesizer
 from gateway.web.twilio_voice import twilio_routes
 from gateway.web.vosk_port import VoskServerPort
 from gateway.calls.events_webhook import forward_events
+from gateway.web.reminders_api import reminder_routes
+from scheduler.service import SchedulerService, build_dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,13 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
         worker = OutboxWorker(database.engine, delivery_routes(settings))
         services.outbox_wake = worker.wake
         background.append(asyncio.create_task(worker.run()))
+        # Reminders: the dispatcher serves the admin API and the receipt webhooks (its sink) in
+        # every gateway; it also ticks here unless scheduler_enabled is off (`gateway scheduler`).
+        services.reminders = build_dispatcher(settings, database.engine)
+        reminder_service = SchedulerService(services.reminders, settings.scheduler_tick_s,
+                                            settings.scheduler_plan_interval_s)
+        if settings.scheduler_enabled:
+            await reminder_service.start()
         if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         try:
@@ -176,9 +185,13 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if settings.scheduler_enabled:
+                await reminder_service.stop()
+            else:
+                await services.reminders.aclose()
             await database.close()
             if services.speech is not None:
                 services.speech.close()
 
-    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes()], lifespan=lifespan,
+    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes(), *reminder_routes()], lifespan=lifespan,
                      middleware=[Middleware(VoskServerPort, port=settings.vosk_server_port)])

@@ -33,6 +33,7 @@ class Services:
     dialogues: Any = None  # gateway.calls.flow_call.Dialogues, when flows are configured
     outbox_wake: Any = None  # asyncio.Event of the outbox worker, when delivery is configured
     tts: Any = None  # speech.tts.Synthesizer speaking prompts on platforms that play audio
+    reminders: Any = None  # scheduler.dispatcher.Dispatcher: campaigns, receipt sink, admin API
 
     @property
     def zone(self) -> ZoneInfo:

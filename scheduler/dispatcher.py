@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable, Mapping, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,7 +26,7 @@ from gateway.storage.database import utcnow
 from scheduler import planner, store
 from scheduler.campaigns import Campaign
 from scheduler.channels.base import Accepted, Channel, OutboundMessage, SendError
-from scheduler.lifecycle import Change, Decision, Facts, Stop, after_accepted, after_error, decide, needs_escalation
+from scheduler.lifecycle import Change, Decision, Facts, Send, Stop, after_accepted, after_error, decide, needs_escalation
 from scheduler.metrics import ReminderMetrics
 from scheduler.rules import Rules, TokenBucket, with_opt_out_line
 from scheduler.sink import ReminderSink, step_of
@@ -258,6 +258,66 @@ class Dispatcher:
         if report.sent:
             log.info("tick: %d sent, %s", report.sent, report.decided)
         return report
+
+    async def dry_run(self, day: date) -> dict[str, list[dict[str, Any]]]:
+        """Who would be reminded on `day` (local), on which channel, and who is skipped and why.
+
+        Rows already planned for that day and rows the campaigns would plan are judged as the send
+        transaction would judge them at their due time with what the database says now (a
+        reminder deferred past that day is named with the reason, e.g. quiet_hours or cap)."""
+        start = datetime.combine(day, datetime.min.time(), self.rules.zone)
+        end = start + timedelta(days=1)
+        existing = await store.due_between(self.engine, start, end)
+        subjects: list[planner.Subject] = []
+        async with self.engine.connect() as conn:
+            leads = [-s.offset for c in self.campaigns.values() if c.source == "policies" for s in c.steps]
+            subjects += await store.policy_subjects(conn, day, day + max(leads + [timedelta(0)]) + timedelta(days=2))
+            subjects += await store.claim_subjects(conn, self.rules.zone)
+        known = {r["dedupe_key"] for r in existing}
+        async with self.engine.connect() as conn:
+            paused = await store.paused_campaigns(conn)
+        candidates: list[dict[str, Any]] = [dict(r) for r in existing]
+        skipped: list[dict[str, Any]] = []
+        for p in planner.plan(self.campaigns.values(), subjects, start, self.rules.zone, timedelta(days=1)):
+            if p.dedupe_key in known or p.due_at < start:
+                continue
+            row = {**p.__dict__, "id": -len(candidates) - 1, "attempts": 0, "delivery_id": "-"}
+            if p.status == "skipped":
+                skipped.append(self._dry_entry(row, p.skip_reason or "skipped"))
+            else:
+                candidates.append(row)
+        facts = await store.facts_for(self.engine, candidates, self.exits, self.rules.day_bounds(start))
+        would: list[dict[str, Any]] = []
+        planned_sends: dict[tuple[str, str], int] = {}  # what this day's earlier sends add to the caps
+        for row in sorted(candidates, key=lambda r: r["due_at"]):
+            if row["campaign"] in paused:
+                skipped.append(self._dry_entry(row, "paused"))
+                continue
+            at = max(row["due_at"], start)
+            key = (row["recipient"], row["channel"])
+            found = facts[row["id"]]
+            found = Facts(found.exit_reason, found.opted_out, found.sent_today + planned_sends.get(key, 0))
+            decision = self._decide(at)(row, found)
+            if isinstance(decision, Send):
+                planned_sends[key] = planned_sends.get(key, 0) + 1
+            if isinstance(decision, Stop):
+                skipped.append(self._dry_entry(row, decision.reason))
+            elif hasattr(decision, "until"):
+                until = decision.until  # type: ignore[union-attr]
+                if until >= end:
+                    skipped.append({**self._dry_entry(row, decision.reason), "until": until})  # type: ignore[union-attr]
+                else:
+                    would.append({**self._dry_entry(row, None), "at": until})
+            else:
+                would.append({**self._dry_entry(row, None), "at": at})
+        return {"day": day.isoformat(), "send": would, "skip": skipped}  # type: ignore[dict-item]
+
+    @staticmethod
+    def _dry_entry(row: Mapping[str, Any], reason: str | None) -> dict[str, Any]:
+        entry = {k: row[k] for k in ("campaign", "step", "subject", "channel", "provider", "recipient", "due_at")}
+        if reason:
+            entry["reason"] = reason
+        return entry
 
     async def aclose(self) -> None:
         for channel in self.channels.values():

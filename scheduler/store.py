@@ -32,7 +32,7 @@ from scheduler.lifecycle import COUNTED, Change, Decision, Defer, Facts, Send, S
 from scheduler.optout import OptOut
 from scheduler.planner import Planned, Subject
 
-INSERT_CHUNK = 500
+INSERT_CHUNK = 5000
 TASK_TOPIC = "reminder_task"  # the outbox topic of a task for a human agent
 
 
@@ -111,8 +111,9 @@ async def insert_planned(engine: AsyncEngine, rows: Sequence[Planned], now: date
     async with write_transaction(engine) as conn:
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = [_planned_values(p, now) for p in rows[start:start + INSERT_CHUNK]]
+            # executemany of one compiled statement (a multi-VALUES statement compiles slowly).
             result = await conn.execute(
-                _insert(conn)(reminders).values(chunk).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+                _insert(conn)(reminders).on_conflict_do_nothing(index_elements=["dedupe_key"]), chunk)
             added += max(result.rowcount or 0, 0)
     return added
 
@@ -247,6 +248,25 @@ def _due_filter(now: datetime, paused: Iterable[str]):
     return and_(cond, reminders.c.campaign.not_in(paused)) if paused else cond
 
 
+async def facts_for(engine: AsyncEngine, rows: list[dict[str, Any]], exits: Mapping[str, tuple[str, ...]],
+                    day: tuple[datetime, datetime]) -> dict[int, Facts]:
+    """Facts as the send transaction would read them now, for rows keyed by "id" (a dry run)."""
+    async with engine.connect() as conn:
+        reasons = await _exit_reasons(conn, rows, exits)
+        out = await opted_out(conn, ((r["recipient"], r["channel"], r["purpose"]) for r in rows))
+        counts = await sent_counts(conn, {(r["recipient"], r["channel"]) for r in rows}, *day)
+    return {r["id"]: Facts(reasons.get(r["id"]), (r["recipient"], r["channel"], r["purpose"]) in out,
+                           counts.get((r["recipient"], r["channel"]), 0)) for r in rows}
+
+
+async def due_between(engine: AsyncEngine, start: datetime, end: datetime, limit: int = 10000) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(reminders).where(reminders.c.status == "due", reminders.c.due_at >= start,
+                                                           reminders.c.due_at < end)
+                                   .order_by(reminders.c.due_at).limit(limit))).all()
+    return [row_dict(r) for r in rows]
+
+
 async def paused_campaigns(conn: AsyncConnection) -> set[str]:
     return set((await conn.execute(select(campaign_states.c.campaign).where(campaign_states.c.paused.is_(True))))
                .scalars().all())
@@ -337,8 +357,9 @@ async def claim(engine: AsyncEngine, *, now: datetime, limit: int, lease_s: floa
                     leased_by=bindparam("leased_by"), due_at=bindparam("due_at"),
                     skip_reason=bindparam("skip_reason"), updated_at=now),
                 updates)
-        await add_events(conn, [(r["id"], "sending", f"attempt {r['attempts']} by {instance}") for r in sending]
-                         + events, now)
+        # Sends and accepts are on the row itself (sent_at, attempts, leased_by, accepted_at, provider_id);
+        # the history holds what the row cannot (deferrals, skips, errors, receipts, escalations).
+        await add_events(conn, events, now)
         if escalations:
             await escalate_rows(conn, escalations, now, escalate)
     return Claimed(sending, decided)
@@ -352,8 +373,8 @@ async def escalate_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]], n
     planned = [p for p in (escalate(r, now) for r in rows) if p is not None]
     if not planned:
         return 0
-    result = await conn.execute(_insert(conn)(reminders).values([_planned_values(p, now) for p in planned])
-                                .on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    result = await conn.execute(_insert(conn)(reminders).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+                                [_planned_values(p, now) for p in planned])
     return max(result.rowcount or 0, 0)
 
 
@@ -399,7 +420,6 @@ async def accept_many(engine: AsyncEngine, items: Sequence[tuple[int, str | None
                 provider_id=func.coalesce(reminders.c.provider_id, bindparam("pid")),
                 accepted_at=now, escalate_at=bindparam("esc"), lease_until=None, last_error=None, updated_at=now),
             [{"_id": rid, "pid": pid, "esc": esc} for rid, pid, esc in items])
-        await add_events(conn, [(rid, "accepted", f"accepted ({pid or 'no id'})") for rid, pid, _ in items], now)
 
 
 async def expired_leases(engine: AsyncEngine, now: datetime, limit: int = 500) -> list[dict[str, Any]]:

@@ -407,3 +407,48 @@ async def test_two_dispatchers_on_one_database_claim_disjoint_rows(test_database
     finally:
         await a.close()
         await b.close()
+
+
+async def test_dry_run_names_who_is_reminded_tomorrow_and_who_is_skipped_and_why(test_database, fakes):
+    night = RENEWAL.replace("campaign: renewal", "campaign: late_call").replace('at: "15:00"', 'at: "21:30"')
+    second_call = RENEWAL.replace("campaign: renewal", "campaign: second_call")
+    clock = Clock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    h = Harness(test_database, fakes, campaigns(RENEWAL, night, second_call), clock)
+    await h.setup()
+    try:
+        for number, phone in (("P1", "13800000001"), ("P2", "13800000002"), ("P3", "13800000003")):
+            await h.policy(number, expiry=date(2026, 9, 24), phone=phone, wechat_openid=f"o-{number}")
+        await h.dispatcher.sink.replies([Reply("wechat", "o-P2", clock(), event="unsubscribe"),
+                                         Reply("sms", "13800000002", clock(), text="退订")])
+        clock.set_local(date(2026, 9, 8), "10:30")  # today; tomorrow is T-15 and... T-3 is the 21st
+        await h.dispatcher.plan()  # P3's T-15 row is planned now (due tomorrow 10:00)
+        await h.policy("P3", expiry=date(2027, 9, 24), phone="13800000003", wechat_openid="o-P3")  # renewed
+        result = await h.dispatcher.dry_run(date(2026, 9, 9))
+        sends = {(s["campaign"], s["subject"], s["channel"]) for s in result["send"]}
+        skips = {(s["campaign"], s["subject"], s["channel"], s["reason"]) for s in result["skip"]}
+        assert ("renewal", "P1", "wechat") in sends
+        assert ("renewal", "P2", "wechat", "opted_out") in skips
+        assert ("renewal", "P3", "wechat", "renewed") in skips
+        assert not any(s[1] == "P2" for s in sends)
+        # The 21st: the 21:30 calls wait for the morning; a second call the same day hits the cap.
+        calls = await h.dispatcher.dry_run(date(2026, 9, 21))
+        call_skips = {(s["campaign"], s["subject"], s["reason"]) for s in calls["skip"] if s["channel"] == "voice"}
+        call_sends = [(s["campaign"], s["subject"]) for s in calls["send"] if s["channel"] == "voice"]
+        assert ("late_call", "P1", "quiet_hours") in call_skips
+        assert sorted(call_sends) == [("renewal", "P1"), ("renewal", "P2")]
+        assert ("second_call", "P1", "cap") in call_skips
+        assert await h.rows() and h.fakes["voice"][0].sends == []  # a dry run sends nothing
+    finally:
+        await h.close()
+
+
+async def test_a_paused_campaign_sends_nothing_until_resumed(renewal):
+    h = renewal
+    await h.policy()
+    await store.set_paused(h.engine, "renewal", True, h.clock())
+    h.clock.set_local(date(2026, 9, 9), "10:00")
+    await h.tick()
+    assert [r["status"] for r in await h.rows()] == ["due"] and h.fakes["wechat"][0].sends == []
+    await store.set_paused(h.engine, "renewal", False, h.clock())
+    await h.tick()
+    assert [r["status"] for r in await h.rows()] == ["accepted"]

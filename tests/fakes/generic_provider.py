@@ -9,6 +9,7 @@ smallest provider shape the scheduler's tests and bench need, fast enough for 10
         200 {"code": "UNREACHABLE"}                       recipient in `unreachable` (fall through)
         503 {"code": "BUSY"}                              while `fail_5xx` > 0 (counts down)
         (no answer)                                       recipient in `hang`, or `hang_all`
+                                                          (`delay_after_s`: accepted, answer late)
     GET /messages/<delivery_id>  200 {"id": ...} or 404   what the provider got (reconciliation)
     GET /receipts                                         receipts queued since the last call
 
@@ -36,6 +37,7 @@ from scheduler.channels.base import Accepted, OutboundMessage, Receipt, SendErro
 class FakeProvider:
     name: str = "generic"
     delay_s: float = 0.0
+    delay_after_s: float = 0.0  # accepted and logged, then the answer waits (a kill in between)
     fail_5xx: int = 0
     reject: set[str] = field(default_factory=set)
     unreachable: set[str] = field(default_factory=set)
@@ -88,6 +90,8 @@ class FakeProvider:
                     if self.delay_s:
                         await asyncio.sleep(self.delay_s)
                     status, answer = self._accept(payload)
+                    if self.delay_after_s:
+                        await asyncio.sleep(self.delay_after_s)
                 elif method == "GET" and path.startswith("/messages/"):
                     found = self._by_delivery.get(path.rsplit("/", 1)[1])
                     status, answer = (200, {"id": found}) if found else (404, {"code": "NOT_FOUND"})
@@ -98,8 +102,8 @@ class FakeProvider:
                 writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
                              % (status, len(data), data))
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client went away, or the fake is stopping
         finally:
             writer.close()
 
@@ -147,6 +151,43 @@ async def _quiet(coro: Any) -> None:
         await coro
 
 
+class _Connections:
+    """Keep-alive HTTP/1.1 connections to the fake over asyncio streams: a minimal client, because
+    httpx's pool tops out at a few hundred requests a second, below what the bench measures."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self.host, self.port = host, port
+        self.idle: asyncio.LifoQueue = asyncio.LifoQueue()
+        self.free = asyncio.Semaphore(size)
+
+    async def request(self, method: str, path: str, body: bytes, timeout_s: float) -> tuple[int, bytes]:
+        async with self.free:
+            try:
+                reader, writer = self.idle.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout_s)
+                except (OSError, TimeoutError) as exc:
+                    raise ConnectionError(f"connect: {exc or type(exc).__name__}") from None
+            try:
+                writer.write(f"{method} {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
+                             f"content-length: {len(body)}\r\n\r\n".encode() + body)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+                lines = head.decode("latin-1").split("\r\n")
+                length = next(int(l.split(":", 1)[1]) for l in lines if l.lower().startswith("content-length:"))
+                data = await asyncio.wait_for(reader.readexactly(length), timeout_s)
+            except BaseException:
+                writer.close()
+                raise
+            self.idle.put_nowait((reader, writer))
+            return int(lines[0].split(" ")[1]), data
+
+    async def close(self) -> None:
+        while not self.idle.empty():
+            _, writer = self.idle.get_nowait()
+            writer.close()
+
+
 class GenericChannel:
     """A test-side Channel for the fake above (real channels live in scheduler/channels/)."""
 
@@ -154,42 +195,43 @@ class GenericChannel:
                  connections: int = 64) -> None:
         self.name = name
         self.kind = kind
-        self.base_url = base_url.rstrip("/")
-        self.client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_connections=connections,
-                                                                                max_keepalive_connections=connections))
+        parsed = httpx.URL(base_url)
+        self.timeout_s = timeout_s
+        self.pool = _Connections(parsed.host, parsed.port or 80, connections)
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        status, data = await self.pool.request(method, path, json.dumps(body or {}).encode(), self.timeout_s)
+        return status, json.loads(data)
 
     async def send(self, message: OutboundMessage) -> Accepted:
         body = {"delivery_id": message.delivery_id, "kind": message.kind, "to": message.to,
                 "template": message.template, "params": dict(message.params), "text": message.text}
         try:
-            response = await self.client.post(self.base_url + "/send", json=body)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise SendError(self.name, "connect", str(exc) or type(exc).__name__, retryable=True) from None
-        except httpx.HTTPError as exc:  # the request went out: it may have been accepted
+            status, answer = await self._call("POST", "/send", body)
+        except ConnectionError as exc:  # nothing went out
+            raise SendError(self.name, "connect", str(exc), retryable=True) from None
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:  # the request went out: maybe accepted
             raise SendError(self.name, "timeout", str(exc) or type(exc).__name__, retryable=True, maybe_sent=True) from None
-        answer = response.json()
-        if response.status_code >= 500:
-            raise SendError(self.name, answer.get("code", str(response.status_code)), "server error", retryable=True)
+        if status >= 500:
+            raise SendError(self.name, answer.get("code", str(status)), "server error", retryable=True)
         if answer.get("code") == "UNREACHABLE":
             raise SendError(self.name, "UNREACHABLE", answer.get("message", ""), fall_through=True)
-        if response.status_code != 200 or answer.get("code") != "OK":
-            raise SendError(self.name, answer.get("code", str(response.status_code)), answer.get("message", ""))
+        if status != 200 or answer.get("code") != "OK":
+            raise SendError(self.name, answer.get("code", str(status)), answer.get("message", ""))
         return Accepted(self.name, answer["id"])
 
     async def lookup(self, delivery_id: str) -> Accepted | None:
         try:
-            response = await self.client.get(f"{self.base_url}/messages/{delivery_id}")
-        except httpx.HTTPError as exc:
-            raise SendError(self.name, "lookup", str(exc), retryable=True) from None
-        if response.status_code == 404:
-            return None
-        return Accepted(self.name, response.json()["id"])
+            status, answer = await self._call("GET", f"/messages/{delivery_id}")
+        except (ConnectionError, TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            raise SendError(self.name, "lookup", str(exc) or type(exc).__name__, retryable=True) from None
+        return None if status == 404 else Accepted(self.name, answer["id"])
 
     async def receipts(self) -> list[Receipt]:
         """The receipts the fake queued, as the webhooks would hand them to the sink."""
-        response = await self.client.get(self.base_url + "/receipts")
+        _, answer = await self._call("GET", "/receipts")
         return [Receipt(self.name, r["status"], datetime.fromisoformat(r["at"]), provider_id=r["id"],
-                        delivery_id=r["delivery_id"]) for r in response.json()["receipts"]]
+                        delivery_id=r["delivery_id"]) for r in answer["receipts"]]
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.pool.close()
