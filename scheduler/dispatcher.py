@@ -79,6 +79,7 @@ class Dispatcher:
         self.buckets = {name: TokenBucket(rate) for name, rate in options.rates.items() if rate > 0}
         self.exits = {name: c.exit for name, c in self.campaigns.items()}
         self._warned: set[str] = set()
+        self.stopping = False  # set by the service: the tick ends after the batch in flight
         self.sink = ReminderSink(engine, self.campaigns, self.next_row, clock, self._count_row)
         if engine.dialect.name == "sqlite":
             log.warning("reminders on SQLite: run exactly one scheduler process on this database "
@@ -252,7 +253,7 @@ class Dispatcher:
                 report.decided[key] = report.decided.get(key, 0) + n
             stuck = set(decided) <= {"rate", "busy"}  # only rows left for later: nothing more to do now
             # Until a claim finds nothing: rows a claim escalated are due at once.
-            if claimed == 0 or stuck or time.monotonic() - started > self.options.tick_budget_s:
+            if claimed == 0 or stuck or self.stopping or time.monotonic() - started > self.options.tick_budget_s:
                 break
         self.metrics.ticks += 1
         if report.sent:

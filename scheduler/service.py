@@ -8,6 +8,7 @@ reconciles, escalates, then claims and sends what is due. The process has a row 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -65,6 +66,11 @@ def build_dispatcher(settings: Settings, engine: AsyncEngine, *, channels: dict[
         instance_id=f"scheduler-{uuid.uuid4()}", options=options_from(settings), metrics=metrics)
 
 
+class _BusyTickFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
 @dataclass
 class SchedulerService:
     dispatcher: Dispatcher
@@ -74,8 +80,12 @@ class SchedulerService:
     def __post_init__(self) -> None:
         self._scheduler: AsyncIOScheduler | None = None
         self._planned_at = float("-inf")
+        self._running: asyncio.Task | None = None
 
     async def _tick(self) -> None:
+        if self.dispatcher.stopping:
+            return
+        self._running = asyncio.current_task()
         try:
             plan = time.monotonic() - self._planned_at >= self.plan_interval_s
             await self.dispatcher.tick(plan=plan)
@@ -84,6 +94,8 @@ class SchedulerService:
             await self._heartbeat()
         except Exception:  # a database hiccup must not end the schedule
             log.exception("scheduler tick failed")
+        finally:
+            self._running = None
 
     async def _heartbeat(self) -> None:
         async with self.dispatcher.engine.begin() as conn:
@@ -104,6 +116,8 @@ class SchedulerService:
             await conn.execute(insert(instances).values(
                 instance_id=self.dispatcher.instance_id, role="scheduler", hostname=socket.gethostname(),
                 pid=os.getpid(), started_at=now, heartbeat_at=now))
+        # A tick sends until nothing is due, so runs that find the last one still going are normal.
+        logging.getLogger("apscheduler.scheduler").addFilter(_BusyTickFilter())
         scheduler = AsyncIOScheduler(timezone=timezone.utc)
         scheduler.add_job(self._tick, "interval", seconds=self.tick_s, coalesce=True, max_instances=1,
                           next_run_time=datetime.now(timezone.utc), id="reminders-tick")
@@ -113,9 +127,17 @@ class SchedulerService:
                  len(self.dispatcher.campaigns), ", ".join(sorted(self.dispatcher.campaigns)), self.tick_s)
 
     async def stop(self) -> None:
+        """Stop after the batch in flight (its rows are recorded, not left `sending`)."""
+        self.dispatcher.stopping = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        running = self._running
+        if running is not None and not running.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(running), self.dispatcher.options.lease_s)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("scheduler stopped with a batch in flight: its rows are reconciled after the lease")
         try:
             async with self.dispatcher.engine.begin() as conn:
                 await conn.execute(update(instances).where(instances.c.instance_id == self.dispatcher.instance_id)
