@@ -63,7 +63,7 @@ def build_dispatcher(settings: Settings, engine: AsyncEngine, *, channels: dict[
     return Dispatcher(
         engine, campaigns if campaigns is not None else load_campaigns(campaigns_path(settings)),
         channels if channels is not None else build_channels(settings), rules_from(settings),
-        instance_id=f"scheduler-{uuid.uuid4()}", options=options_from(settings), metrics=metrics)
+        instance_id=str(uuid.uuid4()), options=options_from(settings), metrics=metrics)
 
 
 class _BusyTickFilter(logging.Filter):

@@ -128,27 +128,27 @@ def running_provider(provider: FakeProvider | None = None) -> Iterator[tuple[Fak
     async def main() -> None:
         server = await asyncio.start_server(provider._handle, "127.0.0.1", 0, backlog=1024)
         holder["port"] = server.sockets[0].getsockname()[1]
-        holder["server"] = server
+        holder["stop"] = asyncio.Event()
         started.set()
-        async with server:
-            await server.serve_forever()
+        await holder["stop"].wait()
+        server.close()
+        # Handlers still waiting (hung or slow answers) end here, not when the loop is collected.
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
-    thread = threading.Thread(target=lambda: loop.run_until_complete(_quiet(main())), daemon=True)
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
     thread.start()
     started.wait(10)
     try:
         yield provider, f"http://127.0.0.1:{holder['port']}"
     finally:
-        loop.call_soon_threadsafe(holder["server"].close)
-        loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+        loop.call_soon_threadsafe(holder["stop"].set)
         thread.join(10)
+        loop.close()
         if provider._log:
             provider._log.close()
-
-
-async def _quiet(coro: Any) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        await coro
 
 
 class _Connections:
