@@ -124,8 +124,10 @@ def schedule(campaign: Campaign, subject: Subject, zone: ZoneInfo) -> list[tuple
 
 
 def plan(campaigns: Iterable[Campaign], subjects: Iterable[Subject], now: datetime, zone: ZoneInfo,
-         horizon: timedelta = timedelta(days=1)) -> list[Planned]:
-    """The rows that should exist for steps due before now + horizon and not expired."""
+         horizon: timedelta = timedelta(days=1), catch_up: timedelta = timedelta(days=1)) -> list[Planned]:
+    """The rows that should exist for steps due before now + horizon and not expired. A step that
+    was due more than `catch_up` ago is not planned late (a subject imported at T-16 does not get
+    the T-30 reminder); rows planned in time are still sent until they expire."""
     by_source: dict[str, list[Campaign]] = {}
     for campaign in campaigns:
         by_source.setdefault(campaign.source, []).append(campaign)
@@ -133,7 +135,7 @@ def plan(campaigns: Iterable[Campaign], subjects: Iterable[Subject], now: dateti
     for subject in subjects:
         for campaign in by_source.get(subject.source, ()):
             for step, name, occurrence, due, expires in schedule(campaign, subject, zone):
-                if due >= now + horizon or expires <= now:
+                if due >= now + horizon or expires <= now or due < now - catch_up:
                     continue
                 if not _when(step, occurrence, subject.values):
                     continue
