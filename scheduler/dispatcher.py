@@ -131,6 +131,11 @@ class Dispatcher:
             params={k: planner.render(v, values) for k, v in channel.template.params.items()}, text=text,
             purpose=row["purpose"], extra={**channel.extra, "campaign": row["campaign"], "step": row["step"]})
 
+    def _task(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """What a task for a human agent carries besides the row: its template code and text."""
+        message = self.message(row)
+        return {"template": message.template, "text": message.text, "params": dict(message.params)}
+
     # Ticks -------------------------------------------------------------------
     async def plan(self, now: datetime | None = None) -> int:
         """Insert the rows the campaigns call for now (idempotent by dedupe key)."""
@@ -157,7 +162,7 @@ class Dispatcher:
         claimed = await store.claim(
             self.engine, now=now, limit=self.options.batch, lease_s=self.options.lease_s, instance=self.instance_id,
             exits=self.exits, decide=self._decide(now), capped=lambda kind: bool(self.rules.caps_per_day.get(kind)),
-            day=self.rules.day_bounds(now), take=self._take, escalate=self.next_row)
+            day=self.rules.day_bounds(now), take=self._take, escalate=self.next_row, task=self._task)
         for key, n in claimed.decided.items():
             self.metrics.count("*", "*", key, n)
         if claimed.rows:

@@ -154,11 +154,11 @@ def plan(campaigns: Iterable[Campaign], subjects: Iterable[Subject], now: dateti
     return rows
 
 
+class _Values(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 def render(text: str, values: Mapping[str, Any]) -> str:
     """A template format string filled with the subject's values (a missing value is empty)."""
-
-    class _Values(dict):
-        def __missing__(self, key: str) -> str:
-            return ""
-
     return text.format_map(_Values(values))

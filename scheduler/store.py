@@ -276,7 +276,8 @@ async def claim(engine: AsyncEngine, *, now: datetime, limit: int, lease_s: floa
                 exits: Mapping[str, tuple[str, ...]], decide: Callable[[dict[str, Any], Facts], Decision],
                 capped: Callable[[str], bool], day: tuple[datetime, datetime],
                 take: Callable[[dict[str, Any]], bool] = lambda row: True,
-                escalate: Escalate = _no_escalation) -> Claimed:
+                escalate: Escalate = _no_escalation,
+                task: Callable[[dict[str, Any]], dict[str, Any]] = lambda row: {}) -> Claimed:
     """Claim due rows, decide each again inside this transaction, commit the sends as `sending`.
 
     `decide(row, facts)` is the pure rule check; `take(row)` a provider rate limit (False: left due
@@ -317,8 +318,8 @@ async def claim(engine: AsyncEngine, *, now: datetime, limit: int, lease_s: floa
                 if row["channel"] == "task":
                     await outbox.enqueue(conn, topic=TASK_TOPIC, aggregate_id=row["delivery_id"], payload={
                         "delivery_id": row["delivery_id"], "campaign": row["campaign"], "step": row["step"],
-                        "subject": row["subject"], "cycle": row["cycle"], "template": row["context"].get("template"),
-                        "values": row["context"].get("values", {})})
+                        "subject": row["subject"], "cycle": row["cycle"], "values": row["context"].get("values", {}),
+                        **task(row)})
                     updates.append({"_id": row["id"], "status": "delivered", "sent_at": now, "accepted_at": now,
                                     "delivered_at": now, "final_at": now, "attempts": row["attempts"] + 1,
                                     "lease_until": None, "leased_by": None, "due_at": row["due_at"],

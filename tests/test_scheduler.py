@@ -184,6 +184,7 @@ async def test_renewal_escalates_to_sms_when_wechat_is_not_read_then_calls_and_t
     assert by_step(await h.rows())[("t1", "task")]["status"] == "delivered"
     [task] = [r for r in await outbox.pending(h.engine) if r["topic"] == "reminder_task"]
     assert task["payload"]["subject"] == "P1" and task["payload"]["values"]["policy_number"] == "P1"
+    assert (task["payload"]["template"], task["payload"]["text"]) == ("call_back", "请回访 P1")
     assert all(len(f.sends) == 1 for f, _ in h.fakes.values())
 
 
