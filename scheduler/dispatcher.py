@@ -163,8 +163,8 @@ class Dispatcher:
             self.engine, now=now, limit=self.options.batch, lease_s=self.options.lease_s, instance=self.instance_id,
             exits=self.exits, decide=self._decide(now), capped=lambda kind: bool(self.rules.caps_per_day.get(kind)),
             day=self.rules.day_bounds(now), take=self._take, escalate=self.next_row, task=self._task)
-        for key, n in claimed.decided.items():
-            self.metrics.count("*", "*", key, n)
+        for (campaign, channel, status), n in claimed.statuses.items():
+            self.metrics.count(campaign, channel, status, n)
         if claimed.rows:
             await self._send_all(claimed.rows)
         return sum(claimed.decided.values()), claimed.decided
@@ -235,9 +235,12 @@ class Dispatcher:
 
     async def escalate(self) -> int:
         now = self.clock()
-        rows = [r for r in await store.escalation_candidates(self.engine, now)
+        candidates = await store.escalation_candidates(self.engine, now)
+        rows = [r for r in candidates
                 if needs_escalation(r["status"], r["escalate_at"], r["delivered_at"], r["read_at"],
-                                    step_of(self.campaigns, r), now)]
+                                    step_of(self.campaigns, r), now) and self.next_row(r, now) is not None]
+        # The last reachable channel of its step (or read in time): nothing to escalate to.
+        await store.clear_escalation(self.engine, [r["id"] for r in candidates if r not in rows])
         if rows:
             await store.mark_escalated(self.engine, rows, now, self.next_row)
             for row in rows:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
@@ -178,6 +178,7 @@ class Claimed:
 
     rows: list[dict[str, Any]]
     decided: dict[str, int]  # sending, deferred:<reason>, skipped:<reason>, cancelled:<reason>, task
+    statuses: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (campaign, channel, new status)
 
 
 async def _exit_reasons(conn: AsyncConnection, rows: list[dict[str, Any]], exits: Mapping[str, tuple[str, ...]]
@@ -283,6 +284,7 @@ async def claim(engine: AsyncEngine, *, now: datetime, limit: int, lease_s: floa
     `decide(row, facts)` is the pure rule check; `take(row)` a provider rate limit (False: left due
     for the next tick, untouched); task rows are done here (an outbox delivery in this transaction)."""
     decided: dict[str, int] = {}
+    statuses: dict[tuple[str, str, str], int] = {}
     lease = now + timedelta(seconds=lease_s)
     async with write_transaction(engine) as conn:
         paused = await paused_campaigns(conn)
@@ -349,6 +351,10 @@ async def claim(engine: AsyncEngine, *, now: datetime, limit: int, lease_s: floa
                 decided[f"{decision.status}:{decision.reason}"] = decided.get(f"{decision.status}:{decision.reason}", 0) + 1
                 if decision.escalate:
                     escalations.append(row)
+        by_id = {r["id"]: r for r in rows}
+        for u in updates:
+            key3 = (by_id[u["_id"]]["campaign"], by_id[u["_id"]]["channel"], u["status"])
+            statuses[key3] = statuses.get(key3, 0) + 1
         if updates:
             await conn.execute(
                 update(reminders).where(reminders.c.id == bindparam("_id")).values(
@@ -363,7 +369,7 @@ async def claim(engine: AsyncEngine, *, now: datetime, limit: int, lease_s: floa
         await add_events(conn, events, now)
         if escalations:
             await escalate_rows(conn, escalations, now, escalate)
-    return Claimed(sending, decided)
+    return Claimed(sending, decided, statuses)
 
 
 # Escalation ----------------------------------------------------------------
@@ -439,6 +445,12 @@ async def escalation_candidates(engine: AsyncEngine, now: datetime, limit: int =
                                     reminders.c.escalate_at.is_not(None), reminders.c.escalate_at <= now)
             .order_by(reminders.c.id).limit(limit))).all()
     return [row_dict(r) for r in rows]
+
+
+async def clear_escalation(engine: AsyncEngine, ids: Sequence[int]) -> None:
+    if ids:
+        async with write_transaction(engine) as conn:
+            await conn.execute(update(reminders).where(reminders.c.id.in_(list(ids))).values(escalate_at=None))
 
 
 async def mark_escalated(engine: AsyncEngine, rows: Sequence[dict[str, Any]], now: datetime,

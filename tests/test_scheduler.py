@@ -186,6 +186,10 @@ async def test_renewal_escalates_to_sms_when_wechat_is_not_read_then_calls_and_t
     assert task["payload"]["subject"] == "P1" and task["payload"]["values"]["policy_number"] == "P1"
     assert (task["payload"]["template"], task["payload"]["text"]) == ("call_back", "请回访 P1")
     assert all(len(f.sends) == 1 for f, _ in h.fakes.values())
+    transitions = h.dispatcher.metrics.transitions
+    assert transitions[("renewal", "wechat", "sending")] == 1 and transitions[("renewal", "sms", "accepted")] == 1
+    text = h.dispatcher.metrics.render(await store.status_counts(h.engine))
+    assert 'gateway_reminders{campaign="renewal",channel="sms",status="delivered"} 1' in text
 
 
 async def test_a_read_wechat_message_stops_the_escalation_and_a_replayed_receipt_changes_nothing(renewal):
