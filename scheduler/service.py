@@ -92,6 +92,9 @@ class SchedulerService:
             if plan:
                 self._planned_at = time.monotonic()
             await self._heartbeat()
+        except asyncio.CancelledError:
+            # The process is ending (its loop cancels what runs): rows in flight are reconciled.
+            log.info("scheduler tick cancelled: the process is stopping")
         except Exception:  # a database hiccup must not end the schedule
             log.exception("scheduler tick failed")
         finally:
