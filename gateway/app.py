@@ -37,6 +37,8 @@ from gateway.web.twilio_voice import twilio_routes
 from gateway.web.voice_hooks import outcome_listener, voice_routes
 from gateway.web.vosk_port import VoskServerPort
 from gateway.calls.events_webhook import forward_events
+from gateway.web.reminders_api import reminder_routes
+from scheduler.service import SchedulerService, build_dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +184,6 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             database=database,
         )
         await services.reload_records()
-        if receipt_sink is not None:
-            services.receipt_sink = receipt_sink
-            services.result_listeners.append(outcome_listener(receipt_sink))
         app.state.services = services
 
         async def prepare() -> None:
@@ -210,6 +209,18 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             background.append(asyncio.create_task(forward_events(services.registry, settings.webhook_url)))
         background.append(asyncio.create_task(keeper.run()))
         delivering = asyncio.create_task(worker.run())
+        # Reminders: the dispatcher serves the admin API and the receipt webhooks (its sink) in
+        # every gateway; it also ticks here unless scheduler_enabled is off (`gateway scheduler`).
+        services.reminders = build_dispatcher(settings, database.engine)
+        reminder_service = SchedulerService(services.reminders, settings.scheduler_tick_s,
+                                            settings.scheduler_plan_interval_s)
+        if settings.scheduler_enabled:
+            await reminder_service.start()
+        # Provider receipts and replies, call progress and reminder-call outcomes: to the scheduler.
+        sink = receipt_sink if receipt_sink is not None else services.reminders.sink
+        services.receipt_sink = sink
+        app.state.receipt_sink = sink
+        services.result_listeners.append(outcome_listener(sink))
         if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         try:
@@ -218,6 +229,10 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if settings.scheduler_enabled:
+                await reminder_service.stop()
+            else:
+                await services.reminders.aclose()
             try:  # calls the drain could not end are closed as `shutdown`; then this process is stopped
                 await keeper.stop()
             except Exception:  # noqa: BLE001 - a database gone now: the next start recovers them
@@ -229,5 +244,6 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             if services.speech is not None:
                 services.speech.close()
 
-    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes(), *voice_routes()], lifespan=lifespan,
+    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes(), *voice_routes(), *reminder_routes()],
+                     lifespan=lifespan,
                      middleware=[Middleware(VoskServerPort, port=settings.vosk_server_port)])

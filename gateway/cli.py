@@ -1,4 +1,4 @@
-"""Command line: `gateway serve`, `gateway model fetch`, `gateway db upgrade`, `gateway db current`."""
+"""Command line: `gateway serve`, `gateway scheduler`, `gateway model fetch`, `gateway db upgrade`, `gateway db current`."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
         "fetch", help="fetch, verify (sha256) and unpack the speech model into the cache, then compile its "
         "static decoding graph (unless static_graph is off)"
     )
+    commands.add_parser("scheduler", help="run the reminder scheduler on its own (no web server); with "
+                        "PostgreSQL several may share one database, with SQLite run one")
     db = commands.add_parser("db", help="the database schema (migrations)")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="migrate the database to the newest schema (a database made before "
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fetch_model(settings)
     if args.command == "db":
         return _db(settings, args.db_command)
+    if args.command == "scheduler":
+        return _scheduler(settings)
     code = _serve(settings, args.host, args.port)
     # Stopped: every call is stored and the database closed. The interpreter's own teardown would
     # spend seconds collecting the speech model and dictionaries; a stop takes the drain and no more.
@@ -93,6 +97,39 @@ def _db(settings: Settings, command: str) -> int:
         print(f"gateway: database {command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _scheduler(settings: Settings) -> int:
+    """`gateway scheduler`: migrate (or check) the schema, then tick until SIGINT or SIGTERM."""
+    import signal
+
+    from gateway.storage import migrate
+    from gateway.storage.database import create_engine
+    from scheduler.campaigns import CampaignError
+    from scheduler.service import SchedulerService, build_dispatcher
+
+    async def run() -> int:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            await migrate.prepare(engine, auto_upgrade=settings.db_auto_upgrade)
+            service = SchedulerService(build_dispatcher(settings, engine), settings.scheduler_tick_s,
+                                       settings.scheduler_plan_interval_s)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await service.start()
+            await stop.wait()
+            await service.stop()
+            return 0
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (migrate.SchemaOutOfDate, CampaignError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
 
 
 def _schema_refusal(settings: Settings) -> str | None:

@@ -37,6 +37,7 @@ class Services:
     result_listeners: list[Any] = field(default_factory=list)
     receipt_sink: Any = None  # scheduler.channels.base.ReceiptSink for provider callbacks, when wired
     instance_id: str | None = None  # this process in `instances`: the owner written on its calls and results
+    reminders: Any = None  # scheduler.dispatcher.Dispatcher: campaigns, receipt sink, admin API
 
     @property
     def zone(self) -> ZoneInfo:

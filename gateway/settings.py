@@ -150,6 +150,27 @@ class Settings:
     freeswitch_stream_module: str = "audio_stream"  # audio_stream (uuid_audio_stream) or audio_fork
     freeswitch_stream_url: str = ""  # the ws:// URL FreeSWITCH streams to; empty: public_url + /ws/freeswitch
 
+    # Reminders (scheduler/): `gateway serve` runs the scheduler too unless this is off.
+    scheduler_enabled: bool = True
+    campaigns_dir: str = ""  # empty: config/campaigns
+    scheduler_tick_s: float = 5.0
+    scheduler_plan_interval_s: float = 300.0
+    scheduler_batch: int = 500
+    scheduler_concurrency: int = 64
+    scheduler_lease_s: float = 120.0
+    scheduler_max_attempts: int = 5
+    scheduler_retry_base_s: float = 30.0
+    scheduler_reconcile_wait_s: float = 900.0
+    # Local hours each channel may be used in (the timezone setting), and sends per recipient a day.
+    scheduler_voice_hours: str = "09:00-21:00"
+    scheduler_sms_hours: str = "08:00-22:00"
+    scheduler_wechat_hours: str = "08:00-22:00"
+    scheduler_voice_per_day: int = 1
+    scheduler_sms_per_day: int = 3
+    scheduler_wechat_per_day: int = 3
+    # provider=sends_per_second, e.g. aliyun_sms=100 (per process).
+    scheduler_provider_rates: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         if self.vosk_server_port and self.vosk_server_port == self.port:
             raise SettingsError(f"vosk_server_port {self.vosk_server_port} is the main port; pick another, or 0 for off")

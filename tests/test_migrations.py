@@ -157,10 +157,12 @@ async def test_a_database_from_before_migrations_is_recognized_and_keeps_every_r
         async with engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
             assert {"claim_reports", "outbox_0001"}.isdisjoint(tables) and {"flow_results", "outbox"} <= tables
-            # 0004: a call from before has no owner (recovery takes it for a dead process's)
-            assert utc(dict((await conn.execute(select(calls))).mappings().one())) == CALL | {"instance_id": None}
+            # Columns added later (0004 instance_id; 0005 openid and consent) are empty on old rows.
+            assert utc(dict((await conn.execute(select(calls))).mappings().one())) == {**CALL, "instance_id": None}
             assert utc(dict((await conn.execute(select(transcript_segments))).mappings().one())) == SEGMENT
-            assert utc(dict((await conn.execute(select(policies))).mappings().one())) == POLICY
+            assert utc(dict((await conn.execute(select(policies))).mappings().one())) == {
+                **POLICY, "wechat_openid": None, "consent_sms": None, "consent_wechat": None, "consent_voice": None,
+                "consent_marketing": None}
 
         for before in (COMPLETE, IN_PROGRESS):
             after = utc(await results.get(engine, before["id"]))
@@ -200,7 +202,9 @@ async def test_an_empty_database_is_built_to_head_and_upgrading_again_does_nothi
         async with engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         assert tables == {"alembic_version", "calls", "transcript_segments", "policies", "flow_results", "outbox",
-                          "instances", "provider_tokens"}
+                          "instances", "provider_tokens",  # 0004
+                          "reminders", "reminder_receipts", "reminder_events", "opt_outs", "claim_documents",
+                          "campaign_states"}  # 0005
     finally:
         await engine.dispose()
 

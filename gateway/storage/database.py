@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -73,6 +74,13 @@ policies = Table(
     Column("start_date", Date),
     Column("expiry_date", Date),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Reminders (0005): the WeChat follower's openid, and consent per channel and for marketing;
+    # NULL is "not stated" (allowed), False a refusal.
+    Column("wechat_openid", String(64), index=True),
+    Column("consent_sms", Boolean),
+    Column("consent_wechat", Boolean),
+    Column("consent_voice", Boolean),
+    Column("consent_marketing", Boolean),
 )
 
 # What a flow (claim report, survey, reminder call, ...) collected on one call, saved after
@@ -149,6 +157,114 @@ outbox = Table(
 )
 
 
+# Reminders (scheduler/): one row per subject, cycle, step and channel, moved through
+# due -> sending -> accepted -> delivered/failed/escalated (or skipped, cancelled, dead).
+reminders = Table(
+    "reminders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("delivery_id", String(36), nullable=False),  # ours; travels with the send (OutId, ...)
+    Column("dedupe_key", String(400), nullable=False),  # campaign|subject|cycle|step|channel
+    Column("campaign", String(64), nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("channel_index", Integer, nullable=False, default=0),  # position in the step's channels
+    Column("subject", String(128), nullable=False),  # policy number or claim (flow result) id
+    Column("cycle", String(64), nullable=False),  # e.g. the expiry date a renewal reminder is about
+    Column("channel", String(16), nullable=False),  # sms, wechat, voice, task
+    Column("provider", String(64), nullable=False),
+    Column("recipient", String(128), nullable=False),  # phone number or openid
+    Column("purpose", String(16), nullable=False),  # service, marketing
+    Column("context", JSON, nullable=False),  # template values and the subject's addresses
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),  # not sent by then: skipped (expired)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("leased_by", String(64)),
+    Column("provider_id", String(128)),
+    Column("outcome", String(32)),  # voice: the reminder flow's outcome
+    Column("last_error", Text),
+    Column("skip_reason", String(64)),
+    Column("escalate_at", DateTime(timezone=True)),  # accepted, not delivered/read by then: next channel
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),  # when it went to sending (what caps count)
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("read_at", DateTime(timezone=True)),
+    Column("final_at", DateTime(timezone=True)),
+    UniqueConstraint("dedupe_key", name="uq_reminders_dedupe_key"),
+    UniqueConstraint("delivery_id", name="uq_reminders_delivery_id"),
+    Index("ix_reminders_due", "status", "due_at"),
+    Index("ix_reminders_subject", "subject"),
+    Index("ix_reminders_recipient_sent", "recipient", "channel", "sent_at"),
+    Index("ix_reminders_provider_id", "provider", "provider_id"),
+)
+
+# Every receipt applied once: a replay finds its key and changes nothing.
+reminder_receipts = Table(
+    "reminder_receipts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("receipt_key", String(300), nullable=False),  # provider|provider_id or delivery_id|status
+    Column("reminder_id", Integer, index=True),
+    Column("provider", String(64), nullable=False),
+    Column("provider_id", String(128)),
+    Column("delivery_id", String(36)),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(32)),
+    Column("error", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("receipt_key", name="uq_reminder_receipts_key"),
+)
+
+# What happened to a reminder, in order (per-recipient history, dead letters' story).
+reminder_events = Table(
+    "reminder_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("reminder_id", Integer, nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("detail", Text),
+)
+
+# Who asked not to be reached: recipient on a channel ("*": all) for a purpose ("*": all).
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("recipient", String(128), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("source", String(64), nullable=False),  # sms_reply, wechat_unsubscribe, voice_refused, api
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("recipient", "channel", "purpose", name="uq_opt_outs"),
+)
+
+# Documents a claim report still lacks; received_at set stops its reminders.
+claim_documents = Table(
+    "claim_documents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", String(64), ForeignKey("flow_results.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("document", String(128), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True)),
+    UniqueConstraint("result_id", "document", name="uq_claim_documents"),
+)
+
+# Paused campaigns, shared by every scheduler process.
+campaign_states = Table(
+    "campaign_states",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("paused", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -158,7 +274,8 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        # A writer waits up to 30 s for another's lock (the scheduler's claims, receipts) rather than 5.
+        engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]

@@ -13,13 +13,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from speech.dialogue.records import CSV_FIELDS, PolicyRecord, RecordIndex
+from speech.dialogue.records import CSV_FIELDS, OPTIONAL_CSV_FIELDS, PolicyRecord, RecordIndex
 from speech.understanding.idcard import id_problem
 
 from gateway.storage.database import policies, utcnow
 
 REQUIRED = ("policy_number", "insured_name", "insured_id_number")
 BATCH = 1000
+CONSENT_FIELDS = tuple(f for f in OPTIONAL_CSV_FIELDS if f.startswith("consent_"))
+_YES = {"1", "true", "yes", "y", "是", "同意"}
+_NO = {"0", "false", "no", "n", "否", "拒绝"}
 
 
 @dataclass
@@ -50,6 +53,8 @@ def validate_rows(rows: Iterable[Any], today: date, first_row: int = 1) -> tuple
             errors.append({"row": n, "error": "not an object"})
             continue
         row = {k: (str(raw.get(k) or "").strip()) for k in CSV_FIELDS}
+        # Optional columns only when the import has them: an import without them keeps what is stored.
+        row.update({k: _optional_text(raw.get(k)) for k in OPTIONAL_CSV_FIELDS if k in raw})
         problem = _row_problem(row, today)
         if problem:
             errors.append({"row": n, "error": problem})
@@ -66,6 +71,9 @@ def _row_problem(row: dict[str, str], today: date) -> str | None:
     problem = id_problem(row["insured_id_number"].upper(), today)
     if problem:
         return f"insured_id_number is not a valid ID number ({problem})"
+    for name in CONSENT_FIELDS:
+        if name in row and row[name].lower() not in _YES | _NO | {""}:
+            return f"{name} {row[name]!r} is not yes or no (1/0, true/false, 是/否; empty: not stated)"
     for name in ("start_date", "expiry_date"):
         if row[name]:
             try:
@@ -75,13 +83,29 @@ def _row_problem(row: dict[str, str], today: date) -> str | None:
     return None
 
 
+def _optional_text(value: Any) -> str:
+    if isinstance(value, bool):  # JSON true/false for a consent
+        return "1" if value else "0"
+    return str(value if value is not None else "").strip()
+
+
+def _consent(value: str) -> bool | None:
+    return None if not value else value.lower() in _YES
+
+
 def _db_row(row: dict[str, str]) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         **row,
         "start_date": date.fromisoformat(row["start_date"]) if row["start_date"] else None,
         "expiry_date": date.fromisoformat(row["expiry_date"]) if row["expiry_date"] else None,
         "updated_at": utcnow(),
     }
+    for name in CONSENT_FIELDS:
+        if name in out:
+            out[name] = _consent(out[name])
+    if "wechat_openid" in out:
+        out["wechat_openid"] = out["wechat_openid"] or None
+    return out
 
 
 async def upsert(engine: AsyncEngine, rows: list[dict[str, str]]) -> int:
@@ -91,9 +115,14 @@ async def upsert(engine: AsyncEngine, rows: list[dict[str, str]]) -> int:
             batch = [_db_row(r) for r in rows[start : start + BATCH]]
             # Last row wins within one import when a policy number repeats.
             batch = list({r["policy_number"]: r for r in batch}.values())
-            stmt = insert(policies).values(batch)
-            updated = {c: stmt.excluded[c] for c in (*CSV_FIELDS[1:], "updated_at")}
-            await conn.execute(stmt.on_conflict_do_update(index_elements=["policy_number"], set_=updated))
+            # One statement per set of optional columns present (rows of a CSV share one).
+            shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for r in batch:
+                shapes.setdefault(tuple(k for k in OPTIONAL_CSV_FIELDS if k in r), []).append(r)
+            for optional, group in shapes.items():
+                stmt = insert(policies).values(group)
+                updated = {c: stmt.excluded[c] for c in (*CSV_FIELDS[1:], *optional, "updated_at")}
+                await conn.execute(stmt.on_conflict_do_update(index_elements=["policy_number"], set_=updated))
     return len(rows)
 
 

@@ -146,6 +146,10 @@ async def metrics(request: Request) -> Response:
         recognizers_warming=speech.warming if speech else 0,
         static_graph=speech.static_graph if speech else False,
     )
+    if services.reminders is not None:
+        from scheduler.store import status_counts
+
+        body += services.reminders.metrics.render(await status_counts(services.database.engine))
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
 

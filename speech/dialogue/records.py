@@ -24,6 +24,14 @@ CSV_FIELDS = (
     "start_date",
     "expiry_date",
 )
+# Columns an import may also carry (for reminders): absent ones leave a stored value as it is.
+OPTIONAL_CSV_FIELDS = (
+    "wechat_openid",
+    "consent_sms",
+    "consent_wechat",
+    "consent_voice",
+    "consent_marketing",
+)
 
 
 @dataclass(frozen=True)
