@@ -48,8 +48,10 @@ def test_padded_phone_recordings() -> None:
         assert audio.seconds_in == pytest.approx(4 + len(payload) / 8000)
         total_in += audio.seconds_in
         total_passed += audio.seconds_passed
-    # 36 s of the ~79 s are padding; gating passes less than the recordings' length.
-    assert total_passed < 0.6 * total_in
+    # 36 s of the ~79 s are padding; gating passes the recordings and, per clip, preroll,
+    # hangover and up to a noise window where the line is louder than the recording's own
+    # background.
+    assert total_passed < 0.66 * total_in
 
 
 def test_caller_utterances_are_not_split() -> None:

@@ -1,0 +1,110 @@
+"""Over /ws/asr the gateway hears what raw Vosk hears, on quiet speech and speech under line noise.
+
+Each real clip is made quiet (speech at -55 dBFS) or noisy (telephone-band line noise 10 dB under
+speech at -30 dBFS) and streamed as ../shared/eval/vad_recall.py streams it: from its first
+sample, then 5 s of faint line noise. Raw Vosk is plain Vosk on the model the gateway decodes free
+speech with, fed the same clip whole. Vosk dithers (Kaldi's default), so quiet audio decodes a
+little differently run to run: raw Vosk is run twice and the gateway may not do worse than the
+worse run, by more than one character a clip.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import vosk
+
+from audio_helpers import REAL, line_noise, load_pcm, to_pcm
+from calls import frames
+from conftest import running_gateway
+from speech.cer import character_errors
+from test_vad_quiet import at_level, tail_noise
+from websockets.asyncio.client import connect
+
+pytestmark = pytest.mark.slow
+
+RATE = 16000
+MANIFEST = {
+    line.split("\t")[0]: line.split("\t")[3]
+    for line in (REAL[0].parent / "manifest.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    if line.strip()
+}
+
+
+def quiet(x: np.ndarray) -> np.ndarray:
+    return at_level(x, -55)
+
+
+def noisy(x: np.ndarray) -> np.ndarray:
+    y = at_level(x, -30)
+    return y + line_noise(len(y) / RATE, RATE, -40, seed=3)
+
+
+CONDITIONS = {"quiet": quiet, "line-noise": noisy}
+
+
+@pytest.fixture(scope="module")
+def recall_gateway(tmp_path_factory, model_cache):
+    from conftest import isolated_database
+    from gateway.settings import load_settings
+
+    tmp = tmp_path_factory.mktemp("recall")
+    with isolated_database(tmp) as url:
+        settings = load_settings(environ={}).replace(
+            data_dir=str(tmp), database_url=url, model_cache_dir=str(model_cache),
+            model_mirrors=(), model_url="", recognizer_workers=2)
+        with running_gateway(settings) as address:
+            yield address
+
+
+@pytest.fixture(scope="module")
+def free_model(model_cache) -> vosk.Model:
+    """The model the gateway decodes free speech with: the static graph, compiled by model_cache."""
+    from gateway.model.graph import static_model_path
+
+    return vosk.Model(str(static_model_path(model_cache / "vosk-model-small-cn-0.22")))
+
+
+def raw_vosk(model: vosk.Model, pcm: bytes) -> str:
+    rec = vosk.KaldiRecognizer(model, RATE)
+    rec.AcceptWaveform(pcm)
+    return json.loads(rec.FinalResult())["text"]
+
+
+async def via_asr(address: str, pcm: bytes) -> str:
+    texts = []
+    async with connect(f"ws://{address}/ws/asr") as ws:
+        await ws.send(json.dumps({"config": {"sample_rate": RATE}}))
+        for chunk in frames(pcm, RATE, 200):
+            await ws.send(chunk)
+            reply = json.loads(await ws.recv())
+            if reply.get("text"):
+                texts.append(reply["text"])
+        await ws.send('{"eof" : 1}')
+        reply = json.loads(await ws.recv())
+        if reply.get("text"):
+            texts.append(reply["text"])
+    return " ".join(texts)
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+async def test_gateway_hears_what_raw_vosk_hears(recall_gateway, free_model, condition):
+    tail = to_pcm(tail_noise())
+    report, gateway_total, raw_total, raw_heard = [], 0, 0, 0
+    for path in REAL:
+        ref = MANIFEST[path.name]
+        pcm = to_pcm(CONDITIONS[condition](load_pcm(path).astype(float)))
+        raw = [raw_vosk(free_model, pcm) for _ in range(2)]
+        raw_errors = max(character_errors(ref, text)[0] for text in raw)
+        raw_heard += all(raw)
+        heard = await via_asr(recall_gateway, pcm + tail)
+        errors = character_errors(ref, heard)[0]
+        gateway_total += errors
+        raw_total += raw_errors
+        if errors > raw_errors + 1:
+            report.append(f"{path.name}: gateway {heard!r} ({errors}) raw {raw!r} ({raw_errors})")
+    assert raw_heard >= len(REAL) - 1  # raw Vosk hears these clips: there is something to lose
+    assert not report, "\n".join(report)
+    assert gateway_total <= raw_total + 2, (gateway_total, raw_total)
