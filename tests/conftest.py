@@ -127,6 +127,18 @@ def shared_dialogues() -> Dialogues:
     return _dialogues[0]
 
 
+
+@contextlib.contextmanager
+def model_gateway(tmp: Path, model_cache: Path) -> Iterator[str]:
+    """A real gateway with the real model on a database of its own (module-scoped fixtures of
+    the recognition tests); yields its host:port."""
+    with isolated_database(tmp) as url:
+        settings = load_settings(environ={}).replace(
+            data_dir=str(tmp), database_url=url, model_cache_dir=str(model_cache),
+            model_mirrors=(), model_url="", recognizer_workers=2)
+        with running_gateway(settings) as address:
+            yield address
+
 @contextlib.contextmanager
 def running_gateway(settings: Settings, *, port: int | None = None, receipt_sink=None) -> Iterator[str]:
     """Run a real gateway (uvicorn, websockets) on a loopback port in a thread; yield its base URL.

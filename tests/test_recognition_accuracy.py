@@ -40,16 +40,10 @@ def raw_vosk_text(model: vosk.Model, pcm: bytes, rate: int) -> str:
 
 @pytest.fixture(scope="module")
 def accuracy_gateway(tmp_path_factory, model_cache):
-    from conftest import isolated_database
-    from gateway.settings import load_settings
+    from conftest import model_gateway
 
-    tmp = tmp_path_factory.mktemp("accuracy")
-    with isolated_database(tmp) as url:
-        settings = load_settings(environ={}).replace(
-            data_dir=str(tmp), database_url=url, model_cache_dir=str(model_cache),
-            model_mirrors=(), model_url="", recognizer_workers=2)
-        with running_gateway(settings) as address:
-            yield address
+    with model_gateway(tmp_path_factory.mktemp("accuracy"), model_cache) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
