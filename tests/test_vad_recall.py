@@ -17,11 +17,10 @@ import pytest
 import vosk
 
 from audio_helpers import REAL, line_noise, load_pcm, to_pcm
-from calls import frames
+from calls import vosk_call
 from conftest import running_gateway
 from speech.cer import character_errors
 from test_vad_quiet import at_level, tail_noise
-from websockets.asyncio.client import connect
 
 pytestmark = pytest.mark.slow
 
@@ -68,19 +67,8 @@ def raw_vosk(model: vosk.Model, pcm: bytes) -> str:
 
 
 async def via_asr(address: str, pcm: bytes) -> str:
-    texts = []
-    async with connect(f"ws://{address}/ws/asr") as ws:
-        await ws.send(json.dumps({"config": {"sample_rate": RATE}}))
-        for chunk in frames(pcm, RATE, 200):
-            await ws.send(chunk)
-            reply = json.loads(await ws.recv())
-            if reply.get("text"):
-                texts.append(reply["text"])
-        await ws.send('{"eof" : 1}')
-        reply = json.loads(await ws.recv())
-        if reply.get("text"):
-            texts.append(reply["text"])
-    return " ".join(texts)
+    """What a vosk-server client hears over /ws/asr, in 0.2 s chunks as vad_recall.py sends them."""
+    return " ".join(r["text"] for r in await vosk_call(address, pcm, RATE, 200) if r.get("text"))
 
 
 @pytest.mark.parametrize("condition", CONDITIONS)
