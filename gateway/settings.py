@@ -171,6 +171,28 @@ class Settings:
     # provider=sends_per_second, e.g. aliyun_sms=100 (per process).
     scheduler_provider_rates: tuple[str, ...] = ()
 
+    # Follow-up surveys (surveys/, gateway/web/survey_pages.py): definitions in config/surveys/.
+    surveys_dir: str = ""  # empty: config/surveys
+    # Links are <survey_base_url>/s/<token>; empty: public_url, else http://host:port.
+    survey_base_url: str = ""
+    # Key of the links' tokens and checksums (HMAC); empty: a random key kept in data_dir/survey_link.key.
+    survey_link_key: str = ""
+    survey_cooling_off_days: int = 15  # a product's own days in config/surveys/products.yaml win
+    survey_session_ttl_s: float = 1800.0  # a page session idle this long needs a fresh code
+    survey_otp_ttl_s: float = 300.0
+    survey_otp_per_minute: int = 1
+    survey_otp_per_hour: int = 5
+    survey_otp_max_wrong: int = 5  # wrong codes before the invitation is locked for an hour
+    survey_otp_provider: str = "aliyun_sms"  # the SMS channel the codes go out on
+    survey_otp_template: str = "SMS_SURVEY_CODE"
+    survey_otp_text: str = "您的回访验证码为{code}，5分钟内有效，请勿告诉他人。"
+    # A face/liveness provider (HTTP); empty: identity is the ID suffix and the SMS code.
+    survey_liveness_url: str = ""
+    survey_liveness_api_key: str = ""
+    # Signals of answers not given by the policyholder.
+    survey_min_seconds_per_question: float = 2.0
+    survey_shared_device_limit: int = 3  # more policyholders than this on one device or address: flagged
+
     def __post_init__(self) -> None:
         if self.vosk_server_port and self.vosk_server_port == self.port:
             raise SettingsError(f"vosk_server_port {self.vosk_server_port} is the main port; pick another, or 0 for off")

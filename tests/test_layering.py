@@ -11,11 +11,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("gateway", "speech", "scheduler")
+PACKAGES = ("gateway", "speech", "scheduler", "surveys")
 
 # package -> what it must never import (module prefixes)
 FORBIDDEN = {
     "speech": ("gateway", "scheduler", "starlette", "uvicorn", "sqlalchemy", "httpx", "websockets", "alembic"),
+    "surveys": ("gateway", "scheduler", "starlette", "uvicorn", "sqlalchemy", "httpx", "websockets", "alembic"),
     "scheduler": ("gateway.web", "gateway.calls", "starlette", "uvicorn"),
     "gateway.telephony": ("gateway.calls", "gateway.storage", "gateway.web", "gateway.app"),
     "gateway.storage": ("gateway.calls", "gateway.web", "gateway.telephony", "gateway.app"),
