@@ -34,7 +34,7 @@ from speech.dialogue.actions import Action, Hangup, Prompt, Report, ReportStatus
 from speech.dialogue.flow import Flow, holds, pick, render
 from speech.dialogue.records import PolicyRecord, RecordLookup, edit_distance
 from speech.understanding.phonetic import best_match, name_similarity, same_person
-from speech.understanding.types import CallContext, Extraction, SlotValue
+from speech.understanding.types import CallContext, Extraction, SlotProblem, SlotValue
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,7 @@ class Dialogue:
                 values={k: v for k, v in extraction.values.items() if k == self._expected},
                 problems={k: v for k, v in extraction.problems.items() if k == self._expected},
             )
+        extraction = self._check_expected(extraction)
         if extraction.wants_human:
             return self._transfer("caller_request")
         if extraction.refused and self.flow.refused:
@@ -223,6 +224,20 @@ class Dialogue:
         if self._phase == "confirm":
             return self._on_confirm(extraction, source, asr_confidence, text)
         return self._on_answer(extraction, source, asr_confidence)
+
+    def _check_expected(self, extraction: Extraction) -> Extraction:
+        """Values of `expect` slots that are not the call's value: the problem `mismatch` instead."""
+        wrong = {slot: found for slot, found in extraction.values.items()
+                 if slot in self._specs and (param := self._specs[slot].expect) is not None
+                 and found.value.strip().upper() != str(self.flow.values.get(param, "")).strip().upper()}
+        if not wrong:
+            return extraction
+        return replace(
+            extraction,
+            values={k: v for k, v in extraction.values.items() if k not in wrong},
+            problems={**extraction.problems,
+                      **{slot: SlotProblem(slot, "mismatch", found.span) for slot, found in wrong.items()}},
+        )
 
     def _submit_keypad(self) -> list[Action]:
         entry, self._buffer = self._buffer, ""
@@ -698,6 +713,8 @@ class Dialogue:
         spec = self._specs[slot]
         if self._satisfied(slot):
             return False
+        if spec.ask_if and not holds(spec.ask_if, {**self.flow.values, **self.slots}):
+            return False  # not asked on this call (yet): its condition does not hold
         if spec.derive is not None and spec.derive.holds(self.slots):
             return False  # filled as soon as its source is
         if spec.default == "caller_number" and self._caller_number() and (spec.default_by_voice or not self._voice):
@@ -721,6 +738,10 @@ class Dialogue:
             spec = self._specs[expected]
             if (self._no_match.get(expected, 0) >= spec.limits.no_match
                     or self._no_input.get(expected, 0) >= spec.limits.no_input):
+                if spec.expect is not None and self._no_match.get(expected, 0) >= spec.limits.no_match:
+                    # a check that failed: the call ends here, without it (the flow's outcomes say how)
+                    self._skipped.add(expected)
+                    return self._complete()
                 defaulted = spec.default == "caller_number" and self._caller_number() is not None
                 if not spec.optional and not (defaulted and self._voice and not spec.default_by_voice):
                     return self._transfer("no_input" if reason == "no_input" else "no_match")

@@ -112,6 +112,13 @@ class SlotSpec:
     # ... only when understanding was less sure of the value than this (e.g. a hospital kept as
     # said, not found in the directory); None: whatever its confidence
     recheck_below: float | None = None
+    # Asked only when this holds on the call's params and the values so far (a survey question
+    # shown by the answers before it or by the product); otherwise passed over, left empty.
+    ask_if: Condition = field(default_factory=dict)
+    # A check, not a question: the answer must equal the call's value of this param (compared
+    # without case; e.g. an ID number's last four characters); any other is the problem
+    # `mismatch`, and when the slot's no-match limit is reached the call ends without it.
+    expect: str | None = None
 
     def prompts_for(self, values: Mapping[str, str]) -> tuple[str, ...]:
         for prompt_set in self.prompts_when:
@@ -234,6 +241,8 @@ class Flow:
     # Values the call must bring (an outbound reminder's product, expiry date…): `{name}` in the
     # intro, greeting, questions and endings, filled per call by `with_params`.
     params: tuple[str, ...] = ()
+    # The call's values of `params` (set by `with_params`): what `ask_if` and `expect` look at.
+    values: Mapping[str, str] = field(default_factory=dict)
 
     def missing_params(self, values: Mapping[str, str]) -> tuple[str, ...]:
         """The declared params a call did not bring (or brought empty)."""
@@ -251,9 +260,12 @@ class Flow:
         def variants(items: tuple[Variant, ...]) -> tuple[Variant, ...]:
             return tuple(replace(v, text=fill(v.text)) for v in items)
 
-        slots = tuple(replace(spec, prompts=tuple(fill(t) for t in spec.prompts)) for spec in self.slots)
+        slots = tuple(replace(spec, prompts=tuple(fill(t) for t in spec.prompts),
+                              problems={code: fill(t) for code, t in spec.problems.items()})
+                      for spec in self.slots)
         return replace(self, intro=fill(self.intro), greeting=fill(self.greeting), slots=slots,
-                       closing=variants(self.closing), transfer=variants(self.transfer), refused=variants(self.refused))
+                       closing=variants(self.closing), transfer=variants(self.transfer), refused=variants(self.refused),
+                       values=given)
 
     @property
     def topic(self) -> str:
@@ -423,7 +435,7 @@ TOP_KEYS = {
 SLOT_KEYS = {
     "name", "prompts", "prompts_when", "problems", "hints", "dtmf", "optional", "derive", "default",
     "caller_number", "kind", "aliases", "limits", "readback", "description", "hints_files", "recheck",
-    "default_by_voice", "role", "options", "confirm", "more_hints",
+    "default_by_voice", "role", "options", "confirm", "more_hints", "ask_if", "expect",
 }
 
 
@@ -732,6 +744,15 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
     if item.get("readback") is not None:
         readback = _parse_variants(r, item["readback"], f"{key}.readback", known, formats, "say", empty_ok=True)
 
+    ask_if = _parse_condition(r, item.get("ask_if", {}), f"{key}.ask_if", known | params)
+    if name in ask_if:
+        raise r.fail(f"{key}.ask_if.{name}", "a slot's condition cannot name the slot itself")
+    expect = None
+    if item.get("expect") is not None:
+        expect = r.text(item["expect"], f"{key}.expect")
+        if expect not in params:
+            raise r.fail(f"{key}.expect", f"names no param of this flow: {expect!r} (declare it under `params`)")
+
     options = r.mapping(item.get("options", {}), f"{key}.options")
     if options and item.get("kind") is None:
         raise r.fail(f"{key}.options", "options are a kind's: give the slot a `kind`")
@@ -760,6 +781,8 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
         recheck=recheck,
         recheck_below=recheck_below,
         default_by_voice=r.flag(item.get("default_by_voice", True), f"{key}.default_by_voice"),
+        ask_if=ask_if,
+        expect=expect,
     )
 
 

@@ -49,8 +49,8 @@ class FlowReader:
         heard = Heard(compact, shanghai(context.started_at), False, context.recognized)
         for spec in self._own:
             asked = spec.slot == expected
-            if acts.unknown and asked:
-                continue  # "不知道" answers nothing
+            if acts.unknown and asked and not getattr(spec.kind, "hears_unknown", False):
+                continue  # "不知道" answers nothing (unless the kind's own words hold it: a survey's 不清楚)
             reading = spec.kind.read(replace(heard, asked=asked))
             if reading is None or spec.slot in values:
                 continue

@@ -98,6 +98,9 @@ class Choice:
         self.values = _choices(raw)
         self._value_of = {str(word): value for value, words in self.values.items() for word in (value, *words)}
         self._re = alternation(self._value_of)
+        # a choice said as "I don't know" (a survey's 不清楚 = no) is an answer, not a lack of one
+        acts = dictionaries.acts()
+        self.hears_unknown = any(acts.read(word).unknown for word in self._value_of)
 
     def read(self, heard: Heard) -> Reading | None:
         found = self._find(heard.text)

@@ -1,4 +1,5 @@
-"""Kinds for facts about a person: `person_name`, `phone`, `id_number`, `date` (a past date).
+"""Kinds for facts about a person: `person_name`, `phone`, `id_number`, `digits` (an ID number's last
+four), `date` (a past date).
 
 Thin wrappers over the readers the claim reader uses too (names.py, phone.py, idcard.py,
 dates.py), for flows that ask for these alone, without the claim roles.
@@ -117,6 +118,50 @@ class IdNumber:
 
     def grammar(self) -> tuple[str, ...]:
         return (*_DIGIT_WORDS, "叉", "X")
+
+    def say(self, value: str) -> str:
+        return value
+
+
+class Digits:
+    """A fixed number of characters said digit by digit (`length`, default 4), with a final X when
+    `x` is true: the last four characters of an ID number ("一二三四", "三五七叉", "三五七艾克斯",
+    keyed 357* with the keypad's star as X). Only read as the answer to its own question."""
+
+    name = "digits"
+
+    def __init__(self, options: Mapping[str, Any], dictionaries: Dictionaries) -> None:
+        opts = Options(options, {"length", "x"})
+        self.length = opts.integer("length", 4, 1)
+        self.x = bool(opts.get("x", False))
+
+    def read(self, heard: Heard) -> Reading | None:
+        if not heard.asked:
+            return None
+        runs = find_digit_runs(heard.text, allow_x=self.x)
+        if not runs:
+            return None
+        # the run of the right length, else all digits said (a pause may split "一二，三四")
+        run = next((r for r in runs if len(r.digits) == self.length), None)
+        value = run.digits if run is not None else "".join(r.digits for r in runs)
+        span = heard.text[run.start:run.end] if run is not None else heard.text
+        problem = self._problem(value)
+        return Reading(None if problem else value, 0.9, span, problem)
+
+    def _problem(self, value: str) -> str | None:
+        if len(value) != self.length or "X" in value[:-1] or ("X" in value and not self.x):
+            return "digits_length"
+        return None
+
+    def normalize(self, raw: str) -> str | None:
+        runs = find_digit_runs(raw, allow_x=self.x)
+        return "".join(r.digits for r in runs).upper() if runs else None
+
+    def validate(self, value: str, now: datetime) -> str | None:
+        return self._problem(value.upper())
+
+    def grammar(self) -> tuple[str, ...]:
+        return (*_DIGIT_WORDS, *(("叉", "艾克斯") if self.x else ()))
 
     def say(self, value: str) -> str:
         return value

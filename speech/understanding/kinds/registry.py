@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from .answers import Choice, FreeText, YesNo
 from .base import Dictionaries, Kind, KindError
 from .claim import CLAIM_KINDS, ClaimKind
-from .personal import Date, IdNumber, Phone, PersonName
+from .personal import Date, Digits, IdNumber, Phone, PersonName
 from .quantities import Money, Number, Rating
 
 Factory = Callable[[Mapping[str, Any], Dictionaries], Kind]
@@ -21,6 +21,7 @@ KINDS: dict[str, Factory] = {
     "person_name": PersonName,
     "phone": Phone,
     "id_number": IdNumber,
+    "digits": Digits,
     "date": Date,
     "yes_no": YesNo,
     "choice": Choice,
