@@ -146,3 +146,12 @@ def test_conditions_and_checks_name_known_slots_and_params() -> None:
     assert "slots[0](suffix).expect: names no param" in broken({"expect": "nothing"})
     assert "slots[0](suffix).ask_if.nobody: names no slot" in broken({"ask_if": {"nobody": "1"}})
     assert "cannot name the slot itself" in broken({"ask_if": {"suffix": "1"}})
+
+
+def test_a_choice_read_only_when_asked(registry: KindRegistry) -> None:
+    choices = {"是": ["是的", "知道"], "否": ["不是"]}
+    heard = Heard("是的，知道", STARTED, False, True)
+    assert registry.make("choice", {"choices": choices}).read(heard) is not None  # a mention, by default
+    assert registry.make("choice", {"choices": choices, "unasked": False}).read(heard) is None
+    with pytest.raises(KindError):
+        registry.make("choice", {"choices": choices, "unasked": "no"})

@@ -85,7 +85,12 @@ class Choice:
     name = "choice"
 
     def __init__(self, options: Mapping[str, Any], dictionaries: Dictionaries) -> None:
-        opts = Options(options, {"choices", "dictionary"})
+        opts = Options(options, {"choices", "dictionary", "unasked"})
+        # false: read only as the answer to its own question (a survey's many yes/no questions
+        # share their words: "是的" answers the question asked, not every other one too)
+        self.unasked = opts.get("unasked", True)
+        if not isinstance(self.unasked, bool):
+            raise KindError(f"options.unasked: expected true or false, got {self.unasked!r}")
         raw = opts.get("choices")
         if opts.get("dictionary") is not None:
             if raw is not None:
@@ -108,7 +113,7 @@ class Choice:
             return None
         value, span, many = found
         # unasked, only a value said on its own terms (the longer synonyms, not one of several)
-        if not heard.asked and (many or len(span) < 2):
+        if not heard.asked and (many or len(span) < 2 or not self.unasked):
             return None
         return Reading(value, 0.9 if heard.asked else 0.75, span)
 
