@@ -20,6 +20,7 @@ from gateway.auth import Authenticator
 from gateway import log_redaction
 from gateway.calls.flow_call import Dialogues
 from gateway.calls.registry import CallRegistry
+from gateway.calls.survey_voice import SurveyCalls
 from gateway.storage.database import Database
 from gateway.metrics import Metrics
 from gateway.model.fetch import ModelSpec, ensure_model
@@ -115,7 +116,8 @@ async def prepare_speech(services: Services, dialogues: Dialogues | None) -> Non
     services.speech = speech
     start_warmup(settings, speech)
     startup.step("loading flows")
-    services.dialogues = dialogues or await asyncio.to_thread(Dialogues.from_config, settings.config_path)
+    services.dialogues = dialogues or await asyncio.to_thread(Dialogues.from_config, settings.config_path,
+                                                              settings.surveys_dir or None)
     startup.step("starting the prompt voice")
     services.tts = await asyncio.to_thread(start_synthesizer, settings)
     startup.done()
@@ -221,6 +223,10 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
         services.receipt_sink = sink
         app.state.receipt_sink = sink
         services.result_listeners.append(outcome_listener(sink))
+        # Surveys by voice: a survey call's values from its invitation, its answers stored with the web's.
+        survey_calls = SurveyCalls(services)
+        services.call_preparers.append(survey_calls.prepare)
+        services.result_listeners.append(survey_calls.listen)
         if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         try:

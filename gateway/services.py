@@ -35,6 +35,9 @@ class Services:
     tts: Any = None  # speech.tts.Synthesizer speaking prompts on platforms that play audio
     # Called with each final flow result once it is stored (gateway.calls.core_events.SaveReport).
     result_listeners: list[Any] = field(default_factory=list)
+    # Called with each call's CallStart before its flow starts: async, returning values the flow
+    # gets from the gateway itself (core_events.CallStarted.server_params).
+    call_preparers: list[Any] = field(default_factory=list)
     receipt_sink: Any = None  # scheduler.channels.base.ReceiptSink for provider callbacks, when wired
     instance_id: str | None = None  # this process in `instances`: the owner written on its calls and results
     reminders: Any = None  # scheduler.dispatcher.Dispatcher: campaigns, receipt sink, admin API

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Generator, Sequence
+from typing import Any, Callable, Generator, Mapping, Sequence
 
 from speech.recognizer import grammar_phrases
 from speech.results import Transcript
@@ -283,9 +283,10 @@ class CallCore:
                                   "params": start.params})
         name = FlowTurns.flow_name(start)
         if name:
-            yield from self._start_flow(name, start, event.wall, event.records)
+            yield from self._start_flow(name, start, event.wall, event.records, event.server_params)
 
-    def _start_flow(self, name: str, start: CallStart, wall: datetime, records: Any) -> Routine:
+    def _start_flow(self, name: str, start: CallStart, wall: datetime, records: Any,
+                    server_params: Mapping[str, str] | None = None) -> Routine:
         flows = self.dialogues.flows if self.dialogues is not None else {}
         if name not in flows:
             known = ", ".join(sorted(flows)) or "none configured"
@@ -300,7 +301,8 @@ class CallCore:
             started_at = started_at.replace(tzinfo=wall.tzinfo)
         assert self.new_report_id is not None
         flow = flows[name]
-        missing = flow.missing_params(start.params)
+        values = {**start.params, **(server_params or {})}  # the gateway's own values win
+        missing = flow.missing_params(values)
         if missing:
             # An outbound call placed without what its message needs: end it before anything is
             # said (the platform's receipts still tell how the call ended).
@@ -309,7 +311,7 @@ class CallCore:
             yield from self._end(f"flow {name!r} is missing parameters: {', '.join(missing)}"[:120], CLOSE_NORMAL,
                                  reason="missing flow parameters")
             return
-        self.flow = FlowTurns(self.adapter, start, flow.with_params(start.params), self.dialogues.understandings[name],
+        self.flow = FlowTurns(self.adapter, start, flow.with_params(values), self.dialogues.understandings[name],
                               records, started_at, self.new_report_id())
         yield from self._flow_step(self.flow.begin(self._wall()))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 from speech.codecs import Encoding
 from speech.results import Transcript
@@ -36,6 +36,9 @@ class CallStarted:
     now: float  # monotonic seconds
     wall: datetime  # the same instant on the (zoned) wall clock: report and transcript times
     records: Any = None  # the policy records as they are now (speech.dialogue.records.RecordIndex)
+    # Values the gateway itself gives the call's flow (a survey's expected identity answer, its
+    # wording for this policy): over the peer's params, never published nor sent to the peer.
+    server_params: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,18 @@ async def save_report(services: Services, save: SaveReport) -> None:
                 log.exception("result listener failed for %s", save.report_id)
 
 
+async def prepare_call(services: Services, start: CallStart) -> dict[str, str]:
+    """The gateway's own values for a call's flow, from the preparers the app wired (e.g. a survey
+    call's expected identity answer, looked up by its invitation); a failing preparer adds nothing."""
+    values: dict[str, str] = {}
+    for prepare in services.call_preparers:
+        try:
+            values.update(await prepare(start))
+        except Exception:  # noqa: BLE001 - the call goes on; the flow's params decide if it can
+            log.exception("call preparer failed for call %s", start.call_id)
+    return values
+
+
 class CallSession:
     def __init__(self, websocket: WebSocket, adapter: Adapter, services: Services, verdict: Verdict) -> None:
         self.ws = websocket
@@ -212,7 +224,9 @@ class CallSession:
                     self.connected = False  # authenticated, but no slot: refused (1013) as on the upgrade
                     return
                 svc = self.services
-                await self._do(core.handle(CallStarted(event, authorized, time.monotonic(), svc.now(), svc.records)))
+                server = await prepare_call(svc, event) if authorized else {}
+                await self._do(core.handle(CallStarted(event, authorized, time.monotonic(), svc.now(), svc.records,
+                                                       server)))
             elif isinstance(event, ConfigUpdate):
                 outcome, error = await rec.configure(event, outcome)
                 if error is not None:

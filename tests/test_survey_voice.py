@@ -1,0 +1,353 @@
+"""Surveys by voice: the flow derived from a survey definition (identity first, each visible
+question, the grammar per question type, visibleIf), run by the engine, over /ws/call by text,
+and by voice with the real model over /ws/call audio and /ws/twilio; the answers stored where the
+web pages store theirs (gateway.storage.surveys), the transcript with the flow result."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from calls import load_pcm, manifest
+from conftest import running_gateway
+from gateway.storage import surveys as survey_store
+from gateway.storage.database import Database
+from speech.codecs import ulaw_encode
+from speech.dialogue.actions import Hangup, Prompt, Report, Transfer
+from speech.dialogue.binding import bind
+from speech.dialogue.engine import Dialogue
+from speech.dialogue.flow import parse_flow
+from speech.understanding.idcard import check_character
+from speech.understanding.kinds import KindRegistry
+from speech.understanding.types import CallContext
+from surveys.definition import Question, Survey, load_survey
+from surveys.products import Catalog
+from surveys.voice import (
+    EXPECTED_PARAM, IDENTITY_SLOT, NO, NOT_VERIFIED, YES, VoiceSurveyError, answers_from_slots, call_values,
+    show_param, survey_flow, text_param,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ROOT / "tests" / "data" / "surveys" / "voice_small.json"
+BUNDLED = ROOT / "config" / "surveys" / "new_contract.json"
+CLIPS = ROOT / "tests" / "data" / "audio" / "survey"
+STARTED = datetime(2026, 3, 20, 10, 0)
+ZONE = ZoneInfo("Asia/Shanghai")
+REGULAR = {"payment": "regular", "product_type": "participating", "product_name": "鑫享年金保险",
+           "payment_years": 10, "payment_frequency": "年交", "cooling_off_days": 15}
+SINGLE = {**REGULAR, "payment": "single", "product_type": "traditional", "payment_years": 0,
+          "payment_frequency": "趸交"}
+
+
+@pytest.fixture(scope="module")
+def registry() -> KindRegistry:
+    return KindRegistry.from_config(ROOT / "config")
+
+
+@pytest.fixture(scope="module")
+def small() -> Survey:
+    return load_survey(SMALL)
+
+
+def bound_flow(survey: Survey, registry: KindRegistry):
+    return bind(parse_flow(survey_flow(survey), source=str(survey.path)), registry)
+
+
+def play(survey: Survey, registry: KindRegistry, context: dict, answers: list[str], *, suffix: str = "357X"):
+    """The engine alone: the call's values from the context, each answer typed after its prompt."""
+    flow, reader = bound_flow(survey, registry)
+    d = Dialogue(flow.with_params(call_values(survey, context, expected_id_suffix=suffix)), reader,
+                 CallContext(started_at=STARTED))
+    actions = d.start()
+    prompts: list[Prompt] = [a for a in actions if isinstance(a, Prompt)]
+    everything = list(actions)
+    for answer in answers:
+        if d.finished:
+            break
+        actions = d.on_dtmf(answer[1:]) if answer.startswith("#") else d.on_text(answer)
+        everything += actions
+        prompts += [a for a in actions if isinstance(a, Prompt)]
+    return prompts, everything, d
+
+
+def report_of(actions: list) -> Report:
+    return next(a for a in actions if isinstance(a, Report))
+
+
+# ---------------------------------------------------------------- the flow from the definition
+
+
+def test_identity_first_then_each_question_in_order_with_its_grammar(small: Survey, registry: KindRegistry) -> None:
+    flow, _ = bound_flow(small, registry)
+    assert flow.name == "survey_voice_small" and flow.confirm.order == ()  # no read-back
+    assert [s.name for s in flow.slots] == [IDENTITY_SLOT, "self_signed", "knows_product", "how_bought", "who_signed",
+                                            "knows_years", "knows_uncertain", "service"]  # html is not asked
+    identity, signed, product, how, who, years, uncertain, service = flow.slots
+    assert identity.kind == "digits" and identity.expect == EXPECTED_PARAM and identity.dtmf.star == "X"
+    assert {"一", "幺", "叉", "艾克斯"} <= set(identity.hints)
+    # boolean: yes / no words and the keypad's 1 / 2; "I don't know" is a no
+    assert {"是的", "对", "没错", "知道", "清楚", "了解", "不是", "不对", "没有", "不知道", "不清楚", "1", "2", "转人工"} \
+        <= set(signed.hints)
+    assert signed.options["choices"][NO][:2] == ["不是", "不是的"]
+    # radiogroup: the choices' texts, their synonyms, their keys
+    assert {"业务员", "银行", "网上", "代理人", "营销员", "手机上", "1", "2", "3"} <= set(how.hints)
+    assert how.prompts[0] == "您是通过什么渠道购买的？业务员请按1、银行请按2、网上请按3。"
+    assert service.kind == "rating" and {"一", "五分"} <= set(service.hints) and service.optional
+    assert who.hints is None and who.optional  # free text, not required
+    # conditions: on an earlier answer in the flow, on the product per call
+    assert who.ask_if == {"self_signed": (NO,)}
+    assert years.ask_if == {show_param("knows_years"): ("1",)}
+    assert uncertain.ask_if == {show_param("knows_uncertain"): ("1",)}
+    # a title with the product's words is rendered per call
+    assert product.prompts[0] == "{" + text_param("knows_product") + "}"
+    assert set(flow.params) == {EXPECTED_PARAM, text_param("knows_product"), text_param("knows_years"),
+                                show_param("knows_years"), show_param("knows_uncertain")}
+
+
+def test_call_values_render_titles_and_pick_questions_by_product(small: Survey) -> None:
+    values = call_values(small, REGULAR, expected_id_suffix="357x")
+    assert values == {
+        EXPECTED_PARAM: "357X",
+        text_param("knows_product"): "您购买的是鑫享年金保险，您清楚吗？",
+        text_param("knows_years"): "您的交费期间是10年，年交，您知道吗？",
+        show_param("knows_years"): "1",
+        show_param("knows_uncertain"): "1",
+    }
+    single = call_values(small, SINGLE, expected_id_suffix="1234")
+    assert (single[show_param("knows_years")], single[show_param("knows_uncertain")]) == ("0", "0")
+
+
+def test_all_expected_answers_by_voice_words_and_keypad(small: Survey, registry: KindRegistry) -> None:
+    prompts, actions, d = play(small, registry, REGULAR,
+                               ["三五七叉", "是的", "清楚", "业务员", "#1", "对，了解", "五分"])
+    assert prompts[0].slot is None and "电话回访" in prompts[0].text
+    assert [p.slot for p in prompts[1:8]] == [IDENTITY_SLOT, "self_signed", "knows_product", "how_bought",
+                                              "knows_years", "knows_uncertain", "service"]
+    assert prompts[3].text == "好的，您购买的是鑫享年金保险，您清楚吗？"
+    assert prompts[5].text == "好的，您的交费期间是10年，年交，您知道吗？"
+    report = report_of(actions)
+    assert report.status == "complete"
+    assert answers_from_slots(small, report.slots) == {
+        "self_signed": True, "knows_product": True, "how_bought": "agent", "knows_years": True,
+        "knows_uncertain": True, "service": 5}
+    assert isinstance(actions[-1], Hangup) and prompts[-1].text == "回访已完成，感谢您的配合，祝您生活愉快，再见。"
+
+
+def test_single_premium_traditional_skips_their_questions(small: Survey, registry: KindRegistry) -> None:
+    prompts, actions, _ = play(small, registry, SINGLE, ["#357*", "#1", "#1", "#2", "#4"])
+    assert [p.slot for p in prompts[1:6]] == [IDENTITY_SLOT, "self_signed", "knows_product", "how_bought", "service"]
+    report = report_of(actions)
+    assert report.status == "complete"
+    assert answers_from_slots(small, report.slots) == {"self_signed": True, "knows_product": True,
+                                                       "how_bought": "bank", "service": 4}
+
+
+def test_not_signed_by_themself_asks_who_and_is_a_problem(small: Survey, registry: KindRegistry) -> None:
+    prompts, actions, _ = play(small, registry, SINGLE,
+                               ["三五七艾克斯", "不是", "不清楚", "网上买的", "是我爱人帮我签的", "三分"])
+    assert [p.slot for p in prompts[1:7]] == [IDENTITY_SLOT, "self_signed", "knows_product", "how_bought",
+                                              "who_signed", "service"]
+    report = report_of(actions)
+    assert report.status == "problem"
+    assert answers_from_slots(small, report.slots) == {"self_signed": False, "who_signed": "是我爱人帮我签的",
+                                                       "knows_product": False, "how_bought": "online", "service": 3}
+    assert prompts[-1].text.startswith("感谢您的配合。")
+
+
+def test_wrong_id_suffix_twice_ends_the_call_not_verified(small: Survey, registry: KindRegistry) -> None:
+    prompts, actions, d = play(small, registry, REGULAR, ["一二三四", "#9876"])
+    assert prompts[2].slot == IDENTITY_SLOT and "不一致" in prompts[2].text
+    report = report_of(actions)
+    assert report.status == NOT_VERIFIED and report.slots == {}
+    assert prompts[-1].text == "抱歉，身份核实没有通过，稍后会有工作人员与您联系，再见。"
+    # nothing about the policy was said before the identity step passed
+    assert not any("鑫享" in p.text for p in prompts)
+
+
+def test_not_understood_is_asked_once_more_then_a_person(small: Survey, registry: KindRegistry) -> None:
+    prompts, actions, _ = play(small, registry, REGULAR, ["三五七叉", "今天天气不错", "这个嘛"])
+    assert prompts[-2].slot == "self_signed" and prompts[-2].text.startswith("抱歉，我没听清楚。")
+    assert isinstance(actions[-1], Transfer)
+
+
+def test_a_person_please_at_any_question(small: Survey, registry: KindRegistry) -> None:
+    _, actions, _ = play(small, registry, REGULAR, ["三五七叉", "是的", "我要转人工"])
+    assert isinstance(actions[-1], Transfer) and actions[-1].reason == "caller_request"
+    assert report_of(actions).status == "transferred"
+
+
+def test_conditions_beyond_a_conjunction_on_answers_are_refused(small: Survey) -> None:
+    raw = json.loads(SMALL.read_text(encoding="utf-8"))
+    raw["pages"][1]["elements"][0]["visibleIf"] = "{self_signed} = false or {knows_product} = false"
+    from surveys.definition import parse_survey
+
+    with pytest.raises(VoiceSurveyError, match="who_signed"):
+        survey_flow(parse_survey(raw, source="x.json"))
+
+
+# ---------------------------------------------------------------- over the gateway: the bundled survey
+
+ID_NUMBER = "11010119800101357X"  # its last four, 357X, said 三五七叉
+TODAY = datetime.now(ZONE).date()
+
+
+def bundled() -> Survey:
+    return load_survey(BUNDLED)
+
+
+def product_code() -> str:
+    """A regular-premium participating product of the bundled catalog: every item is asked."""
+    import yaml
+
+    catalog = yaml.safe_load((BUNDLED.parent / "products.yaml").read_text(encoding="utf-8"))
+    products = catalog.get("products", catalog)
+    for code, p in products.items():
+        if code != "default" and isinstance(p, dict) and p.get("payment") == "regular" \
+                and p.get("type") in ("participating", "universal", "unit_linked"):
+            return str(code)
+    raise AssertionError("the bundled catalog has no regular-premium participating product")
+
+
+def right_answer(q: Question) -> str:
+    """What a policyholder who bought knowingly says to a question (the expected answer)."""
+    if q.type == "boolean":
+        return "不是" if q.correct_answer is False else "是的"
+    if q.type == "radiogroup":
+        choice = next((c for c in q.choices if c.value == q.correct_answer), q.choices[0])
+        return choice.text
+    if q.type == "rating":
+        return f"{q.rate_max}分"
+    return "没有了"
+
+
+async def api(address: str, method: str, path: str, **kwargs) -> Any:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.request(method, f"http://{address}{path}", **kwargs)
+    assert response.status_code < 300, (path, response.status_code, response.text)
+    return response.json()
+
+
+async def new_case(address: str, engine, policy_number: str) -> str:
+    """A policy (ID number ending 357X, received two days ago) and its survey invitation by voice."""
+    policy = {"policy_number": policy_number, "product": product_code(), "holder_name": "王小明",
+              "insured_name": "王小明", "insured_id_number": ID_NUMBER, "phone": "13800138000",
+              "start_date": str(TODAY), "expiry_date": str(TODAY.replace(year=TODAY.year + 1)),
+              "receipt_date": str(TODAY.fromordinal(TODAY.toordinal() - 2))}
+    await api(address, "POST", "/api/policies", json=[policy])
+    (item,) = await survey_store.create_invitations(
+        engine, bundled(), Catalog.load(BUNDLED.parent / "products.yaml"),
+        [{"policy_number": policy_number, "channel": "voice"}], key=b"voice-test-key", base_url="https://hf.example.cn",
+        now=datetime.now(ZONE), zone=ZONE)
+    assert "error" not in item, item
+    return item["id"]
+
+
+async def text_call(address: str, call_id: str, params: dict[str, str], answer) -> list[dict]:
+    """A caller typing: `answer(slot)` after each question's prompt."""
+    events: list[dict] = []
+    async with connect(f"ws://{address}/ws/call") as ws:
+        await ws.send(json.dumps({"event": "start", "flow": "survey_new_contract", "call_id": call_id,
+                                  "caller_number": "13800138000", "params": params}))
+        try:
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 15))
+                events.append(event)
+                if event["event"] in {"hangup", "transfer"}:
+                    break
+                if event["event"] == "prompt" and event["slot"]:
+                    await ws.send(json.dumps({"event": "text", "text": answer(event["slot"])}, ensure_ascii=False))
+        except ConnectionClosed:
+            pass
+    return events
+
+
+async def case_after(engine, invitation_id: str, check, timeout: float = 10.0) -> dict:
+    """The case as stored once `check` holds (the result listener runs after the call's result)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        case = await survey_store.get(engine, invitation_id)
+        if check(case) or time.monotonic() > deadline:
+            return case
+        await asyncio.sleep(0.1)
+
+
+def report_event(events: list[dict]) -> dict:
+    return next(e for e in events if e["event"] == "report")
+
+
+async def test_the_bundled_survey_by_text_over_ws_call(make_settings) -> None:
+    survey = bundled()
+    right = {q.name: right_answer(q) for q in survey.questions()}
+    first_yes = next(q.name for q in survey.questions() if q.type == "boolean" and q.correct_answer is True)
+    settings = make_settings()
+    database = Database.from_url(settings.effective_database_url)
+    try:
+        with running_gateway(settings) as address:
+            await _bundled_by_text(address, database.engine, survey, right, first_yes)
+    finally:
+        await database.close()
+
+
+async def _bundled_by_text(address: str, engine, survey: Survey, right: dict, first_yes: str) -> None:
+    # every answer the expected one: a success, stored as the web stores it
+    ok = await new_case(address, engine, "P-SV-OK")
+    events = await text_call(address, "sv-ok", {"invitation_id": ok},
+                             lambda slot: "三五七叉" if slot == IDENTITY_SLOT else right[slot])
+    prompts = [e for e in events if e["event"] == "prompt"]
+    asked = [p["slot"] for p in prompts if p["slot"]]
+    assert asked[0] == IDENTITY_SLOT and "投保人身份证号码的最后四位" in prompts[1]["text"]
+    assert "confirm" not in asked  # no read-back
+    report = report_event(events)
+    assert report["status"] == "complete" and events[-1] == {"event": "hangup", "reason": "completed"}
+    case = await case_after(engine, ok, lambda c: c["status"] == "completed")
+    assert (case["status"], case["outcome"], case["problem"], case["source"]) == ("completed", "success",
+                                                                                  False, "voice")
+    assert case["answers"] == answers_from_slots(survey, report["slots"])
+    assert set(case["answers"]) == set(asked[1:])  # every question asked is answered, nothing else
+    stored = await api(address, "GET", f"/api/results/{report['report_id']}")
+    assert stored["flow"] == "survey_new_contract"
+    assert [t["text"] for t in stored["transcript"] if t["speaker"] == "caller"][0] == "三五七叉"
+
+    # one "不是": a problem case, with its follow-up
+    bad = await new_case(address, engine, "P-SV-NO")
+    events = await text_call(address, "sv-no", {"invitation_id": bad}, lambda slot: "三五七叉" if slot == IDENTITY_SLOT
+                             else "不是" if slot == first_yes else right[slot])
+    assert report_event(events)["status"] == "problem"
+    case = await case_after(engine, bad, lambda c: c["status"] == "completed")
+    assert (case["outcome"], case["problem"], case["answers"][first_yes]) == ("problem", True, False)
+    assert [p["question"] for p in case["problems"]] == [first_yes]
+
+    # the wrong ID suffix twice: not verified, nothing answered, a person follows up
+    wrong = await new_case(address, engine, "P-SV-ID")
+    events = await text_call(address, "sv-id", {"invitation_id": wrong}, lambda slot: "一二三四")
+    assert [e["slot"] for e in events if e["event"] == "prompt" and e["slot"]] == [IDENTITY_SLOT, IDENTITY_SLOT]
+    assert report_event(events)["status"] == NOT_VERIFIED
+    case = await case_after(engine, wrong, lambda c: c["contact_requested_at"] is not None)
+    assert (case["status"], case["answers"], case["outcome"]) == ("issued", {}, None)
+    assert case["contact_requested_at"] is not None
+
+    # 转人工 at a question: transferred, and the case asks for a call back; inbound by policy number
+    agent = await new_case(address, engine, "P-SV-AGENT")
+    events = await text_call(address, "sv-agent", {"policy_number": "P-SV-AGENT"},
+                             lambda slot: "三五七叉" if slot == IDENTITY_SLOT else "我要转人工")
+    assert events[-1] == {"event": "transfer", "reason": "caller_request"}
+    case = await case_after(engine, agent, lambda c: c["contact_requested_at"] is not None)
+    assert case["status"] == "verified" and case["answers"] == {}  # identity passed, nothing answered yet
+
+    # a call for no case (or a closed one) ends before anything is asked
+    events = await text_call(address, "sv-none", {"invitation_id": "0" * 32}, lambda slot: "是的")
+    assert not any(e["event"] == "prompt" for e in events)
+    events = await text_call(address, "sv-done", {"invitation_id": ok}, lambda slot: "是的")
+    assert not any(e["event"] == "prompt" for e in events)
