@@ -330,9 +330,11 @@ async def _bundled_by_text(address: str, engine, survey: Survey, right: dict, fi
     assert (case["outcome"], case["problem"], case["answers"][first_yes]) == ("problem", True, False)
     assert [p["question"] for p in case["problems"]] == [first_yes]
 
-    # the wrong ID suffix twice: not verified, nothing answered, a person follows up
+    # the wrong ID suffix twice: not verified, nothing answered, a person follows up (the expected
+    # answer is the gateway's own: one the caller brings counts for nothing)
     wrong = await new_case(address, engine, "P-SV-ID")
-    events = await text_call(address, "sv-id", {"invitation_id": wrong}, lambda slot: "一二三四")
+    events = await text_call(address, "sv-id", {"invitation_id": wrong, EXPECTED_PARAM: "1234"},
+                             lambda slot: "一二三四")
     assert [e["slot"] for e in events if e["event"] == "prompt" and e["slot"]] == [IDENTITY_SLOT, IDENTITY_SLOT]
     assert report_event(events)["status"] == NOT_VERIFIED
     case = await case_after(engine, wrong, lambda c: c["contact_requested_at"] is not None)
@@ -348,7 +350,8 @@ async def _bundled_by_text(address: str, engine, survey: Survey, right: dict, fi
     assert case["status"] == "verified" and case["answers"] == {}  # identity passed, nothing answered yet
 
     # a call for no case (or a closed one) ends before anything is asked
-    events = await text_call(address, "sv-none", {"invitation_id": "0" * 32}, lambda slot: "是的")
+    events = await text_call(address, "sv-none", {"invitation_id": "0" * 32, EXPECTED_PARAM: "1234"},
+                             lambda slot: "一二三四")
     assert not any(e["event"] == "prompt" for e in events)
     events = await text_call(address, "sv-done", {"invitation_id": ok}, lambda slot: "是的")
     assert not any(e["event"] == "prompt" for e in events)

@@ -56,7 +56,12 @@ def survey_flows(directory: Path, registry: KindRegistry) -> tuple[dict[str, tup
         return {}, {}
     flows: dict[str, tuple[Flow, Extractor]] = {}
     by_flow: dict[str, Survey] = {}
-    for survey in load_surveys(directory).values():
+    try:
+        surveys = load_surveys(directory)
+    except (SurveyError, OSError) as exc:  # the survey API refuses them too; calls of other flows go on
+        log.error("no survey runs by voice: %s", exc)
+        return {}, {}
+    for survey in surveys.values():
         source = f"{survey.path or directory / survey.name} (voice flow)"
         try:
             flow, reader = bind(parse_flow(survey_flow(survey), source=source), registry)
@@ -110,6 +115,13 @@ class SurveyCalls:
         survey = self._survey(FlowTurns.flow_name(start))
         if survey is None:
             return {}
+        try:
+            return await self._prepare(survey, start)
+        except Exception:  # noqa: BLE001 - never the caller's own expected answer: the call ends
+            log.exception("survey call %s: its case could not be looked up", start.call_id)
+            return {EXPECTED_PARAM: ""}
+
+    async def _prepare(self, survey: Survey, start: CallStart) -> dict[str, str]:
         invitation = await self._invitation(survey, start.params)
         if invitation is None or invitation.get("status") in ("completed", "expired", "revoked"):
             # no case to answer: the flow misses its expected answer and the call ends at once
