@@ -255,9 +255,11 @@ async def new_case(address: str, engine, policy_number: str, product: str | None
     return item["id"]
 
 
-async def text_call(address: str, call_id: str, params: dict[str, str], answer) -> list[dict]:
-    """A caller typing: `answer(slot)` after each question's prompt."""
+async def text_call(address: str, call_id: str, params: dict[str, str], answer,
+                    hang_up_after: int | None = None) -> list[dict]:
+    """A caller typing: `answer(slot)` after each question's prompt (hanging up after so many)."""
     events: list[dict] = []
+    answered = 0
     async with connect(f"ws://{address}/ws/call") as ws:
         await ws.send(json.dumps({"event": "start", "flow": "survey_new_contract", "call_id": call_id,
                                   "caller_number": "13800138000", "params": params}))
@@ -268,7 +270,10 @@ async def text_call(address: str, call_id: str, params: dict[str, str], answer) 
                 if event["event"] in {"hangup", "transfer"}:
                     break
                 if event["event"] == "prompt" and event["slot"]:
+                    if answered == hang_up_after:
+                        break
                     await ws.send(json.dumps({"event": "text", "text": answer(event["slot"])}, ensure_ascii=False))
+                    answered += 1
         except ConnectionClosed:
             pass
     return events
@@ -348,6 +353,14 @@ async def _bundled_by_text(address: str, engine, survey: Survey, right: dict, fi
     assert events[-1] == {"event": "transfer", "reason": "caller_request"}
     case = await case_after(engine, agent, lambda c: c["contact_requested_at"] is not None)
     assert case["status"] == "verified" and case["answers"] == {}  # identity passed, nothing answered yet
+
+    # a hang-up after two answers: they are kept, the case stays open (the link, or the next call)
+    midway = await new_case(address, engine, "P-SV-HANGUP")
+    await text_call(address, "sv-hangup", {"invitation_id": midway},
+                    lambda slot: "三五七叉" if slot == IDENTITY_SLOT else right[slot], hang_up_after=3)
+    case = await case_after(engine, midway, lambda c: len(c["answers"] or {}) == 2)
+    first_two = [q.name for q in survey.questions()][:2]
+    assert (case["status"], sorted(case["answers"])) == ("verified", sorted(first_two))
 
     # a call for no case (or a closed one) ends before anything is asked
     events = await text_call(address, "sv-none", {"invitation_id": "0" * 32, EXPECTED_PARAM: "1234"},

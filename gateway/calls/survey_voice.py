@@ -136,9 +136,8 @@ class SurveyCalls:
 
     async def listen(self, save: SaveReport) -> None:
         survey = self._survey(save.flow)
-        if survey is None or (save.status not in ANSWERED and save.status not in FOLLOW_UP):
-            # a hang-up midway (partial): the case stays open for the link or the next call
-            return
+        if survey is None or save.status not in (*ANSWERED, *FOLLOW_UP, "partial"):
+            return  # (a hang-up midway is `partial`: what was answered is kept, the case stays open)
         invitation = await self._invitation(survey, save.params)
         if invitation is None:
             log.warning("survey result %s: no invitation of %s to store it with", save.report_id, survey.name)
