@@ -48,6 +48,7 @@ YES_WORDS = ("是", "是的", "对", "对的", "没错", "知道", "知道的", 
              "明白", "确认", "有的", "1")
 NO_WORDS = ("不是", "不是的", "不对", "没有", "没有的", "不知道", "不清楚", "不太清楚", "不了解", "不太了解",
             "不明白", "否", "2")
+BOOLEAN_HOW = "请回答“是”或者“不是”，也可以按1或者按2。"  # said again after a yes/no not understood
 # Heard beside a closed question's answers: a person please, and the commonest "not now".
 ALWAYS_HINTS = ("转人工", "人工客服", "人工", "不方便")
 SUPPORTED_TYPES = ("boolean", "radiogroup", "rating", "text", "comment")
@@ -176,7 +177,7 @@ def _question_slot(survey: Survey, q: Question, page: Any, names: set[str],
         "kind": kind,
         "confirm": False,
         "optional": not q.is_required,
-        "prompts": [said + how if how else said, again or (said + (how or ""))],
+        "prompts": [said + how, again or (said + (how or BOOLEAN_HOW))],
         "limits": {"no_match": 2, "no_input": 2},
     }
     if options:

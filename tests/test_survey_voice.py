@@ -179,7 +179,8 @@ def test_wrong_id_suffix_twice_ends_the_call_not_verified(small: Survey, registr
 
 def test_not_understood_is_asked_once_more_then_a_person(small: Survey, registry: KindRegistry) -> None:
     prompts, actions, _ = play(small, registry, REGULAR, ["三五七叉", "今天天气不错", "这个嘛"])
-    assert prompts[-2].slot == "self_signed" and prompts[-2].text.startswith("抱歉，我没听清楚。")
+    assert prompts[-2].slot == "self_signed"
+    assert prompts[-2].text == "抱歉，我没听清楚。投保单上是您本人亲笔签名吗？请回答“是”或者“不是”，也可以按1或者按2。"
     assert isinstance(actions[-1], Transfer)
 
 
