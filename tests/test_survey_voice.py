@@ -607,3 +607,42 @@ async def test_a_voice_survey_placed_outbound_over_ws_twilio(voice_gateway) -> N
         assert case["answers"] == answers_from_slots(survey, stored["slots"])
     finally:
         await database.close()
+
+
+@pytest.mark.parametrize("condition, accepted", [
+    ("{how_bought} = 'bank'", ("银行",)),
+    ("{how_bought} anyof ['agent', 'online']", ("业务员", "网上")),
+    ("{how_bought} != 'agent'", ("银行", "网上")),
+    ("{how_bought} notempty", ("业务员", "银行", "网上")),
+    ("{how_bought} empty", ()),
+    ("{self_signed} = true and {how_bought} = 'online'", None),
+])
+def test_answer_conditions_become_the_slots_ask_if(condition: str, accepted, registry: KindRegistry) -> None:
+    from surveys.definition import parse_survey
+
+    raw = json.loads(SMALL.read_text(encoding="utf-8"))
+    raw["pages"][1]["elements"][0]["visibleIf"] = condition
+    survey = parse_survey(raw, source="x.json")
+    flow, _ = bound_flow(survey, registry)
+    who = flow.slot("who_signed")
+    if accepted is None:
+        assert who.ask_if == {"self_signed": (YES,), "how_bought": ("网上",)}
+    else:
+        assert who.ask_if == {"how_bought": accepted}
+
+
+def test_a_survey_that_cannot_run_by_voice_leaves_the_others(tmp_path: Path, registry: KindRegistry, caplog) -> None:
+    from gateway.calls.survey_voice import survey_flows
+
+    raw = json.loads(SMALL.read_text(encoding="utf-8"))
+    (tmp_path / "voice_small.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    raw["name"] = "with_checkbox"
+    raw["pages"][0]["elements"].append({"type": "checkbox", "name": "channels", "title": "您从哪里了解到本产品？",
+                                        "choices": ["电视", "朋友"]})
+    (tmp_path / "with_checkbox.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    flows, surveys = survey_flows(tmp_path, registry)
+    assert set(flows) == set(surveys) == {"survey_voice_small"}
+    assert "survey with_checkbox will not run by voice" in caplog.text and "channels" in caplog.text
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    assert survey_flows(tmp_path, registry) == ({}, {})
+    assert "no survey runs by voice" in caplog.text
