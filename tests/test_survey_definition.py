@@ -214,3 +214,19 @@ def test_a_page_is_hidden_by_its_visible_if_or_when_nothing_on_it_is_shown():
     survey = parse_survey(raw, default_name="t")
     assert [p.name for p in survey.visible_pages({}, {"payment": "single"})] == ["a"]
     assert [p.name for p in survey.visible_pages({"agent": True}, {"payment": "regular"})] == ["a", "b", "c"]
+
+
+def test_html_gets_the_values_escaped_and_the_markup_kept(survey):
+    from surveys.definition import render_html
+    html = survey.pages[0].elements[0].html
+    out = render_html(html, {"product_name": "<script>alert(1)</script>"})
+    assert out.startswith("<p>") and "&lt;script&gt;" in out and "<script>" not in out
+
+
+def test_questions_are_hashable(survey):
+    assert len(set(survey.questions())) == len(survey.questions())
+
+
+def test_a_missing_directory_is_an_error(tmp_path):
+    with pytest.raises(SurveyError, match="not a directory"):
+        load_surveys(tmp_path / "nowhere")
