@@ -50,7 +50,8 @@ class Problem:
 
 
 def _given(form: Mapping[str, Any], name: str) -> list[str]:
-    raw = form.get(name, ())
+    getlist = getattr(form, "getlist", None)  # a multi-dict (Starlette's FormData): every value
+    raw = getlist(name) if callable(getlist) else form.get(name, ())
     items = [raw] if isinstance(raw, str) else list(raw)
     return [str(v) for v in items if str(v).strip() != ""]
 
@@ -104,7 +105,8 @@ def read_answer(q: Question, given: list[str]) -> tuple[Any | None, str | None]:
 
 def read_page(survey: Survey, page: Page, form: Mapping[str, Sequence[str]], answers: Mapping[str, Any],
               context: Mapping[str, Any]) -> PageRead:
-    """This page's visible questions read from the posted form (name -> list of values)."""
+    """This page's visible questions read from the posted form: name -> list of values, or a
+    multi-dict with getlist (Starlette's FormData as it comes)."""
     out = PageRead()
     for q in survey.visible_questions(page, answers, context):
         value, error = read_answer(q, _given(form, q.name))

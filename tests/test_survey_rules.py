@@ -396,3 +396,10 @@ def test_a_chain_verifies_with_data_as_json_text():
     import json as _json
     events = _events()
     assert audit.verify([{**e, "data": _json.dumps(e["data"], ensure_ascii=False)} for e in events]) is None
+
+
+def test_a_starlette_form_is_read_with_every_value_of_a_checkbox():
+    from starlette.datastructures import FormData
+    form = FormData([("how", "agent"), ("told", "coverage"), ("told", "exclusions"), ("ok", "true"), ("regular_only", "x")])
+    read = _read(form)
+    assert read.ok and read.answers["told"] == ["coverage", "exclusions"]
