@@ -10,20 +10,21 @@ import base64
 import json
 import time
 import xml.etree.ElementTree as ET
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy import update
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from calls import load_pcm, manifest
 from conftest import running_gateway
 from gateway.storage import surveys as survey_store
-from gateway.storage.database import Database
+from gateway.storage.database import Database, survey_invitations
 from speech.codecs import ulaw_encode
 from speech.dialogue.actions import Hangup, Prompt, Report, Transfer
 from speech.dialogue.binding import bind
@@ -368,6 +369,13 @@ async def _bundled_by_text(address: str, engine, survey: Survey, right: dict, fi
                              lambda slot: "一二三四")
     assert not any(e["event"] == "prompt" for e in events)
     events = await text_call(address, "sv-done", {"invitation_id": ok}, lambda slot: "是的")
+    assert not any(e["event"] == "prompt" for e in events)
+    # nor for a case locked by wrong codes on the pages
+    locked = await new_case(address, engine, "P-SV-LOCKED")
+    async with engine.begin() as conn:
+        await conn.execute(update(survey_invitations).where(survey_invitations.c.id == locked)
+                           .values(locked_until=datetime.now(ZONE) + timedelta(hours=1)))
+    events = await text_call(address, "sv-locked", {"invitation_id": locked}, lambda slot: "三五七叉")
     assert not any(e["event"] == "prompt" for e in events)
 
 

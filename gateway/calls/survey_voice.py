@@ -33,6 +33,7 @@ from gateway.calls.core_events import SaveReport
 from gateway.calls.flow_turns import FlowTurns
 from gateway.storage import surveys as survey_store
 from gateway.storage.database import policies
+from gateway.storage.survey_common import InvitationClosed, aware
 from gateway.telephony.base import CallStart
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,12 @@ class SurveyCalls:
             log.warning("survey call %s: no open invitation of %s for %s", start.call_id, survey.name,
                         "the invitation given" if start.params.get(INVITATION_PARAM) else "the policy given")
             return {EXPECTED_PARAM: ""}
+        locked = aware(invitation.get("locked_until"))
+        if locked is not None and locked > self.services.now():
+            # too many wrong codes on the pages: no identity check by voice either until it passes
+            log.warning("survey call %s: invitation %s is locked until %s", start.call_id, invitation["id"],
+                        locked.isoformat())
+            return {EXPECTED_PARAM: ""}
         suffix = await self._id_suffix(invitation["policy_number"])
         if not suffix:
             log.warning("survey call %s: invitation %s has no policy record with an ID number", start.call_id,
@@ -142,6 +149,12 @@ class SurveyCalls:
         if invitation is None:
             log.warning("survey result %s: no invitation of %s to store it with", save.report_id, survey.name)
             return
+        try:
+            await self._store(survey, invitation, save)
+        except InvitationClosed as exc:  # expired or revoked during the call: the call stays in flow_results
+            log.warning("survey result %s not stored with its case: %s", save.report_id, exc)
+
+    async def _store(self, survey: Survey, invitation: dict, save: SaveReport) -> None:
         services = self.services
         engine, now, settings = services.database.engine, services.now(), services.settings
         passed = identity_passed(save.slots)
