@@ -413,3 +413,33 @@ async def test_the_audit_chain_holds_and_names_the_first_tampered_event(engine, 
         await conn.execute(update(survey_events).where(survey_events.c.id == trail[answers]["id"])
                            .values(data={**trail[answers]["data"], "answers": {"self_signed": False}}))
     assert store.verify_chain(await store.events(engine, item["id"])) == answers
+
+
+async def test_two_send_code_taps_at_once_send_one_code(engine, cases):
+    (item,) = await invite(engine, cases, ["P001"])
+    _, session = await store.open_session(engine, item["id"], now=T0, client_ip=None, user_agent=None, ttl_s=600)
+    answers = await asyncio.gather(*(store.issue_code(engine, item["id"], session["id"], policy=POLICY, now=T0)
+                                     for _ in range(3)))
+    assert sorted(a.refusal or "" for a in answers) == ["", "wait_minute", "wait_minute"]
+
+
+def test_the_link_key_is_made_once_with_owner_only_permissions_and_the_base_url_falls_back(tmp_path):
+    import os
+    import stat
+
+    from gateway.settings import load_settings
+    from gateway.storage.survey_service import SurveyLinks, base_url, link_key
+
+    settings = load_settings(environ={}).replace(data_dir=str(tmp_path / "data"), host="10.0.0.5", port=8080)
+    key = link_key(settings)
+    path = tmp_path / "data" / "survey_link.key"
+    assert len(key) == 32 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert link_key(settings) == key  # read back, not made again
+    assert link_key(settings.replace(survey_link_key="set")) == b"set"
+    assert base_url(settings) == "http://10.0.0.5:8080"
+    assert base_url(settings.replace(public_url="https://gw.example.cn/")) == "https://gw.example.cn"
+    assert base_url(settings.replace(public_url="https://gw.example.cn", survey_base_url="https://hf.cn")) == \
+        "https://hf.cn"
+    links = SurveyLinks(key, "https://hf.cn")
+    salt = tokens.new_salt()
+    assert links.url(salt.hex()) == "https://hf.cn/s/" + tokens.make_token(key, salt)

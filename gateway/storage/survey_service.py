@@ -111,7 +111,7 @@ class SurveyService:
         catalog_file = folder / CATALOG_FILE
         return cls(
             surveys=load_surveys(folder) if folder.is_dir() else {},
-            catalog=Catalog.load(catalog_file),
+            catalog=Catalog.load(catalog_file, default_cooling_off_days=settings.survey_cooling_off_days),
             links=SurveyLinks.from_settings(settings),
             zone=ZoneInfo(settings.timezone),
             otp_policy=OtpPolicy(length=6, ttl_s=settings.survey_otp_ttl_s, per_minute=settings.survey_otp_per_minute,

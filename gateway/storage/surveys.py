@@ -97,10 +97,6 @@ def _iso(value: datetime | None) -> str | None:
     return utc(value).isoformat() if value is not None else None
 
 
-def _mask_name(name: str) -> str:
-    return (name[0] + "*" * (len(name) - 1)) if len(name) > 1 else ("*" if name else "")
-
-
 def holder_id(policy: Mapping[str, Any]) -> str:
     """The policyholder's ID number: holder_id_number when imported, else the insured's (the same person)."""
     return str(policy.get("holder_id_number") or policy.get("insured_id_number") or "").upper()
@@ -211,8 +207,7 @@ async def _insert_invitation(conn: AsyncConnection, survey: Survey, catalog: Cat
     """Insert the case (unless another request did just now: False) with its `invited` event."""
     product = catalog.product(policy.get("product") or "")
     end = cooling_off_deadline(policy["receipt_date"], product.cooling_off_days, zone)
-    context = {**product.context(policy), "deadline": end.astimezone(zone).date().isoformat(),
-               "holder_name_masked": _mask_name(str(policy.get("holder_name") or policy.get("insured_name") or ""))}
+    context = product.context(policy, deadline_at=end, zone=zone)
     salt = tokens.new_salt()
     invitation_id = _new_id()
     result = await conn.execute(insert_for(conn)(survey_invitations).values(
