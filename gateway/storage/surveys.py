@@ -270,6 +270,7 @@ async def open_session(engine: AsyncEngine, invitation_id: str, *, now: datetime
             session = {"id": _new_id(), "invitation_id": invitation_id, "cookie_hash": tokens.secret_hash(cookie),
                        "csrf_token": tokens.new_secret(), "created_at": now, "last_seen_at": now,
                        "expires_at": now + timedelta(seconds=ttl_s), "verified_at": None, "client_ip": client_ip,
+                       "address_key": signals.address_key(client_ip) if client_ip else None,
                        "user_agent": user_agent}
             await conn.execute(survey_sessions.insert().values(**session))
             if inv["status"] == "issued":
@@ -338,7 +339,7 @@ async def issue_code(engine: AsyncEngine, invitation_id: str, session_id: str, *
                                    now=now, client_ip=session["client_ip"], user_agent=session["user_agent"])
                 result = Issued(None, refusal)
             else:
-                code = survey_otp.new_code(_rng)
+                code = survey_otp.new_code(_rng, policy.length)
                 otp_id = (await conn.execute(survey_otps.insert().values(
                     invitation_id=invitation_id, session_id=session_id,
                     code_hash=survey_otp.code_hash(invitation_id, code), sent_at=now,
@@ -403,7 +404,7 @@ async def _check_identity(conn: AsyncConnection, inv: dict[str, Any], session: d
     record = (await conn.execute(select(policies).where(policies.c.policy_number == inv["policy_number"]))
               ).mappings().first()
     id_ok = record is not None and _suffix_matches(id_suffix, holder_id(record))
-    code_ok = hmac.compare_digest(survey_otp.code_hash(invitation_id, (code or "").strip()), newest.code_hash)
+    code_ok = survey_otp.code_matches(invitation_id, code or "", newest.code_hash)
     if id_ok and code_ok:
         await conn.execute(update(survey_otps).where(survey_otps.c.id == newest.id).values(used_at=now))
         await conn.execute(update(survey_sessions).where(survey_sessions.c.id == session_id).values(verified_at=now))
@@ -508,21 +509,23 @@ def result_payload(inv: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _shared_counts(conn: AsyncConnection, invitation_id: str) -> tuple[int, int]:
-    """Policyholders seen on this case's devices (address + user agent) and addresses: the most
-    distinct holders any one of them passed the identity check for, this case's included."""
-    mine = (await conn.execute(select(survey_sessions.c.client_ip, survey_sessions.c.user_agent).where(
+    """Policyholders seen on this case's devices (address + user agent) and addresses
+    (surveys.signals.address_key: an IPv4 address, an IPv6 /64): the most distinct holders any one
+    of them passed the identity check for, this case's included."""
+    mine = (await conn.execute(select(survey_sessions.c.address_key, survey_sessions.c.user_agent).where(
         survey_sessions.c.invitation_id == invitation_id, survey_sessions.c.verified_at.is_not(None),
-        survey_sessions.c.client_ip.is_not(None)).distinct())).all()
+        survey_sessions.c.address_key.is_not(None)).distinct())).all()
     device = address = 0
     holders = func.count(survey_invitations.c.holder_key.distinct())
     base = select(holders).select_from(survey_sessions.join(
         survey_invitations, survey_invitations.c.id == survey_sessions.c.invitation_id)).where(
         survey_sessions.c.verified_at.is_not(None))
-    for ip, agent in mine:
-        address = max(address, int((await conn.execute(base.where(survey_sessions.c.client_ip == ip))).scalar_one()))
+    for where, agent in mine:
+        address = max(address, int((await conn.execute(
+            base.where(survey_sessions.c.address_key == where))).scalar_one()))
         same_agent = survey_sessions.c.user_agent.is_(None) if agent is None else survey_sessions.c.user_agent == agent
         device = max(device, int((await conn.execute(
-            base.where(survey_sessions.c.client_ip == ip, same_agent))).scalar_one()))
+            base.where(survey_sessions.c.address_key == where, same_agent))).scalar_one()))
     return device, address
 
 
@@ -599,13 +602,13 @@ async def _flag_peers(engine: AsyncEngine, invitation_id: str, now: datetime) ->
     """The shared-device signal on the cases completed earlier on the same device or address too,
     each in its own transaction (one row lock at a time: no deadlock with concurrent completions)."""
     async with engine.connect() as conn:
-        mine = (await conn.execute(select(survey_sessions.c.client_ip, survey_sessions.c.user_agent).where(
+        mine = (await conn.execute(select(survey_sessions.c.address_key, survey_sessions.c.user_agent).where(
             survey_sessions.c.invitation_id == invitation_id, survey_sessions.c.verified_at.is_not(None),
-            survey_sessions.c.client_ip.is_not(None)).distinct())).all()
+            survey_sessions.c.address_key.is_not(None)).distinct())).all()
         peers: dict[str, set[str]] = {}
-        for ip, agent in mine:
+        for where, agent in mine:
             rows = (await conn.execute(select(survey_sessions.c.invitation_id, survey_sessions.c.user_agent).where(
-                survey_sessions.c.client_ip == ip, survey_sessions.c.verified_at.is_not(None),
+                survey_sessions.c.address_key == where, survey_sessions.c.verified_at.is_not(None),
                 survey_sessions.c.invitation_id != invitation_id))).all()
             for peer, peer_agent in rows:
                 peers.setdefault(peer, set()).add("shared_address")
