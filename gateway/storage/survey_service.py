@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from surveys.definition import Survey, load_surveys
 from surveys.otp import OtpPolicy
 from surveys.products import Catalog
+from surveys.tokens import key_from_text
 
 from gateway.settings import Settings
 from gateway.storage.surveys import link
@@ -37,7 +38,7 @@ def surveys_path(settings: Settings) -> Path:
 def link_key(settings: Settings) -> bytes:
     """The key of the links' tokens: the setting, else the key file (created on first use)."""
     if settings.survey_link_key:
-        return settings.survey_link_key.encode()
+        return key_from_text(settings.survey_link_key)  # ValueError when shorter than 16 bytes
     path = settings.data_path / KEY_FILE
     try:
         return bytes.fromhex(path.read_text().strip())
@@ -111,7 +112,7 @@ class SurveyService:
         catalog_file = folder / CATALOG_FILE
         return cls(
             surveys=load_surveys(folder) if folder.is_dir() else {},
-            catalog=Catalog.load(catalog_file),
+            catalog=Catalog.load(catalog_file, default_cooling_off_days=settings.survey_cooling_off_days),
             links=SurveyLinks.from_settings(settings),
             zone=ZoneInfo(settings.timezone),
             otp_policy=OtpPolicy(length=6, ttl_s=settings.survey_otp_ttl_s, per_minute=settings.survey_otp_per_minute,
