@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from calls import load_pcm, manifest
 from conftest import running_gateway
 from gateway.storage import surveys as survey_store
+from scheduler.channels.base import OutboundMessage
 from gateway.storage.database import Database, survey_invitations
 from speech.codecs import ulaw_encode
 from speech.dialogue.actions import Hangup, Prompt, Report, Transfer
@@ -654,3 +656,61 @@ def test_a_survey_that_cannot_run_by_voice_leaves_the_others(tmp_path: Path, reg
     (tmp_path / "broken.json").write_text("{", encoding="utf-8")
     assert survey_flows(tmp_path, registry) == ({}, {})
     assert "no survey runs by voice" in caplog.text
+
+
+def campaign_voice_call(invitation_id: str, to: str) -> OutboundMessage:
+    """The message the survey campaign's voice step sends (config/campaigns/survey.yaml), as the
+    scheduler fills it for one case."""
+    import yaml
+
+    campaign = yaml.safe_load((ROOT / "config" / "campaigns" / "survey.yaml").read_text(encoding="utf-8"))
+    voice = next(c for step in campaign["steps"] for c in step["channels"]
+                 if c["channel"] == "voice" and c["extra"].get("flow") == "survey_new_contract")
+    values = {"invitation_id": invitation_id, "product": "安心定期寿险（二十年期）", "deadline": "2026-12-31",
+              "policy_number": "P-SV-OUT"}
+    fill = lambda text: re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)  # noqa: E731
+    return OutboundMessage(delivery_id="sv-out-1", kind="voice", to=to, template=voice["template"]["code"],
+                           params={k: fill(str(v)) for k, v in voice["template"]["params"].items()},
+                           text=fill(voice["template"]["text"]), extra=dict(voice["extra"]))
+
+
+@pytest.mark.slow
+async def test_the_campaigns_voice_step_places_the_survey_call_through_twilio(make_settings) -> None:
+    """The campaign's voice step through the Twilio channel (a fake Twilio on loopback): the call is
+    placed, answered, streamed to /ws/twilio and runs the survey for the case named in its params;
+    the callee keys the ID suffix (357*), then says nothing: asked again, then a person - the case is
+    verified and a call-back task is open; the outcome receipt reaches the scheduler's sink."""
+    from conftest import free_port
+    from fakes.sink import RecordingSink
+    from fakes.twilio import Callee, fake_twilio
+    from scheduler.channels import twilio_voice
+
+    sink = RecordingSink()
+    with fake_twilio() as fake:
+        port = free_port()
+        settings = make_settings(public_url=f"ws://127.0.0.1:{port}", twilio_auth_token=fake.auth_token,
+                                 twilio_api_base=fake.url, twilio_account_sid=fake.account_sid,
+                                 twilio_from_number="+8610086", tts_engine="none", prompt_chars_per_s=1000.0,
+                                 no_input_s=2.0)
+        # no prompt audio here (the test above plays them): the keys 1.5 s into the stream
+        fake.default_callee = Callee(dtmf="357*", after_s=1.5)
+        database = Database.from_url(settings.effective_database_url)
+        try:
+            with running_gateway(settings, port=port, receipt_sink=sink) as address:
+                case_id = await new_case(address, database.engine, "P-SV-OUT", product="TERM_SP20")
+                channel = twilio_voice.from_settings(settings)
+                await channel.send(campaign_voice_call(case_id, "+8613800138000"))
+                await channel.aclose()
+                got = await asyncio.to_thread(sink.wait_for, lambda rs: any(r.outcome for r in rs), "sv-out-1")
+                outcome = next(r for r in got if r.outcome)
+                (call,) = await asyncio.to_thread(fake.wait_done, 1)
+                stored = await api(address, "GET", f"/api/results/{outcome.raw['result_id']}")
+                case = await case_after(database.engine, case_id, lambda c: c["contact_requested_at"] is not None)
+        finally:
+            await database.close()
+    assert call.parameters["invitation_id"] == case_id and call.parameters["flow"] == "survey_new_contract"
+    assert (outcome.outcome, stored["flow"], stored["status"]) == ("agent", "survey_new_contract", "transferred")
+    assert stored["slots"] == {IDENTITY_SLOT: "357X"}
+    keys = [t["text"] for t in stored["transcript"] if t["speaker"] == "caller"][:4]
+    assert keys == ["[keypad] 3", "[keypad] 5", "[keypad] 7", "[keypad] *"]
+    assert case["status"] == "verified" and case["contact_requested_at"] is not None
