@@ -134,8 +134,7 @@ async def _complete(conn: AsyncConnection, inv: dict[str, Any], survey: Survey, 
     if not survey_answers.is_complete(survey, answers, context):
         raise Incomplete(f"invitation {inv['id']}: not every required question is answered")
     outcome = survey_answers.outcome(survey, answers, context)
-    problems = [{"question": p.question, "expected": p.expected, "given": p.given}
-                for p in survey_answers.problems(survey, answers, context)]
+    problems = [p.as_dict() for p in survey_answers.problems(survey, answers, context)]
     if seconds is None and inv["verified_at"] is not None:
         seconds = (now - aware(inv["verified_at"])).total_seconds()
     shown = sum(len(survey.visible_questions(page, answers, context))
