@@ -190,7 +190,7 @@ async def session_by_cookie(engine: AsyncEngine, cookie: str, now: datetime) -> 
     if (now - session["last_seen_at"]).total_seconds() >= TOUCH_S:
         ttl = session["expires_at"] - session["last_seen_at"]
         session.update(last_seen_at=now, expires_at=now + ttl)
-        async with engine.begin() as conn:
+        async with write_transaction(engine) as conn:  # queued with the other writers (SQLite)
             await conn.execute(update(survey_sessions).where(survey_sessions.c.id == session["id"])
                                .values(last_seen_at=now, expires_at=now + ttl))
     return session
