@@ -495,3 +495,26 @@ async def test_addresses_in_one_ipv6_64_count_as_one_address(engine, cases):
         done = await store.complete(engine, item["id"], survey(), now=T0 + timedelta(minutes=2), shared_limit=1)
     assert done["flags"] == ["shared_address"]  # two holders on one /64, on two devices
     assert (await store.get(engine, items[0]["id"]))["flags"] == ["shared_address"]
+
+
+async def test_two_processes_completing_and_posting_at_once_record_once(engine, cases, test_database):
+    """Two engines on one database (as two gateway processes): the database's own locking decides."""
+    other = create_engine(test_database)
+    try:
+        (item,) = await invite(engine, cases, ["P001"])
+        session = await verified_session(engine, item["id"], IDS[0])
+        engines = [engine, other] * 2
+        saved = await asyncio.gather(*(store.save_page(e, item["id"], session["id"], page="identity",
+                                                       answers={"self_signed": True}, submission_key="same",
+                                                       now=T0 + timedelta(minutes=1)) for e in engines))
+        assert sorted(saved) == [False, False, False, True]
+        await store.save_page(other, item["id"], session["id"], page="terms", answers={"knows_cooling_off": "yes"},
+                              submission_key="k2", now=T0 + timedelta(minutes=1))
+        results = await asyncio.gather(*(store.complete(e, item["id"], survey(), now=T0 + timedelta(minutes=2))
+                                         for e in engines))
+        assert all(r == results[0] for r in results) and results[0]["outcome"] == "success"
+        assert (await kinds(engine, item["id"])).count("completed") == 1
+        assert len(await outbox_rows(engine, store.TOPIC_RESULT)) == 1
+        assert store.verify_chain(await store.events(engine, item["id"])) is None
+    finally:
+        await other.dispose()

@@ -9,8 +9,10 @@ serialized; the audit event of the change is appended in that same transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
+import weakref
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Mapping
 from zoneinfo import ZoneInfo
@@ -54,16 +56,22 @@ class Incomplete(ValueError):
     """complete() before every visible required question is answered."""
 
 
+# SQLite: one writer at a time inside this process, queued here rather than in SQLite's busy handler
+# (which sleeps in growing steps: under many concurrent page posts it wastes most of the time).
+_sqlite_writers: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
 @contextlib.asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """PostgreSQL: an ordinary transaction (rows are locked FOR UPDATE). SQLite: the write lock from
-    the start (BEGIN IMMEDIATE), so a second writer waits (busy timeout) instead of failing when it
-    upgrades a read."""
+    the start (BEGIN IMMEDIATE), so a second writer waits instead of failing when it upgrades a
+    read; writers of this process queue on an asyncio lock first (other processes: busy timeout)."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
             yield conn
         return
-    async with engine.connect() as conn:
+    lock = _sqlite_writers.setdefault(engine.sync_engine, asyncio.Lock())
+    async with lock, engine.connect() as conn:
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
         try:
             yield conn

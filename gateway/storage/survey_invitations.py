@@ -107,7 +107,7 @@ def _cannot_invite(number: str, policy: Mapping[str, Any] | None, catalog: Catal
         return f"policy {number} has no ID number to verify the policyholder with"
     if not policy.get("phone"):
         return f"policy {number} has no phone number (the one-time code goes there)"
-    product = catalog.product(policy.get("product") or "")
+    product = catalog.for_policy(policy)
     end = cooling_off_deadline(policy["receipt_date"], product.cooling_off_days, zone)
     if end <= now:
         return f"the cooling-off period of policy {number} ended at {end.isoformat()}"
@@ -117,7 +117,7 @@ def _cannot_invite(number: str, policy: Mapping[str, Any] | None, catalog: Catal
 async def _insert_invitation(conn: AsyncConnection, survey: Survey, catalog: Catalog, policy: Mapping[str, Any],
                              channel: str, key: bytes, now: datetime, zone: ZoneInfo) -> bool:
     """Insert the case (unless another request did just now: False) with its `invited` event."""
-    product = catalog.product(policy.get("product") or "")
+    product = catalog.for_policy(policy)
     end = cooling_off_deadline(policy["receipt_date"], product.cooling_off_days, zone)
     context = product.context(policy, deadline_at=end, zone=zone)
     salt = tokens.new_salt()
@@ -190,7 +190,7 @@ async def session_by_cookie(engine: AsyncEngine, cookie: str, now: datetime) -> 
     if (now - session["last_seen_at"]).total_seconds() >= TOUCH_S:
         ttl = session["expires_at"] - session["last_seen_at"]
         session.update(last_seen_at=now, expires_at=now + ttl)
-        async with engine.begin() as conn:
+        async with write_transaction(engine) as conn:  # queued with the other writers (SQLite)
             await conn.execute(update(survey_sessions).where(survey_sessions.c.id == session["id"])
                                .values(last_seen_at=now, expires_at=now + ttl))
     return session

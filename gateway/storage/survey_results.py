@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from surveys import answers as survey_answers
@@ -20,11 +20,33 @@ from gateway.storage.database import survey_invitations, survey_sessions, survey
 from gateway.storage.survey_common import (
     CLOSED, DEFAULT_ZONE, OPEN, TOPIC_FOLLOWUP, TOPIC_PROBLEM, TOPIC_RESULT, Incomplete, InvitationClosed,
     NotVerified, append_event, aware, close_case, expire_if_due, follow_up_due, insert_for, iso, lock_invitation,
-    result_payload, session_of, utc, write_transaction,
+    result_payload, row_dict, session_of, utc, write_transaction,
 )
 from gateway.storage.survey_queries import get
 
 # Answers ---------------------------------------------------------------------
+
+_SESSION_COLUMNS = ("verified_at", "expires_at", "client_ip", "user_agent")
+
+
+async def _lock_with_session(conn: AsyncConnection, invitation_id: str, session_id: str | None
+                             ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The invitation's row, locked, and the session if it is one of this invitation's."""
+    joined = survey_invitations.outerjoin(survey_sessions, and_(
+        survey_sessions.c.id == (session_id or ""), survey_sessions.c.invitation_id == survey_invitations.c.id))
+    query = select(survey_invitations, survey_sessions.c.id.label("session_id"),
+                   *(survey_sessions.c[c].label(f"session_{c}") for c in _SESSION_COLUMNS)
+                   ).select_from(joined).where(survey_invitations.c.id == invitation_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=survey_invitations)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise LookupError(f"no invitation {invitation_id}")
+    inv = row_dict(row)
+    session = {c: inv.pop(f"session_{c}") for c in _SESSION_COLUMNS}
+    found = inv.pop("session_id")
+    return inv, (session if found is not None else None)
+
 
 async def save_page(engine: AsyncEngine, invitation_id: str, session_id: str, *, page: str,
                     answers: Mapping[str, Any], submission_key: str, now: datetime) -> bool:
@@ -35,25 +57,26 @@ async def save_page(engine: AsyncEngine, invitation_id: str, session_id: str, *,
     if not submission_key or len(submission_key) > 64:
         raise ValueError("submission_key must be 1 to 64 characters")
     async with write_transaction(engine) as conn:
-        inv = await lock_invitation(conn, invitation_id)
-        if inv is None:
-            raise LookupError(f"no invitation {invitation_id}")
-        seen = (await conn.execute(select(survey_submissions.c.id).where(
-            survey_submissions.c.invitation_id == invitation_id,
-            survey_submissions.c.submission_key == submission_key))).first()
-        if seen is not None:
-            return False  # checked before the status: a re-post after the last page is a no-op, not an error
+        # The hot path of the pages (one post per page): the row lock and the session in one read,
+        # the submission key claimed by its insert (a repeat inserts nothing: False).
+        inv, session = await _lock_with_session(conn, invitation_id, session_id)
+        result = await conn.execute(insert_for(conn)(survey_submissions).values(
+            invitation_id=invitation_id, page=page, submission_key=submission_key, at=now)
+            .on_conflict_do_nothing(index_elements=["invitation_id", "submission_key"]))
+        if (result.rowcount or 0) != 1:
+            return False  # before the status: a re-post after the last page is a no-op, not an error
         closed = "expired" if await expire_if_due(conn, inv, now) else \
             (inv["status"] if inv["status"] in CLOSED else None)
-        if closed is None:
-            session = await session_of(conn, invitation_id, session_id)
+        if closed is not None:
+            # Nothing of this post stays (the expiry, if it happened now, does).
+            await conn.execute(survey_submissions.delete().where(
+                survey_submissions.c.invitation_id == invitation_id,
+                survey_submissions.c.submission_key == submission_key))
+        else:
+            if session is None:
+                raise NotVerified(f"session {session_id} is not a session of invitation {invitation_id}")
             if session["verified_at"] is None or session["expires_at"] <= now:
                 raise NotVerified(f"session {session_id} has not passed the identity check or has expired")
-            result = await conn.execute(insert_for(conn)(survey_submissions).values(
-                invitation_id=invitation_id, page=page, submission_key=submission_key, at=now)
-                .on_conflict_do_nothing(index_elements=["invitation_id", "submission_key"]))
-            if (result.rowcount or 0) != 1:
-                return False
             merged = {**(inv["answers"] or {}), **dict(answers)}
             await conn.execute(update(survey_invitations).where(survey_invitations.c.id == invitation_id)
                                .values(answers=merged, updated_at=now))
@@ -111,8 +134,7 @@ async def _complete(conn: AsyncConnection, inv: dict[str, Any], survey: Survey, 
     if not survey_answers.is_complete(survey, answers, context):
         raise Incomplete(f"invitation {inv['id']}: not every required question is answered")
     outcome = survey_answers.outcome(survey, answers, context)
-    problems = [{"question": p.question, "expected": p.expected, "given": p.given}
-                for p in survey_answers.problems(survey, answers, context)]
+    problems = [p.as_dict() for p in survey_answers.problems(survey, answers, context)]
     if seconds is None and inv["verified_at"] is not None:
         seconds = (now - aware(inv["verified_at"])).total_seconds()
     shown = sum(len(survey.visible_questions(page, answers, context))
