@@ -241,6 +241,11 @@ class ClaimReader:
         self._dates(rest, now, acts, target, out)
         self._relationship(rest, target, expected, out)
         self._names(rest, target if bare_ok else None, acts, out, context.recognized)
+        if target in NAME_SLOTS and context.current and target not in out.values and bare_ok:
+            # "不是，是立早章" to "您姓张，弓长张，对吗？": the surname alone corrects the name we have
+            surname = self.names.surname_said(rest)
+            if surname:
+                out.put(target, self.names.with_surname(context.current, surname), 0.9, rest)
         self._incident(rest, target, out)
         self._diagnosis(rest, target if bare_ok else None, acts, out)
 
