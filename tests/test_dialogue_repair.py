@@ -214,3 +214,13 @@ def test_by_voice_a_name_misheard_twice_is_asked_with_its_surname_spelled_first(
     assert p.slot == "confirm" and p.slots["reporter_name"] == "章卫"
     actions = d.on_text("对", VOICE)
     assert actions[0].status == "complete" and actions[-1] == Hangup("completed")
+
+
+def test_a_name_heard_with_ren_gong_in_it_is_no_request_for_a_person() -> None:
+    # 栾光庆 was heard "人 工 庆" and the call went to an agent at its second question
+    flow, reader = bound()
+    context = CallContext(started_at=datetime(2026, 3, 19, 10, 16, tzinfo=CST), caller_number=CALLER,
+                          expected_slot="reporter_name", recognized=True)
+    assert not reader.extract("人 工 庆", context).wants_human
+    for said in ("人工", "转人工", "我要人工", "人工吧", "找个真人"):
+        assert reader.extract(said, context).wants_human, said

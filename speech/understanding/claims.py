@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from . import dates as dates_mod
+from .acts import asks_for_person
 from .classify import IncidentClassifier, RelationshipClassifier
 from .diagnosis import DiagnosisFinder
 from .hospitals import HospitalDirectory, HospitalMention
@@ -273,9 +274,7 @@ class ClaimReader:
     def _acts(self, compact: str) -> _Acts:
         bare = compact.strip("，")
         stripped = _PARTICLES_RE.sub("", bare)
-        wants_human = bool(self._human_re.search(bare)) or (
-            len(bare) <= 6 and any(w in bare for w in self._human_short)
-        )
+        wants_human = bool(self._human_re.search(bare)) or asks_for_person(bare, self._human_short)
         affirm: bool | None = None
         correction = False
         body = bare
