@@ -22,10 +22,14 @@ def claim_raw() -> dict:
 
 
 def write(tmp_path: Path, raw: dict, name: str = "broken.yaml") -> Path:
-    """The flow, written elsewhere: its `hints_files` (relative to the flow file) made absolute."""
+    """The flow, written elsewhere: its `hints_files` and format tables (relative to the flow file)
+    made absolute."""
     for item in raw.get("slots") or ():
         if isinstance(item, dict) and isinstance(item.get("hints_files"), list):
             item["hints_files"] = [str((FLOWS / f).resolve()) for f in item["hints_files"]]
+    for fmt in (raw.get("formats") or {}).values():
+        if isinstance(fmt, dict) and isinstance(fmt.get("prefixes"), str):
+            fmt["prefixes"] = str((FLOWS / fmt["prefixes"]).resolve())
     path = tmp_path / name
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path

@@ -20,7 +20,11 @@ spelling; an ID that fails its check is looked up near the digits heard and, fai
 again only after the questions that may bring a name for the look-up; a value heard without its
 slot's vocabulary (the opening, a read-back correction) is asked once more with it (`recheck`);
 a read-back "no" we cannot place re-asks what we only assumed; a value the caller rejects again
-and again goes to a person instead of looping.
+and again goes to a person instead of looping. A name the caller said that no policy record
+confirms is read back alone by its surname's spelling (`spell`: "您姓张，弓长张，对吗？"), a
+spelled correction ("不是，是立早章") fixing the surname; a "no" to that asks for the spelling
+(`spell_again`). A repair that failed once is asked the narrower way (`repair`: spell the
+surname, the keypad, a choice list), never the same question the same way a third time.
 """
 
 from __future__ import annotations
@@ -104,6 +108,10 @@ class Dialogue:
         self._id_guess: str | None = None  # digits of an ID heard but invalid, for a tolerant look-up
         self._deferred: set[str] = set()  # misheard numbers asked again last, once other slots may find the record
         self._deferrals: set[str] = set()  # slots ever deferred (once each)
+        self._spelled: dict[str, int] = {}  # slot -> times its value was read back alone (`spell`)
+        self._spelling: str | None = None  # the slot the last prompt read back alone
+        self._repairs: dict[str, int] = {}  # slot -> times asked again because the caller said it is wrong
+        self._repaired: set[str] = set()  # slots asked their narrower `repair` question (once each)
 
     # ------------------------------------------------------------------ public API
 
@@ -202,7 +210,9 @@ class Dialogue:
         self._turn += 1
         recognized = source == "speech" and asr_confidence is not None
         self._voice = self._voice or recognized
-        context = replace(self._context, expected_slot=self._expected, recognized=recognized)
+        current = self._values.get(self._expected or "")
+        context = replace(self._context, expected_slot=self._expected, recognized=recognized,
+                          current=current.value if current is not None else None)
         try:
             extraction = self._extractor.extract(text, context)
         except Exception:  # a bug in understanding must not drop the call: treat as not understood
@@ -253,6 +263,8 @@ class Dialogue:
         self._refresh()
         changed = self._changed_since(before)
         fresh = self._note_problems(extraction, answered)
+        if expected is not None and expected == self._spelling:
+            return self._on_spelling(expected, extraction, answered)
         if expected is not None and expected == self._reask and expected in answered:
             self._reask = None
         if expected is not None and expected == self._correcting:
@@ -327,6 +339,7 @@ class Dialogue:
         if problem_slots and recognized and problem_slots[0] in self._skipped:
             return self._transfer("no_match")  # given up on by voice once already: a person takes it
         if problem_slots:  # e.g. a corrected ID number that fails its check: ask for it again
+            self._repairs[problem_slots[0]] = self._repairs.get(problem_slots[0], 0) + 1
             self._problems[problem_slots[0]] = extraction.problems[problem_slots[0]].code
             self._reask = problem_slots[0]
             self._phase = "collect"
@@ -338,6 +351,7 @@ class Dialogue:
             if named and recognized and self._specs[named].recheck:
                 return self._misheard(named)  # "错了，我叫<misheard>": again with its vocabulary, or a person
             if named:  # "电话不对": ask for that one again
+                self._repairs[named] = self._repairs.get(named, 0) + 1
                 self._reask = named
                 self._phase = "collect"
                 return self._proceed("progress", named)
@@ -360,6 +374,39 @@ class Dialogue:
             return self._question(lambda: self._prompt(which, CONFIRM, self.flow.confirm.hints, dtmf=False))
         prefix = self.flow.no_match_prefix[min(self._no_match[CONFIRM], len(self.flow.no_match_prefix)) - 1]
         return self._question(lambda: self._read_back(prefix))
+
+    def _on_spelling(self, slot: str, extraction: Extraction, answered: set[str]) -> list[Action]:
+        """The answer to a value read back alone: yes, the value again or a new one (taken), or a
+        bare no: then asked the narrower way once (`spell_again`), after that kept for the read-back."""
+        self._spelling = None
+        if slot in answered:
+            self._corrected.add(slot)  # the caller's own check: not even the record overrides it
+            if self._values[slot].source in SAID:
+                self._values[slot] = replace(self._values[slot], checked=True)
+        elif extraction.affirm is not True and (extraction.affirm is False or extraction.correction):
+            spec = self._specs[slot]
+            if spec.spell_again is not None and self._spelled.get(slot, 0) < 2 and self._room(2):
+                return self._spell(slot, again=True)
+        return self._proceed("progress")
+
+    def _spell_due(self, slot: str) -> bool:
+        """By voice, a value the caller said that no record confirms, not read back alone yet."""
+        value = self._values.get(slot)
+        return (self._voice and self._specs[slot].spell is not None and value is not None
+                and value.source in SAID and slot not in self._spelled and slot not in self._corrected)
+
+    def _room(self, questions: int) -> bool:
+        """Turns left for this many more questions and the read-back with its answer."""
+        return self._turn + self._silences + questions + 2 <= self.flow.max_turns
+
+    def _spell(self, slot: str, again: bool = False) -> list[Action]:
+        spec = self._specs[slot]
+        self._spelled[slot] = self._spelled.get(slot, 0) + 1
+        self._spelling = slot
+        self._phase = "collect"
+        template = (spec.spell_again if again else spec.spell) or ""
+        text = ("" if again else self.flow.ack) + render(template, self.slots, self.flow.formats, self._today())
+        return [self._prompt(text, slot, spec.hints, dtmf=False)]
 
     def _start_items(self) -> list[Action]:
         self._items = [slot for slot in self.flow.confirm.order if slot in self.slots]
@@ -768,6 +815,9 @@ class Dialogue:
             due = next((name for name in self.flow.slot_names if self._recheck_due(name)), None)
             if due is not None:
                 return self._recheck(due)
+            due = next((name for name in self.flow.slot_names if self._spell_due(name)), None)
+            if due is not None and self._readback is None and self._room(1):
+                return self._spell(due)
         if slot is None:
             if not any(name in self.slots for name in self.flow.confirm.order):
                 return self._complete()  # nothing to read back (`confirm: none`, or no slot confirmed)
@@ -799,26 +849,45 @@ class Dialogue:
         spec = self._specs[slot]
         if correcting:
             self._correcting = slot
+            self._repairs[slot] = self._repairs.get(slot, 0) + 1
         if spec.recheck is None:
             self._reask = slot
             self._phase = "collect"
             return self._proceed("progress", slot)
         if self._turn + self._silences + 2 > self.flow.max_turns:
             return self._transfer("too_many_turns")
+        # the first repair did not fix it (or the plain re-asks are spent): the narrower question
+        narrower = self._repairing(slot) or (spec.repair is not None and slot not in self._repaired
+                                             and not self._can_recheck(slot))
         self._rechecked[slot] = self._rechecked.get(slot, 0) + 1
         self._rechecking = slot
         self._reask = slot
         self._phase = "collect"
         self._problems.pop(slot, None)
+        if narrower:
+            self._repaired.add(slot)
+            keypad = spec.dtmf is not None
+            if keypad:
+                self._keypad.add(slot)
+                self._buffer = ""
+            text = render(spec.repair or "", self.slots, self.flow.formats, self._today())
+            return [self._prompt(text, slot, spec.hints, dtmf=keypad)]
         text = render(spec.recheck, self.slots, self.flow.formats, self._today())
         return [self._prompt(text, slot, spec.hints, dtmf=False)]
+
+    def _repairing(self, slot: str) -> bool:
+        """Asked again after the caller said it is wrong, a second time: a `repair` is due."""
+        return self._specs[slot].repair is not None and self._repairs.get(slot, 0) >= 2
+
+    def _repair_left(self, slot: str) -> bool:
+        return self._specs[slot].repair is not None and slot not in self._repaired
 
     def _misheard(self, slot: str) -> list[Action]:
         """The caller says at the read-back that `slot` is wrong, and what they said instead we
         heard no better: ask for it again with its vocabulary; when that has been tried (twice),
         a person takes over rather than the caller repeating it to no end."""
         self._rejections[slot] = self._rejections.get(slot, 0) + 1
-        if self._can_recheck(slot):
+        if self._can_recheck(slot) or self._repair_left(slot):
             return self._recheck(slot, correcting=True)
         self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
         if self._rejections[slot] >= 2 or self._no_match[CONFIRM] >= self.flow.confirm.limit:
@@ -941,7 +1010,15 @@ class Dialogue:
             prefix = self.flow.no_match_prefix[min(count, len(self.flow.no_match_prefix)) - 1]
         keypad = spec.dtmf is not None and (slot in self._keypad or failures >= spec.dtmf.after)
         code = self._problems.pop(slot, None)
-        if keypad and spec.dtmf is not None:
+        if slot == self._reask and self._repairing(slot):
+            # said to be wrong again after one re-ask: the narrower question (keypad, a choice list)
+            keypad = spec.dtmf is not None
+            if keypad:
+                self._keypad.add(slot)
+            body = spec.repair or ""
+            if code and code in spec.problems and reason == "problem":
+                prefix = spec.problems[code]
+        elif keypad and spec.dtmf is not None:
             self._keypad.add(slot)
             body = spec.dtmf.prompt
             if reason == "problem":

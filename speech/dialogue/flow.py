@@ -119,6 +119,15 @@ class SlotSpec:
     # without case; e.g. an ID number's last four characters); any other is the problem
     # `mismatch`, and when the slot's no-match limit is reached the call ends without it.
     expect: str | None = None
+    # By voice, a value the caller said and no policy record confirmed is read back alone in these
+    # words before the whole read-back (a name by its surname's spelling: "您姓张，弓长张，对吗？");
+    # `spell_again`: the narrower question when the caller says no without a new value.
+    spell: str | None = None
+    spell_again: str | None = None
+    # The narrower question when a repair of this slot failed once (the caller rejected it at the
+    # read-back and the first re-ask did not fix it): never the same question a third time. A slot
+    # with `dtmf` offers the keypad with it.
+    repair: str | None = None
 
     def prompts_for(self, values: Mapping[str, str]) -> tuple[str, ...]:
         for prompt_set in self.prompts_when:
@@ -148,13 +157,26 @@ class MapFormat:
 
 
 @dataclass(frozen=True)
+class PrefixFormat:
+    """The value's longest start found in a table ("张伟" → "张" → "弓长张"); none: its first character."""
+
+    mapping: Mapping[str, str]
+
+    def say(self, value: str) -> str:
+        for length in (2, 1):
+            if value[:length] in self.mapping:
+                return self.mapping[value[:length]]
+        return value[:1]
+
+
+@dataclass(frozen=True)
 class SayFormat:
     """A slot kind's own read-back wording ("4" → "4分"), set when the flow is bound to its kinds."""
 
     say: Callable[[str], str]
 
 
-Format = DigitsFormat | DateFormat | MapFormat | SayFormat
+Format = DigitsFormat | DateFormat | MapFormat | PrefixFormat | SayFormat
 
 
 @dataclass(frozen=True)
@@ -336,7 +358,7 @@ def fill_params(template: str, values: Mapping[str, str], formats: Mapping[str, 
 def format_value(value: str, fmt: Format, today: date | None = None) -> str:
     if isinstance(fmt, MapFormat):
         return fmt.mapping.get(value, value)
-    if isinstance(fmt, SayFormat):
+    if isinstance(fmt, (SayFormat, PrefixFormat)):
         return fmt.say(value)
     if isinstance(fmt, DateFormat):
         try:
@@ -436,6 +458,7 @@ SLOT_KEYS = {
     "name", "prompts", "prompts_when", "problems", "hints", "dtmf", "optional", "derive", "default",
     "caller_number", "kind", "aliases", "limits", "readback", "description", "hints_files", "recheck",
     "default_by_voice", "role", "options", "confirm", "more_hints", "ask_if", "expect",
+    "spell", "spell_again", "repair",
 }
 
 
@@ -476,8 +499,9 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
         r.integer(limits.get("no_input", 3), "limits.no_input"),
     )
 
+    base = path.parent if path is not None else Path.cwd()
     formats = {
-        fname: _parse_format(r, spec, f"formats.{fname}")
+        fname: _parse_format(r, spec, f"formats.{fname}", base)
         for fname, spec in r.mapping(top.get("formats", {}), "formats").items()
     }
 
@@ -492,7 +516,6 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
         names.append(slot_name)
     known = set(names)
     params = _parse_params(r, top.get("params", []), known)
-    base = path.parent if path is not None else Path.cwd()
     slots = tuple(
         _parse_slot(r, item, f"slots[{i}]({item['name']})", known, formats, default_limits, base, set(params))
         for i, item in enumerate(raw_slots)
@@ -567,8 +590,18 @@ def _parse_outcomes(r: _Reader, value: Any, known: set[str]) -> tuple[OutcomeRul
     return tuple(rules)
 
 
-def _parse_format(r: _Reader, spec: Any, key: str) -> Format:
-    spec = r.mapping(spec, key, {"groups", "words", "x", "separator", "tail", "date", "other_year", "map"})
+def _parse_format(r: _Reader, spec: Any, key: str, base: Path | None = None) -> Format:
+    spec = r.mapping(spec, key, {"groups", "words", "x", "separator", "tail", "date", "other_year", "map",
+                                 "prefixes"})
+    if "prefixes" in spec:  # a YAML file (relative to the flow): value start -> words
+        file = ((base or Path.cwd()) / r.text(spec["prefixes"], f"{key}.prefixes")).resolve()
+        try:
+            table = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise r.fail(f"{key}.prefixes", f"cannot read {file}: {e}") from None
+        if not isinstance(table, dict) or not table:
+            raise r.fail(f"{key}.prefixes", f"{file} holds no mapping")
+        return PrefixFormat({str(k): str(v) for k, v in table.items()})
     if "map" in spec:
         mapping = r.mapping(spec["map"], f"{key}.map")
         return MapFormat({str(k): r.text(v, f"{key}.map.{k}") for k, v in mapping.items()})
@@ -700,6 +733,12 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
         recheck = r.text(item["recheck"], f"{key}.recheck")
     if recheck is not None and not hints:
         raise r.fail(f"{key}.recheck", "needs `hints` (or `hints_files`): it asks again with them")
+    spell, spell_again, repair = (
+        _check_template(r, r.text(item[k], f"{key}.{k}"), f"{key}.{k}", known, formats, params)
+        if item.get(k) is not None else None
+        for k in ("spell", "spell_again", "repair"))
+    if spell_again is not None and spell is None:
+        raise r.fail(f"{key}.spell_again", "needs `spell`")
 
     dtmf = None
     if item.get("dtmf") is not None:
@@ -780,6 +819,9 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
         readback=readback,
         recheck=recheck,
         recheck_below=recheck_below,
+        spell=spell,
+        spell_again=spell_again,
+        repair=repair,
         default_by_voice=r.flag(item.get("default_by_voice", True), f"{key}.default_by_voice"),
         ask_if=ask_if,
         expect=expect,

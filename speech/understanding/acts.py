@@ -13,6 +13,19 @@ from typing import Any, Iterable, Mapping
 
 _PARTICLES_RE = re.compile(r"[啊呀吧哈呢嘛哦喔了]+$")
 _NO_PROBLEM_RE = re.compile(r"没有?问题")
+# What may stand around a short word for a person ("人工", "真人") in a request for one: "我要人工",
+# "转个人工吧". Anything else and it is part of other words: a name heard as "人工庆" (栾光庆).
+_REQUEST_CHARS = frozenset("我要转找接请帮给个吧啊呀呢嗯哦喂您你好的客服务，")
+
+
+def asks_for_person(bare: str, short_words: Iterable[str]) -> bool:
+    """A short utterance that is a request for a person by a short word."""
+    if len(bare) > 6:
+        return False
+    for word in short_words:
+        if word in bare and all(ch in _REQUEST_CHARS for ch in bare.replace(word, "", 1)):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,6 @@ class DialogueActs:
             affirm = True
         elif any(bare.startswith(w) for w in self._strong_no):
             affirm = False
-        wants_human = bool(self._human_re.search(bare)) or (
-            len(bare) <= 6 and any(w in bare for w in self._human_short))
+        wants_human = bool(self._human_re.search(bare)) or asks_for_person(bare, self._human_short)
         unknown = bool(self._unknown_re.search(_NO_PROBLEM_RE.sub("", bare)))  # 没问 (题): "no problem" is known
         return Acts(affirm, wants_human, bool(self._refuse_re.search(bare)), unknown)

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from . import dates as dates_mod
+from .acts import asks_for_person
 from .classify import IncidentClassifier, RelationshipClassifier
 from .diagnosis import DiagnosisFinder
 from .hospitals import HospitalDirectory, HospitalMention
@@ -241,6 +242,11 @@ class ClaimReader:
         self._dates(rest, now, acts, target, out)
         self._relationship(rest, target, expected, out)
         self._names(rest, target if bare_ok else None, acts, out, context.recognized)
+        if target in NAME_SLOTS and context.current and target not in out.values and bare_ok:
+            # "不是，是立早章" to "您姓张，弓长张，对吗？": the surname alone corrects the name we have
+            surname = self.names.surname_said(rest)
+            if surname:
+                out.put(target, self.names.with_surname(context.current, surname), 0.9, rest)
         self._incident(rest, target, out)
         self._diagnosis(rest, target if bare_ok else None, acts, out)
 
@@ -268,9 +274,7 @@ class ClaimReader:
     def _acts(self, compact: str) -> _Acts:
         bare = compact.strip("，")
         stripped = _PARTICLES_RE.sub("", bare)
-        wants_human = bool(self._human_re.search(bare)) or (
-            len(bare) <= 6 and any(w in bare for w in self._human_short)
-        )
+        wants_human = bool(self._human_re.search(bare)) or asks_for_person(bare, self._human_short)
         affirm: bool | None = None
         correction = False
         body = bare

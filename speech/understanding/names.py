@@ -63,6 +63,8 @@ _EXPLAINED_GIVEN_RE = re.compile(r"，?([\u4e00-\u9fff]{1,2})是(?:我的)?名(?
 _REPEATED_SURNAME_RE = re.compile(r"^(?:(?:我叫|我是|叫|就是)，?)?([\u4e00-\u9fff]{1,2})，?(\1[\u4e00-\u9fff]{1,2})(?=，|$)")
 # "芳是芬芳的芳": one character of the name said, explained by a word it is in.
 _EXPLAINED_CHAR_RE = re.compile(r"，?([\u4e00-\u9fff])是[\u4e00-\u9fff]{0,3}\1[\u4e00-\u9fff]{0,3}的\1(?=，|$)")
+# A surname alone: "姓章", "我姓章", "是姓章的".
+_SURNAME_ONLY_RE = re.compile(r"(?:我|他|她|是|我是)?姓([\u4e00-\u9fff]{1,2}?)(?:的)?")
 MAX_TRANSLITERATED = 10  # Han characters in a name with "·" (买买提·艾力, 阿依古丽·买买提)
 
 
@@ -204,6 +206,27 @@ class NameFinder:
                     spelled = char
                     break
         return text, spelled
+
+    def surname_said(self, text: str) -> str | None:
+        """The surname in an answer that gives a surname and no full name: "立早章", "文章的章",
+        "不是弓长张，是立早章" (the last one said), "姓章", "我姓章的"."""
+        text = text.strip("，")
+        found = None
+        for _ in range(4):  # spelled surnames, each replaced by 姓X: the caller's last word counts
+            text, spelled = self.replace_spellings(text)
+            if spelled is None:
+                break
+            found = spelled
+            text = text.replace(f"姓{spelled}", "", 1)
+        if found is not None:
+            return found
+        m = _SURNAME_ONLY_RE.fullmatch(_strip_fillers(text))
+        return m.group(1) if m and m.group(1) in self.surnames else None
+
+    def with_surname(self, name: str, surname: str) -> str:
+        """`name` with its surname replaced by `surname` (张伟 → 章伟)."""
+        old = self.surname_at(name, 0) or name[:1]
+        return surname + name[len(old):]
 
     # -- one name at a position --------------------------------------------------
 

@@ -20,6 +20,9 @@ class CallContext:
     expected_slot: str | None = None  # the slot the bot just asked for ("confirm" during read-back)
     # the text is a speech recognizer's (homophones, misheard words): read names and yes/no by sound too
     recognized: bool = False
+    # what the asked slot already holds (a re-ask, a spelling check): an answer that only corrects
+    # part of it ("不是，是立早章") is read against it
+    current: str | None = None
 
 
 @dataclass(frozen=True)
