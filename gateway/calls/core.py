@@ -42,6 +42,7 @@ from gateway.calls.core_events import (
     StartCallRow, StoreSegment, Tick,
 )
 from gateway.calls.flow_turns import FlowStep, FlowTurns
+from gateway.log_redaction import without_credentials
 from gateway.metrics import Metrics
 from gateway.privacy import mask_number
 from gateway.settings import Settings
@@ -280,7 +281,7 @@ class CallCore:
         yield StartCallRow(start.call_id, self.adapter.name, start.caller_number)
         yield from self._publish({"type": "call.started", "protocol": self.adapter.name,
                                   "caller_number": start.caller_number, "stream_id": start.stream_id,
-                                  "params": start.params})
+                                  "params": without_credentials(start.params)})  # no API key on /ws/events
         name = FlowTurns.flow_name(start)
         if name:
             yield from self._start_flow(name, start, event.wall, event.records)
