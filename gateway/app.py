@@ -210,7 +210,8 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
         # This process in `instances`; what dead ones left open is closed and delivered now, and
         # from then on whenever a peer's heartbeat expires (gateway/storage/recovery.py).
         keeper = Keeper(database.engine, Instance.new("gateway"), heartbeat_s=settings.instance_heartbeat_s,
-                        dead_after_s=settings.instance_dead_after_s, on_queued=worker.wake.set)
+                        dead_after_s=settings.instance_dead_after_s,
+                        retention_s=settings.instance_retention_days * 86400, on_queued=worker.wake.set)
         await keeper.start()
         services.instance_id = keeper.instance_id
 

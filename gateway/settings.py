@@ -193,9 +193,16 @@ class Settings:
     survey_min_seconds_per_question: float = 2.0
     survey_shared_device_limit: int = 3  # more policyholders than this on one device or address: flagged
 
+    # Rows of `instances` (processes) stopped or dead this many days are pruned on a gateway's
+    # heartbeat; 0: kept for ever.
+    instance_retention_days: float = 7.0
+
     def __post_init__(self) -> None:
         if self.vosk_server_port and self.vosk_server_port == self.port:
             raise SettingsError(f"vosk_server_port {self.vosk_server_port} is the main port; pick another, or 0 for off")
+        if self.instance_retention_days < 0 or 0 < self.instance_retention_days * 86400 <= self.instance_dead_after_s:
+            raise SettingsError(f"instance_retention_days ({self.instance_retention_days:g}) must be 0 (keep) or "
+                                f"longer than instance_dead_after_s ({self.instance_dead_after_s:g} s)")
         if self.instance_heartbeat_s <= 0 or self.instance_dead_after_s <= self.instance_heartbeat_s:
             raise SettingsError(
                 f"instance_dead_after_s ({self.instance_dead_after_s:g}) must exceed instance_heartbeat_s "

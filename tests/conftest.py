@@ -29,6 +29,16 @@ SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
 AUDIO = SHARED / "audio"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that uses the `test_database` fixture, directly or through another fixture
+    (make_settings, gateway, engines...), is marked `database`: CI runs exactly those again on
+    PostgreSQL (`-m "database and not slow"`). A test making a database by other means
+    (`isolated_database` in a module fixture) marks itself."""
+    for item in items:
+        if "test_database" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
+
+
 def _in_thread(coro) -> None:
     """Run a coroutine to completion on its own loop (fixtures are sync; a test loop may exist)."""
     errors: list[BaseException] = []

@@ -260,13 +260,14 @@ def test_silence_escalates_to_a_transfer_that_lingers():
     assert of(EndCallRow, ended) == [EndCallRow("transfer", 0.0)]
 
 
-def test_the_callers_stop_answers_the_message_then_closes_with_linger():
+def test_the_callers_stop_answers_the_message_then_closes_at_once():
+    # No linger: the caller hung up, nothing is left to hear from it (a 2 s linger held its call slot).
     shell = Shell()
     shell.start()
     assert shell.send(CallStop("hangup")) == []
     actions = shell.message(final("你好 世界"))
     assert [e["event"] for e in sent(actions)] == ["transcript"]
-    assert actions[-1] == Close(1000, "hangup", linger=True)
+    assert actions[-1] == Close(1000, "hangup", linger=False)
 
 
 def test_the_callers_last_words_after_hanging_up_still_reach_the_flow():

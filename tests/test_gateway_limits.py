@@ -318,9 +318,49 @@ async def test_sockets_without_a_key_hold_no_call_slot_and_must_authenticate_in_
             assert await close_code(ws) == 1008
             assert ws.close_reason == "authentication timeout"
         assert asyncio.get_running_loop().time() - opened < 2.0 + 3.0
-        # Capacity still refuses authenticated calls beyond max_calls with 1013.
+        # Capacity still refuses authenticated calls beyond max_calls with 1013. The call above
+        # gave its slot back before its close went out, so both of these are in progress.
         held = [await connect(f"ws://{address}/ws/call?token=secret-key") for _ in range(2)]
+        async with httpx.AsyncClient() as client:
+            health = (await client.get(f"http://{address}/healthz")).json()
+        assert health["active_calls"] == 2
         third = await connect(f"ws://{address}/ws/call?token=secret-key")
         assert await close_code(third) == 1013
         for ws in held:
             await ws.close()
+
+
+async def test_a_call_the_gateway_closed_frees_its_slot_before_the_peer_sees_the_close(make_settings):
+    """A platform placing its next call as soon as one ends is not refused for capacity: the slot
+    is free before the close goes out, though storing the call's end comes after."""
+    with running_gateway(make_settings(max_calls=1)) as address:
+        for n in range(10):
+            async with connect(f"ws://{address}/ws/call") as ws:
+                await ws.send(json.dumps({"event": "start", "call_id": f"next-{n}", "sample_rate": 8000}))
+                await ws.send(silence(0.1, 8000))
+                await ws.send(json.dumps({"event": "dance"}))  # the gateway ends the call (1003)
+                assert await close_code(ws) == 1003, (n, ws.close_reason)
+        for n in range(10):
+            stored = await wait_for_transcript(address, f"next-{n}")
+            assert stored["end_reason"].startswith("protocol error")
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://{address}/metrics")).text
+        assert 'gateway_calls_refused_total{reason="capacity"}' not in metrics
+
+
+def test_a_released_slot_takes_the_next_call_while_the_drain_still_waits_for_the_first():
+    from gateway.calls.registry import CallRegistry
+
+    registry = CallRegistry(max_calls=1)
+    first = registry.open("call")
+    assert first is not None and registry.open("call") is None
+    first.first_audio = 0.0  # its recognition would look ever further behind if it were counted
+    registry.release(first)
+    registry.release(first)  # once only
+    assert registry.active == 0 and registry.max_decode_lag() == 0.0
+    second = registry.open("call")
+    assert second is not None and registry.active == 1 and registry.open("call") is None
+    registry.close(first)
+    assert registry.active == 1
+    registry.close(second)
+    assert registry.active == 0 and registry.open("call") is not None

@@ -1,14 +1,18 @@
-"""Secrets never reach a log line: tokens in URLs, API keys and bearer tokens in headers are `***`."""
+"""Secrets never reach a log line (tokens in URLs, API keys and bearer tokens in headers, credentials
+in a message's dicts are `***`) nor the call events: a call's credential parameters are dropped."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 import httpx
 from websockets.asyncio.client import connect
 
-from gateway.log_redaction import SecretRedactor, redact
+from gateway.log_redaction import SecretRedactor, is_credential, redact, without_credentials
+from calls import silence, twilio_messages
+from conftest import running_gateway
 from serve_process import gateway_process, wait_for
 
 
@@ -31,6 +35,45 @@ def test_the_filter_redacts_messages_and_their_arguments():
     assert SecretRedactor().filter(record) is True
     assert record.args == ("127.0.0.1:5", "GET", "/healthz?token=***", "1.1", 200)
     assert "k1" not in record.getMessage()
+
+
+def test_credentials_inside_dicts_and_json_are_redacted_and_templates_keep_their_placeholders():
+    assert redact("""params {'token': 'k1', "api_key": "k2", 'Signature': 'k3', 'flow': 'renewal'}""") == \
+        """params {'token': '***', "api_key": "***", 'Signature': '***', 'flow': 'renewal'}"""
+    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "call %s params %s key=%s",
+                               ("c1", {"token": "k1", "policy": "P1"}, "k2"), None)
+    assert SecretRedactor().filter(record) is True
+    assert record.getMessage() == "call c1 params {'token': '***', 'policy': 'P1'} key=***"
+
+
+def test_which_parameters_are_credentials():
+    names = ["token", "access_token", "api_key", "apiKey", "X-Api-Key", "key", "AccessKeySecret", "secret",
+             "password", "pwd", "signature", "sig", "auth", "Authorization", "credentials"]
+    assert all(is_credential(n) for n in names), [n for n in names if not is_credential(n)]
+    plain = ["flow", "delivery_id", "name", "policy_number", "caller_number", "monkey", "keys", "turkey_farm"]
+    assert not any(is_credential(n) for n in plain), [n for n in plain if is_credential(n)]
+    assert without_credentials({"token": "k", "flow": "renewal", "api_key": "k"}) == {"flow": "renewal"}
+
+
+async def test_the_twilio_token_parameter_is_not_published_on_the_events_socket_nor_logged(make_settings, caplog):
+    caplog.set_level(logging.DEBUG)
+    params = {"token": "k-secret-1", "api_key": "k-secret-2", "password": "k-secret-3", "policy": "P-123"}
+    with running_gateway(make_settings(api_keys=("k-secret-1",))) as address:
+        async with connect(f"ws://{address}/ws/events", additional_headers={"X-API-Key": "k-secret-1"}) as events:
+            async with connect(f"ws://{address}/ws/twilio") as ws:
+                for message in twilio_messages(silence(0.3, 8000), "CA" + "7" * 32, params):
+                    await ws.send(message)
+                async for _ in ws:
+                    pass
+            seen = []
+            while not seen or seen[-1]["type"] != "call.ended":
+                seen.append(json.loads(await asyncio.wait_for(events.recv(), 10)))
+    started = next(e for e in seen if e["type"] == "call.started")
+    assert started["params"] == {"policy": "P-123"}
+    assert not any("k-secret" in json.dumps(e) for e in seen), seen
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("CA" + "7" * 32 in line for line in lines)  # the call was logged ...
+    assert not any("k-secret" in line for line in lines), lines  # ... its credentials not
 
 
 async def test_a_token_in_the_url_is_not_in_the_served_log(tmp_path, model_cache, test_database):

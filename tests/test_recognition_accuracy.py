@@ -20,7 +20,7 @@ from speech.cer import character_errors
 from speech.codecs import Encoding
 from speech.wavfile import read_wav
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.database]  # model_gateway makes its own database
 
 CLIPS = manifest(AUDIO / "real")
 SETS = {"real": AUDIO / "real", "phone": AUDIO / "phone"}

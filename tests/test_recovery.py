@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 
 from gateway.storage import instances, migrate, outbox, recovery, reports, results
 from gateway.storage.database import Database, calls, create_engine
+from gateway.storage.database import instances as instances_table
 from gateway.storage.instances import Instance
 from gateway.storage.recovery import Keeper, Recovered
 
@@ -221,5 +222,35 @@ async def test_a_result_insert_names_its_owner(test_database):
         async with engine.begin() as conn:  # a row as 0003 left it
             await conn.execute(insert(calls).values(call_id="legacy", protocol="generic", started_at=T0, audio_seconds=0.0))
         assert (await call_row(engine, "legacy"))["instance_id"] is None
+    finally:
+        await engine.dispose()
+
+
+async def test_the_keepers_beat_prunes_processes_stopped_or_dead_longer_than_the_retention(test_database):
+    engine = await _engine(test_database)
+    try:
+        week = 7 * 86400.0
+        now = T0 + timedelta(days=30)
+        await instances.register(engine, gateway("stopped-long-ago"), T0)
+        await instances.stop(engine, "stopped-long-ago", now - timedelta(days=8))
+        await instances.register(engine, gateway("died-long-ago"), now - timedelta(days=9))  # kill -9: no stop
+        await open_call(engine, "call-died", "died-long-ago")  # what it left is recovered before its row goes
+        await instances.register(engine, gateway("stopped-yesterday"), now - timedelta(days=2))
+        await instances.stop(engine, "stopped-yesterday", now - timedelta(days=1))
+        await instances.register(engine, gateway("peer"), T0)  # running for 30 days, beating
+        await instances.heartbeat(engine, "peer", now - timedelta(seconds=3))
+        keeper = Keeper(engine, gateway("k"), heartbeat_s=5.0, dead_after_s=DEAD_AFTER_S, retention_s=week,
+                        clock=lambda: now)
+        await instances.register(engine, keeper.instance, now - timedelta(seconds=5))
+        assert await keeper.beat() == Recovered(calls=1, results=1, queued=1)
+        async with engine.connect() as conn:
+            left = set((await conn.execute(select(instances_table.c.instance_id))).scalars())
+        assert left == {"stopped-yesterday", "peer", "k"}
+        assert (await call_row(engine, "call-died"))["end_reason"] == "process died"
+        # Without a retention every row stays.
+        await instances.register(engine, gateway("old"), T0)
+        assert await Keeper(engine, gateway("k"), heartbeat_s=5.0, dead_after_s=DEAD_AFTER_S,
+                            clock=lambda: now).beat() == Recovered()
+        assert await instances.get(engine, "old") is not None
     finally:
         await engine.dispose()

@@ -113,3 +113,11 @@ def test_webhook_routes_refuse_unknown_keys_and_half_routes(tmp_path):
         load_settings(environ={"GATEWAY_CLAIMS_WEBHOOK_URL": "http://c", "GATEWAY_WEBHOOKS_CLAIM_REPORT_URL": "http://d"})
     with pytest.raises(SettingsError, match="webhooks"):
         load_settings(environ={"GATEWAY_WEBHOOKS": "http://x"})
+
+
+def test_instance_retention_is_days_longer_than_death_or_zero_to_keep():
+    assert load_settings(environ={}).instance_retention_days == 7.0
+    assert load_settings(environ={"GATEWAY_INSTANCE_RETENTION_DAYS": "0"}).instance_retention_days == 0.0
+    for bad in ("-1", "0.0001"):  # 8.6 s: live peers would be pruned
+        with pytest.raises(SettingsError, match="instance_retention_days"):
+            load_settings(environ={"GATEWAY_INSTANCE_RETENTION_DAYS": bad})

@@ -22,7 +22,7 @@ from conftest import running_gateway
 from speech.cer import character_errors
 from test_vad_quiet import at_level, tail_noise
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.database]  # model_gateway makes its own database
 
 RATE = 16000
 MANIFEST = {

@@ -42,6 +42,7 @@ from gateway.calls.core_events import (
     StartCallRow, StoreSegment, Tick,
 )
 from gateway.calls.flow_turns import FlowStep, FlowTurns
+from gateway.log_redaction import without_credentials
 from gateway.metrics import Metrics
 from gateway.privacy import mask_number
 from gateway.settings import Settings
@@ -97,6 +98,7 @@ class CallCore:
         self._heard_audio = False
         self._pace: PaceCheck | None = None  # real-time streams: does the audio fit its sample rate?
         self._caller_gone = False  # the connection is over: nothing is sent or spoken any more
+        self._peer_stopped = False  # the peer ended the call (its protocol's stop)
         self._typed: list[TextIn | DtmfIn] = []  # typed caller input, for the flow after the transcripts
         self._wall0: datetime | None = None  # the wall clock at CallStarted (UTC) ...
         self._mono0 = 0.0  # ... and the monotonic time then
@@ -152,6 +154,7 @@ class CallCore:
         if kind is CallStop:
             self.end_reason = event.reason  # type: ignore[union-attr]
             self.ending = True  # the message gets its reply first
+            self._peer_stopped = True
             return NOTHING
         if kind is Tick:
             self._now = event.now  # type: ignore[union-attr]
@@ -234,7 +237,10 @@ class CallCore:
             elif self.answer_due_audio is not None and self.answer_deadline is not None:
                 self.answer_deadline = self._now + (self.answer_due_audio - self._position) + WALL_CLOCK_SLACK_S
         if self.ending and not self.closed:
-            yield from self._close(CLOSE_NORMAL, self.end_reason, linger=self.end_reason in {"hangup", "transfer"})
+            # After the bot's hang-up or transfer the peer may still be answering the last prompt: it
+            # closes first. A peer that said it hung up (its stop) has nothing left to send.
+            linger = self.end_reason in {"hangup", "transfer"} and not self._peer_stopped
+            yield from self._close(CLOSE_NORMAL, self.end_reason, linger=linger)
 
     def _tick(self) -> Routine:
         now = self._now
@@ -280,7 +286,7 @@ class CallCore:
         yield StartCallRow(start.call_id, self.adapter.name, start.caller_number)
         yield from self._publish({"type": "call.started", "protocol": self.adapter.name,
                                   "caller_number": start.caller_number, "stream_id": start.stream_id,
-                                  "params": start.params})
+                                  "params": without_credentials(start.params)})  # no API key on /ws/events
         name = FlowTurns.flow_name(start)
         if name:
             yield from self._start_flow(name, start, event.wall, event.records, event.server_params)

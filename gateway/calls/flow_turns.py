@@ -20,12 +20,13 @@ from speech.dialogue.flow import Flow
 from speech.understanding.types import CallContext
 
 from gateway.calls.core_events import SaveReport
+from gateway.log_redaction import without_credentials
 from gateway.telephony.base import Adapter, CallStart, Frame
 
 # A call placed for one delivery (an outbound reminder) carries its id in this parameter; such a
 # call always ends with a result, also when it was transferred before anything was said.
 DELIVERY_PARAM = "delivery_id"
-_PRIVATE_PARAMS = frozenset({"token"})  # the API key never leaves the call
+
 
 @dataclasses.dataclass
 class FlowStep:
@@ -125,7 +126,7 @@ class FlowTurns:
             caller_number=self.start_event.caller_number, slots=slots, details=details,
             transcript=list(self.transcript),  # as it stands now: later turns add to ours
             policy_number=policy_number, topic=self.flow.topic, final_statuses=self.flow.final_statuses,
-            params={k: v for k, v in self.start_event.params.items() if k not in _PRIVATE_PARAMS},
+            params=without_credentials(self.start_event.params),  # the API key never leaves the call
         )
 
     def _note(self, speaker: str, text: str, at: datetime, slot: str | None = None) -> None:

@@ -1,5 +1,12 @@
 """Live calls: capacity, the registry of active calls, event subscribers, and the drain at shutdown.
 
+Capacity counts the calls in progress, exactly: a call takes its slot when it is admitted and
+gives it back (`release`) when its connection is over — before the gateway's close frame goes
+out, or once the audio of a peer that hung up is recognized. What follows (storing the call's
+end, the `call.ended` event, freeing its recognizer) holds no slot, so a peer that sees its call
+closed may start the next one at once. The registry still tracks the call until `close`: the
+drain waits for that, so nothing of a call is lost at shutdown.
+
 The drain (`drain`, on SIGTERM): new calls are refused from then on, the calls in progress go on
 until they end or the deadline passes, then each remaining one is asked to end (`LiveCall.end`:
 its session ends it as the gateway ending it, reason `shutdown`, with what was said flushed and
@@ -33,6 +40,7 @@ class LiveCall:
     waiting: bool = False  # the call's loop waits for the peer: nothing of it is queued
     ending: str | None = None  # the gateway wants the call ended, and why ("shutdown")
     wait: asyncio.Timeout | None = None  # the call's wait for the peer, cut short by `end`
+    holds_slot: bool = True  # counted against max_calls (until `CallRegistry.release`)
 
     def end(self, reason: str) -> None:
         """Ask the call's session to end the call now, with this reason."""
@@ -76,7 +84,8 @@ class Subscriber:
 class CallRegistry:
     def __init__(self, max_calls: int) -> None:
         self.max_calls = max_calls
-        self._calls: dict[int, LiveCall] = {}
+        self._calls: dict[int, LiveCall] = {}  # until `close`: the drain waits for these
+        self._slots = 0  # calls of them holding a slot (in progress; until `release`)
         self._next_key = 0
         self._subscribers: set[Subscriber] = set()
         self.draining = False  # shutting down: no new call is taken
@@ -85,19 +94,29 @@ class CallRegistry:
 
     @property
     def active(self) -> int:
-        return len(self._calls)
+        """Calls in progress: those holding a slot."""
+        return self._slots
 
     def open(self, protocol: str) -> LiveCall | None:
         """Reserve a place for a call, or None when the gateway is at capacity (or draining)."""
-        if len(self._calls) >= self.max_calls or self.draining:
+        if self._slots >= self.max_calls or self.draining:
             return None
         self._idle.clear()
         self._next_key += 1
         call = LiveCall(key=self._next_key, protocol=protocol)
         self._calls[call.key] = call
+        self._slots += 1
         return call
 
+    def release(self, call: LiveCall) -> None:
+        """The call's connection is over: its slot is free for the next call (once)."""
+        if call.holds_slot and call.key in self._calls:
+            call.holds_slot = False
+            self._slots -= 1
+
     def close(self, call: LiveCall) -> None:
+        """The call is over and stored: the registry forgets it."""
+        self.release(call)
         self._calls.pop(call.key, None)
         if not self._calls:
             self._idle.set()
@@ -129,7 +148,8 @@ class CallRegistry:
 
     def max_decode_lag(self) -> float:
         now = time.monotonic()
-        return max((c.decode_lag(now) for c in self._calls.values()), default=0.0)
+        # Only calls in progress: one storing its end has nothing left to recognize.
+        return max((c.decode_lag(now) for c in self._calls.values() if c.holds_slot), default=0.0)
 
     def subscribe(self, call_id: str | None = None) -> Subscriber:
         sub = Subscriber(call_id)

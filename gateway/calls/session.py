@@ -112,6 +112,7 @@ class CallSession:
         finally:
             try:
                 outcome = await self.rec.flush()
+                self._release()  # the peer's last audio is recognized: the rest holds no call slot
                 position = self.rec.stream.position if self.rec.stream else 0.0
                 await self._do(self.core.handle(Finished(outcome, position, time.monotonic())))
                 await self.rec.close()
@@ -333,8 +334,13 @@ class CallSession:
                 self.can_send = False
                 return
 
+    def _release(self) -> None:
+        if self.live is not None:
+            self.services.registry.release(self.live)
+
     async def _close(self, code: int, reason: str) -> None:
         self.connected = False
+        self._release()  # before the close goes out: a peer that sees it may place its next call
         if self.can_send and self.ws.application_state == WebSocketState.CONNECTED:
             try:
                 await self.ws.close(code, reason[:120])  # a close reason must fit in 123 bytes

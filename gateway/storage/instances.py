@@ -6,6 +6,10 @@ flow results). A process is alive while its row has a recent heartbeat and no `s
 `owner_alive` says so in SQL, so that recovery (gateway/storage/recovery.py) can tell a dead
 process's rows from a live peer's in the statement that closes them. Times are passed in: the
 processes' clocks must agree to well within `instance_dead_after_s` (NTP does).
+
+Rows of processes stopped or dead for longer than `instance_retention_days` are pruned (`prune`,
+on a gateway's heartbeat): what they owned was recovered long before, and an owner that is no
+longer in the table counts as dead, as it did while its row was there.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.database import instances
@@ -60,6 +64,14 @@ async def stop(engine: AsyncEngine, instance_id: str, now: datetime) -> None:
         await conn.execute(
             update(instances).where(instances.c.instance_id == instance_id).values(stopped_at=now, heartbeat_at=now)
         )
+
+
+async def prune(engine: AsyncEngine, now: datetime, older_than_s: float) -> int:
+    """Forget the processes whose last sign of life (a heartbeat, or their stop, which sets it too)
+    is older than `older_than_s`; how many. A live process's row is never that old."""
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(instances).where(instances.c.heartbeat_at < now - timedelta(seconds=older_than_s)))
+    return result.rowcount
 
 
 def alive(now: datetime, dead_after_s: float) -> ColumnElement[bool]:

@@ -131,11 +131,14 @@ class Keeper:
     The loop is the only I/O here that waits; every decision is in the functions above, at the time given."""
 
     def __init__(self, engine: AsyncEngine, instance: Instance, *, heartbeat_s: float, dead_after_s: float,
-                 on_queued: Callable[[], None] | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+                 retention_s: float = 0.0, on_queued: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        """`retention_s`: rows of processes stopped or dead this long are pruned on each beat (0: kept)."""
         self.engine = engine
         self.instance = instance
         self.heartbeat_s = heartbeat_s
         self.dead_after_s = dead_after_s
+        self.retention_s = retention_s
         self.on_queued = on_queued  # a delivery was queued: wake the outbox worker
         self.clock = clock
 
@@ -157,7 +160,13 @@ class Keeper:
                 await instances.register(self.engine, self.instance, now)
             except IntegrityError:  # the row is there, stopped: it stays so, and the calls stay ours
                 pass
-        return self._report(await dead_peers(self.engine, self.instance_id, now, self.dead_after_s), "from dead peers")
+        recovered = self._report(await dead_peers(self.engine, self.instance_id, now, self.dead_after_s),
+                                 "from dead peers")
+        if self.retention_s:  # after recovery: a row goes only once what its process left is closed
+            pruned = await instances.prune(self.engine, now, self.retention_s)
+            if pruned:
+                log.info("pruned %d instances rows stopped or dead for over %g days", pruned, self.retention_s / 86400)
+        return recovered
 
     async def run(self) -> None:
         while True:
