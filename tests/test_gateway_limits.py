@@ -308,7 +308,6 @@ async def test_sockets_without_a_key_hold_no_call_slot_and_must_authenticate_in_
     settings = make_settings(api_keys=("secret-key",), max_calls=2, auth_timeout_s=2.0)
     with running_gateway(settings) as address:
         keyless = [await connect(f"ws://{address}/ws/call") for _ in range(4)]  # never send a start
-        opened = asyncio.get_running_loop().time()
         async with connect(f"ws://{address}/ws/call", additional_headers={"Authorization": "Bearer secret-key"}) as ws:
             await ws.send(json.dumps({"event": "start", "call_id": "auth-in", "sample_rate": 8000}))
             await ws.send(silence(0.2, 8000))
@@ -316,8 +315,7 @@ async def test_sockets_without_a_key_hold_no_call_slot_and_must_authenticate_in_
             assert await close_code(ws) == 1000  # not 1013: the keyless sockets hold no slot
         for ws in keyless:
             assert await close_code(ws) == 1008
-            assert ws.close_reason == "authentication timeout"
-        assert asyncio.get_running_loop().time() - opened < 2.0 + 3.0
+            assert ws.close_reason == "authentication timeout"  # the auth deadline, not the idle one
         # Capacity still refuses authenticated calls beyond max_calls with 1013. The call above
         # gave its slot back before its close went out, so both of these are in progress.
         held = [await connect(f"ws://{address}/ws/call?token=secret-key") for _ in range(2)]
