@@ -38,6 +38,7 @@ from gateway.web.voice_hooks import outcome_listener, voice_routes
 from gateway.web.vosk_port import VoskServerPort
 from gateway.calls.events_webhook import forward_events
 from gateway.web.reminders_api import reminder_routes
+from gateway.web.survey_pages import start_pages, survey_routes
 from scheduler.service import SchedulerService, build_dispatcher
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,8 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
         services.receipt_sink = sink
         app.state.receipt_sink = sink
         services.result_listeners.append(outcome_listener(sink))
+        # The survey pages: definitions, the code's SMS channel and the liveness provider, built once.
+        app.state.survey_pages = start_pages(services, getattr(app.state, "surveys", None))
         if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         try:
@@ -240,10 +243,13 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             await _last_deliveries(worker)
             delivering.cancel()
             await asyncio.gather(delivering, return_exceptions=True)
+            if app.state.survey_pages is not None:
+                await app.state.survey_pages.aclose()
             await database.close()
             if services.speech is not None:
                 services.speech.close()
 
-    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes(), *voice_routes(), *reminder_routes()],
+    return Starlette(routes=[*routes(), *api_routes(), *twilio_routes(), *voice_routes(), *reminder_routes(),
+                             *survey_routes()],
                      lifespan=lifespan,
                      middleware=[Middleware(VoskServerPort, port=settings.vosk_server_port)])
