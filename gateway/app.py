@@ -38,6 +38,8 @@ from gateway.web.voice_hooks import outcome_listener, voice_routes
 from gateway.web.vosk_port import VoskServerPort
 from gateway.calls.events_webhook import forward_events
 from gateway.web.reminders_api import reminder_routes
+from gateway.web.surveys_api import survey_api_routes
+from gateway.storage.survey_service import SurveyService
 from gateway.web.survey_pages import start_pages, survey_routes
 from scheduler.service import SchedulerService, build_dispatcher
 
@@ -186,6 +188,12 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
         )
         await services.reload_records()
         app.state.services = services
+        # Follow-up surveys: definitions, catalog, link key and base URL, for the pages, API and voice.
+        try:
+            app.state.surveys = SurveyService.from_settings(settings)
+        except (ValueError, OSError) as exc:  # a bad survey file: named in the log, the survey API says 503
+            log.error("surveys are disabled: %s", exc)
+            app.state.surveys = None
 
         async def prepare() -> None:
             try:
@@ -250,6 +258,6 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
                 services.speech.close()
 
     return Starlette(routes=[*routes(), *api_routes(), *twilio_routes(), *voice_routes(), *reminder_routes(),
-                             *survey_routes()],
+                             *survey_api_routes(), *survey_routes()],
                      lifespan=lifespan,
                      middleware=[Middleware(VoskServerPort, port=settings.vosk_server_port)])

@@ -12,6 +12,7 @@ for (`reconcile_wait_s`) and the row then goes to the dead letters for a human.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -22,7 +23,9 @@ from typing import Any, Callable, Mapping, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.privacy import mask_number
+from gateway.storage import surveys as survey_store
 from gateway.storage.database import utcnow
+from gateway.storage.survey_service import SurveyLinks
 from scheduler import planner, store
 from scheduler.campaigns import Campaign
 from scheduler.channels.base import Accepted, Channel, OutboundMessage, SendError
@@ -66,7 +69,7 @@ class Dispatcher:
     def __init__(self, engine: AsyncEngine, campaigns: Mapping[str, Campaign], channels: Mapping[str, Channel],
                  rules: Rules, *, instance_id: str, options: DispatchOptions = DispatchOptions(),
                  clock: Callable[[], datetime] = utcnow, rng: random.Random | None = None,
-                 metrics: ReminderMetrics | None = None) -> None:
+                 metrics: ReminderMetrics | None = None, survey_links: SurveyLinks | None = None) -> None:
         self.engine = engine
         self.campaigns = dict(campaigns)
         self.channels = dict(channels)
@@ -78,6 +81,8 @@ class Dispatcher:
         self.metrics = metrics or ReminderMetrics()
         self.buckets = {name: TokenBucket(rate) for name, rate in options.rates.items() if rate > 0}
         self.exits = {name: c.exit for name, c in self.campaigns.items()}
+        # Survey campaigns: the links' key and base URL (links are computed at send time, not stored).
+        self.survey_links = survey_links
         self._warned: set[str] = set()
         self.stopping = False  # set by the service: the tick ends after the batch in flight
         self.sink = ReminderSink(engine, self.campaigns, self.next_row, clock, self._count_row)
@@ -111,6 +116,8 @@ class Dispatcher:
                 return Stop("skipped", "no_channel", escalate=True)
             if row["campaign"] not in self.campaigns:
                 return Stop("skipped", "no_campaign")
+            if self.survey_links is None and row["context"].get("values", {}).get("survey_salt"):
+                return Stop("skipped", "no_survey_link_key")
             return decide(row["channel"], row["due_at"], row["expires_at"], facts, self.rules, now)
         return check
 
@@ -123,6 +130,8 @@ class Dispatcher:
         assert step is not None
         channel = step.channels[row["channel_index"]]
         values = row["context"].get("values", {})
+        if self.survey_links is not None and values.get("survey_salt"):
+            values = {**values, "link": self.survey_links.url(values["survey_salt"])}
         text = planner.render(channel.template.text, values)
         if row["purpose"] == "marketing" and row["channel"] == "sms":
             text = with_opt_out_line(text)
@@ -144,17 +153,73 @@ class Dispatcher:
         sources = {c.source for c in self.campaigns.values()}
         leads = [-s.offset for c in self.campaigns.values() if c.source == "policies" for s in c.steps]
         subjects: list[planner.Subject] = []
+        survey_subjects: list[planner.Subject] = []
+        if "survey" in sources:
+            await survey_store.expire_due(self.engine, now)  # past their deadline: expired before planning
         async with self.engine.connect() as conn:
             if "policies" in sources:
                 lead = max(leads + [timedelta(0)])
                 subjects += await store.policy_subjects(conn, today, today + lead + self.options.horizon + timedelta(days=1))
             if "missing_documents" in sources:
                 subjects += await store.claim_subjects(conn, self.rules.zone)
-        rows = planner.plan(self.campaigns.values(), subjects, now, self.rules.zone, self.options.horizon)
+            if "survey" in sources:
+                survey_subjects = await store.survey_subjects(conn, self.rules.zone, now)
+        rows = planner.plan([c for c in self.campaigns.values() if c.source != "survey"], subjects, now,
+                            self.rules.zone, self.options.horizon)
+        rows += self._survey_rows(survey_subjects, now, self.options.horizon)
         added = await store.insert_planned(self.engine, rows, now)
         if added:
             log.info("planned %d reminders", added)
         return added
+
+    def _survey_rows(self, subjects: list[planner.Subject], now: datetime, horizon: timedelta) -> list[planner.Planned]:
+        """Survey campaigns' rows: a step with a positive offset counts from the invitation day, one
+        with a negative offset back from the deadline's day (-3d: three days before it); no row is
+        due at or after the deadline, and every row expires at the deadline at the latest."""
+        rows: list[planner.Planned] = []
+        campaigns = [c for c in self.campaigns.values() if c.source == "survey"]
+        keys = sorted({k for c in campaigns for s in c.steps for k in (s.when.get("values") or {})})
+        groups: dict[tuple[str, ...], list[planner.Subject]] = {}
+        for subject in subjects:
+            groups.setdefault(tuple(str(subject.values.get(k, "")) for k in keys), []).append(subject)
+        for campaign in campaigns:
+            for group in groups.values():
+                # Only the steps meant for these subjects (`when`: e.g. the invitation's channel), so
+                # that a step for other subjects due at the same time does not end this one's validity.
+                fitting = [s for s in campaign.steps if planner._when(s, 1, group[0].values)]
+                for steps, from_deadline in (([s for s in fitting if s.offset >= timedelta(0)], False),
+                                             ([s for s in fitting if s.offset < timedelta(0)], True)):
+                    if not steps:
+                        continue
+                    part = dataclasses.replace(campaign, steps=tuple(steps))
+                    anchored = [dataclasses.replace(s, anchor=datetime.fromisoformat(s.values["deadline_at"])
+                                                    .astimezone(self.rules.zone).date()) if from_deadline else s
+                                for s in group]
+                    rows += planner.plan([part], anchored, now, self.rules.zone, horizon)
+        out = []
+        for p in rows:
+            deadline = datetime.fromisoformat(p.context["values"]["deadline_at"])
+            if p.due_at >= deadline:
+                continue
+            out.append(dataclasses.replace(p, expires_at=min(p.expires_at, deadline) if p.expires_at else deadline))
+        return out
+
+    async def _record_survey_sends(self, rows: list[dict[str, Any]], accepted: list[tuple[int, str | None, Any]],
+                                   now: datetime) -> None:
+        """A survey invitation's message accepted by the provider: a `sent` event on its audit trail."""
+        by_id = {r["id"]: r for r in rows}
+        for rid, provider_id, _ in accepted:
+            row = by_id[rid]
+            invitation_id = row["context"].get("values", {}).get("invitation_id")
+            if not invitation_id or not row["context"].get("values", {}).get("survey_salt"):
+                continue
+            try:
+                await survey_store.add_event(self.engine, invitation_id, "sent", {
+                    "campaign": row["campaign"], "step": row["step"], "channel": row["channel"],
+                    "provider": row["provider"], "provider_id": provider_id, "delivery_id": row["delivery_id"]},
+                    now=now)
+            except Exception:  # noqa: BLE001 - the send stands; its trail entry is what is missing
+                log.exception("survey invitation %s: the sent event was not recorded", invitation_id)
 
     async def dispatch_once(self) -> tuple[int, dict[str, int]]:
         """One claim and its sends; how many rows were claimed and what was decided."""
@@ -197,6 +262,7 @@ class Dispatcher:
         await asyncio.gather(*(one(row) for row in rows))
         now = self.clock()
         await store.accept_many(self.engine, accepted, now)
+        await self._record_survey_sends(rows, accepted, now)
         by_id = {r["id"]: r for r in rows}
         for rid, _, _ in accepted:
             self._count_row(by_id[rid], "accepted")
@@ -282,12 +348,15 @@ class Dispatcher:
             leads = [-s.offset for c in self.campaigns.values() if c.source == "policies" for s in c.steps]
             subjects += await store.policy_subjects(conn, day, day + max(leads + [timedelta(0)]) + timedelta(days=2))
             subjects += await store.claim_subjects(conn, self.rules.zone)
+            survey_subjects = await store.survey_subjects(conn, self.rules.zone, start)
         known = {r["dedupe_key"] for r in existing}
         async with self.engine.connect() as conn:
             paused = await store.paused_campaigns(conn)
         candidates: list[dict[str, Any]] = [dict(r) for r in existing]
         skipped: list[dict[str, Any]] = []
-        for p in planner.plan(self.campaigns.values(), subjects, start, self.rules.zone, timedelta(days=1)):
+        for p in [*planner.plan([c for c in self.campaigns.values() if c.source != "survey"], subjects, start,
+                                self.rules.zone, timedelta(days=1)),
+                  *self._survey_rows(survey_subjects, start, timedelta(days=1))]:
             if p.dedupe_key in known or p.due_at < start:
                 continue
             row = {**p.__dict__, "id": -len(candidates) - 1, "attempts": 0, "delivery_id": "-"}

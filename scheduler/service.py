@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.settings import Settings
 from gateway.storage.database import instances, utcnow
+from gateway.storage.survey_service import SurveyLinks
 from scheduler.campaigns import Campaign, load_campaigns
 from scheduler.channels.base import Channel
 from scheduler.dispatcher import DispatchOptions, Dispatcher
@@ -62,10 +63,14 @@ def build_dispatcher(settings: Settings, engine: AsyncEngine, *, channels: dict[
     """The dispatcher from settings: campaigns from campaigns_dir, channels from the registry
     (those that report receipts themselves, FreeSWITCH's, report them to the dispatcher's sink)."""
     late = LateSink()
+    campaigns = campaigns if campaigns is not None else load_campaigns(campaigns_path(settings))
+    # Survey campaigns compute each invitation's link when they send (the key never leaves this host).
+    links = SurveyLinks.from_settings(settings) if any(c.source == "survey" for c in campaigns.values()) else None
     dispatcher = Dispatcher(
-        engine, campaigns if campaigns is not None else load_campaigns(campaigns_path(settings)),
+        engine, campaigns,
         channels if channels is not None else build_channels(ChannelContext(settings, engine, late)),
-        rules_from(settings), instance_id=str(uuid.uuid4()), options=options_from(settings), metrics=metrics)
+        rules_from(settings), instance_id=str(uuid.uuid4()), options=options_from(settings), metrics=metrics,
+        survey_links=links)
     late.target = dispatcher.sink
     return dispatcher
 

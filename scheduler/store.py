@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.storage import outbox
 from gateway.storage.database import (
     campaign_states, claim_documents, flow_results, opt_outs, policies, reminder_events, reminder_receipts, reminders,
-    utcnow,
+    survey_invitations, utcnow,
 )
 from scheduler.lifecycle import COUNTED, Change, Decision, Defer, Facts, Send, Stop
 from scheduler.optout import OptOut
@@ -162,6 +162,38 @@ async def claim_subjects(conn: AsyncConnection, zone: Any) -> list[Subject]:
     return subjects
 
 
+SURVEY_OPEN = ("issued", "opened", "verified")  # survey cases still to be answered (gateway/storage/surveys.py)
+
+
+async def survey_subjects(conn: AsyncConnection, zone: Any, now: datetime) -> list[Subject]:
+    """Open survey invitations before their deadline: the survey campaign's subjects (subject: the
+    invitation id; anchor: the day it was made; cycle: the survey). Values carry the token's salt
+    (`survey_salt`), not the link: the dispatcher computes the link with the key when it sends."""
+    query = (
+        select(survey_invitations.c.id, survey_invitations.c.survey, survey_invitations.c.policy_number,
+               survey_invitations.c.channel, survey_invitations.c.phone, survey_invitations.c.token_salt,
+               survey_invitations.c.deadline, survey_invitations.c.created_at, survey_invitations.c.context,
+               policies.c.wechat_openid, policies.c.product, policies.c.holder_name, policies.c.consent_sms,
+               policies.c.consent_wechat, policies.c.consent_voice)
+        .outerjoin(policies, policies.c.policy_number == survey_invitations.c.policy_number)
+        .where(survey_invitations.c.status.in_(SURVEY_OPEN), survey_invitations.c.deadline > now)
+    )
+    subjects = []
+    for r in (await conn.execute(query)).mappings().all():
+        deadline = aware(r["deadline"])
+        context = r["context"] or {}
+        subjects.append(Subject(
+            "survey", r["id"], aware(r["created_at"]).astimezone(zone).date(), r["survey"],
+            {k: v for k, v in {"sms": r["phone"], "voice": r["phone"], "wechat": r["wechat_openid"]}.items() if v},
+            {"sms": r["consent_sms"], "wechat": r["consent_wechat"], "voice": r["consent_voice"]},
+            {"invitation_id": r["id"], "survey": r["survey"], "policy_number": r["policy_number"],
+             "channel": r["channel"], "product": str(context.get("product_name") or r["product"] or ""),
+             "product_name": str(context.get("product_name") or r["product"] or ""),
+             "deadline": deadline.astimezone(zone).date().isoformat(), "deadline_at": deadline.isoformat(),
+             "survey_salt": r["token_salt"]}))
+    return subjects
+
+
 # A row -> its step's next channel, planned (None: the step has no further channel that can reach).
 Escalate = Callable[[dict[str, Any], datetime], "Planned | None"]
 
@@ -203,6 +235,14 @@ async def _exit_reasons(conn: AsyncConnection, rows: list[dict[str, Any]], exits
         for r in documents:
             if r["subject"] not in open_claims:
                 out[r["id"]] = "documents_received"
+    answered = [r for r in rows if "survey_answered" in exits.get(r["campaign"], ())]
+    if answered:
+        still_open = set((await conn.execute(select(survey_invitations.c.id).where(
+            survey_invitations.c.id.in_({r["subject"] for r in answered}),
+            survey_invitations.c.status.in_(SURVEY_OPEN)))).scalars().all())
+        for r in answered:
+            if r["subject"] not in still_open:
+                out[r["id"]] = "survey_answered"  # completed, expired or revoked: nothing more to remind of
     return out
 
 

@@ -162,7 +162,7 @@ async def test_a_database_from_before_migrations_is_recognized_and_keeps_every_r
             assert utc(dict((await conn.execute(select(transcript_segments))).mappings().one())) == SEGMENT
             assert utc(dict((await conn.execute(select(policies))).mappings().one())) == {
                 **POLICY, "wechat_openid": None, "consent_sms": None, "consent_wechat": None, "consent_voice": None,
-                "consent_marketing": None}
+                "consent_marketing": None, "receipt_date": None, "holder_id_number": None}
 
         for before in (COMPLETE, IN_PROGRESS):
             after = utc(await results.get(engine, before["id"]))
@@ -204,7 +204,9 @@ async def test_an_empty_database_is_built_to_head_and_upgrading_again_does_nothi
         assert tables == {"alembic_version", "calls", "transcript_segments", "policies", "flow_results", "outbox",
                           "instances", "provider_tokens",  # 0004
                           "reminders", "reminder_receipts", "reminder_events", "opt_outs", "claim_documents",
-                          "campaign_states"}  # 0005
+                          "campaign_states",  # 0005
+                          "survey_invitations", "survey_sessions", "survey_otps", "survey_identity_failures",
+                          "survey_submissions", "survey_events"}  # 0006
     finally:
         await engine.dispose()
 
@@ -319,5 +321,66 @@ async def test_two_db_upgrade_processes_at_once_migrate_once(test_database):
     engine = create_engine(test_database)
     try:
         assert (await reports.listing(engine))[0] == 2 and len(await outbox.pending(engine)) == 2
+    finally:
+        await engine.dispose()
+
+
+async def _upgrade_to(engine, revision: str) -> None:
+    """Alembic to one revision (not head), as `migrate` runs it: one transaction, SQLite's write lock."""
+    from alembic import command
+
+    async with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        await conn.run_sync(lambda sync: command.upgrade(migrate._config(sync), revision))
+        await conn.commit()
+
+
+async def test_a_database_at_0005_with_rows_upgrades_to_0006_and_back(test_database):
+    """0006 (surveys) adds the survey tables and two policy columns; every 0005 row stays as it was."""
+    from alembic import command
+    from sqlalchemy import text
+
+    engine = create_engine(test_database)
+    try:
+        await _upgrade_to(engine, "0005")
+        assert (await migrate.state(engine)).current == "0005"
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO policies (policy_number, product, holder_name, insured_name, insured_id_number, phone, "
+                "start_date, expiry_date, updated_at, wechat_openid, consent_sms) VALUES "
+                "('P100', '医疗险', '张伟', '张伟', '11010519491231002X', '13800138000', '2025-01-01', '2026-12-31', "
+                ":at, 'oX1', :yes)"), {"at": T0, "yes": True})
+            await conn.execute(text(
+                "INSERT INTO campaign_states (campaign, paused, updated_at) VALUES ('survey', :no, :at)"),
+                {"no": False, "at": T0})
+        assert await migrate.upgrade(engine) == migrate.head_revision()
+        async with engine.connect() as conn:
+            row = dict((await conn.execute(select(policies))).mappings().one())
+            assert (row["policy_number"], row["wechat_openid"], row["consent_sms"], row["receipt_date"],
+                    row["holder_id_number"]) == ("P100", "oX1", True, None, None)
+            assert row["expiry_date"] == date(2026, 12, 31)
+            assert (await conn.execute(text("SELECT paused FROM campaign_states"))).scalar_one() in (False, 0)
+            tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+            assert {"survey_invitations", "survey_events", "survey_submissions"} <= tables
+            indexes = {i["name"] for i in await conn.run_sync(lambda c: inspect(c).get_indexes("survey_invitations"))}
+            assert {"ix_survey_invitations_policy", "ix_survey_invitations_open"} <= indexes
+        # The new columns take values; down again drops the survey tables and keeps the policy.
+        async with engine.begin() as conn:
+            await conn.execute(policies.update().values(receipt_date=date(2026, 11, 28)))
+            await conn.execute(text("INSERT INTO survey_invitations (id, survey, survey_version, survey_hash, "
+                                    "policy_number, holder_key, channel, phone, token_salt, token_hash, status, "
+                                    "problem, problems, answers, context, flags, deadline, created_at, updated_at) "
+                                    "VALUES ('i1', 's', '1', 'h', 'P100', 'k', 'sms', '1', 'aa', 'th', 'issued', "
+                                    ":no, '[]', '{}', '{}', '[]', :at, :at, :at)"), {"no": False, "at": T0})
+        async with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await conn.run_sync(lambda sync: command.downgrade(migrate._config(sync), "0005"))
+            await conn.commit()
+        async with engine.connect() as conn:
+            tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+            assert "survey_invitations" not in tables
+            assert (await conn.execute(text("SELECT policy_number FROM policies"))).scalars().all() == ["P100"]
     finally:
         await engine.dispose()

@@ -81,6 +81,10 @@ policies = Table(
     Column("consent_wechat", Boolean),
     Column("consent_voice", Boolean),
     Column("consent_marketing", Boolean),
+    # Surveys (0006): 回执日期, from which the cooling-off period counts; the policyholder's ID number
+    # when it is not the insured's (the survey's identity check uses it).
+    Column("receipt_date", Date),
+    Column("holder_id_number", String(18)),
 )
 
 # What a flow (claim report, survey, reminder call, ...) collected on one call, saved after
@@ -262,6 +266,122 @@ campaign_states = Table(
     Column("campaign", String(64), primary_key=True),
     Column("paused", Boolean, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# Follow-up surveys (0006, gateway/storage/surveys.py): one invitation per policy and survey, its
+# link token kept only as salt and hash; status issued -> opened -> verified -> completed, or
+# expired / revoked; outcome success, problem, not_completed or outside_cooling_off.
+survey_invitations = Table(
+    "survey_invitations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("survey", String(64), nullable=False),
+    Column("survey_version", String(64), nullable=False),
+    Column("survey_hash", String(64), nullable=False),
+    Column("policy_number", String(64), nullable=False),
+    Column("holder_key", String(64), nullable=False),  # sha256 of the policyholder's ID number (shared-device signal)
+    Column("channel", String(16), nullable=False),  # sms, wechat, voice: how it is sent first
+    Column("phone", String(32), nullable=False),
+    Column("token_salt", String(32), nullable=False),  # hex; the token is HMAC(link key, salt)
+    Column("token_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(24)),
+    Column("problem", Boolean, nullable=False, default=False),
+    Column("problems", JSON, nullable=False),
+    Column("answers", JSON, nullable=False),  # by question name
+    Column("context", JSON, nullable=False),  # the product's variables (visibleIf, titles)
+    Column("flags", JSON, nullable=False),  # too_fast, shared_device, shared_address
+    Column("deadline", DateTime(timezone=True), nullable=False),  # end of the cooling-off period
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("opened_at", DateTime(timezone=True)),
+    Column("verified_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),  # expired or revoked
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("locked_until", DateTime(timezone=True)),  # too many wrong codes
+    Column("contact_requested_at", DateTime(timezone=True)),
+    Column("source", String(16)),  # web, voice: who completed it
+    Column("seconds", Float),  # identity passed -> completed
+    UniqueConstraint("policy_number", "survey", name="uq_survey_invitations_policy_survey"),
+    UniqueConstraint("token_hash", name="uq_survey_invitations_token_hash"),
+    Index("ix_survey_invitations_policy", "policy_number"),
+    Index("ix_survey_invitations_open", "status", "deadline"),
+    Index("ix_survey_invitations_survey", "survey", "created_at"),
+)
+
+# A browser's session on one invitation: the cookie (hashed), its CSRF token, where it came from.
+survey_sessions = Table(
+    "survey_sessions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("invitation_id", String(32), ForeignKey("survey_invitations.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("cookie_hash", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("verified_at", DateTime(timezone=True)),
+    Column("client_ip", String(64)),
+    Column("user_agent", String(512)),
+    UniqueConstraint("cookie_hash", name="uq_survey_sessions_cookie_hash"),
+    Index("ix_survey_sessions_client", "client_ip"),
+)
+
+# One-time codes (hashed) sent by SMS, and wrong attempts (what locks an invitation).
+survey_otps = Table(
+    "survey_otps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("invitation_id", String(32), ForeignKey("survey_invitations.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("session_id", String(32)),
+    Column("code_hash", String(64), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("provider_id", String(128)),
+)
+
+survey_identity_failures = Table(
+    "survey_identity_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("invitation_id", String(32), ForeignKey("survey_invitations.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("session_id", String(32)),
+    Column("reason", String(32), nullable=False),  # wrong_code, wrong_id
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Each posted page form once (its one-time submission key): a double tap or retry records nothing twice.
+survey_submissions = Table(
+    "survey_submissions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("invitation_id", String(32), ForeignKey("survey_invitations.id", ondelete="CASCADE"), nullable=False),
+    Column("page", String(64), nullable=False),
+    Column("submission_key", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("invitation_id", "submission_key", name="uq_survey_submissions_key"),
+)
+
+# The audit trail, append only: each event's hash covers the previous one's (surveys/audit.py).
+survey_events = Table(
+    "survey_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("invitation_id", String(32), ForeignKey("survey_invitations.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("client_ip", String(64)),
+    Column("user_agent", String(512)),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("invitation_id", "seq", name="uq_survey_events_seq"),
 )
 
 

@@ -21,6 +21,10 @@ from gateway.storage.database import policies, utcnow
 REQUIRED = ("policy_number", "insured_name", "insured_id_number")
 BATCH = 1000
 CONSENT_FIELDS = tuple(f for f in OPTIONAL_CSV_FIELDS if f.startswith("consent_"))
+# Surveys (0006): 回执日期, from which the cooling-off period counts, and the policyholder's ID number
+# when it is not the insured's. Optional like the columns above: an import without them keeps what is stored.
+SURVEY_FIELDS = ("receipt_date", "holder_id_number")
+OPTIONAL_FIELDS = (*OPTIONAL_CSV_FIELDS, *SURVEY_FIELDS)
 _YES = {"1", "true", "yes", "y", "是", "同意"}
 _NO = {"0", "false", "no", "n", "否", "拒绝"}
 
@@ -54,12 +58,14 @@ def validate_rows(rows: Iterable[Any], today: date, first_row: int = 1) -> tuple
             continue
         row = {k: (str(raw.get(k) or "").strip()) for k in CSV_FIELDS}
         # Optional columns only when the import has them: an import without them keeps what is stored.
-        row.update({k: _optional_text(raw.get(k)) for k in OPTIONAL_CSV_FIELDS if k in raw})
+        row.update({k: _optional_text(raw.get(k)) for k in OPTIONAL_FIELDS if k in raw})
         problem = _row_problem(row, today)
         if problem:
             errors.append({"row": n, "error": problem})
             continue
         row["insured_id_number"] = row["insured_id_number"].upper()
+        if "holder_id_number" in row:
+            row["holder_id_number"] = row["holder_id_number"].upper()
         good.append(row)
     return good, errors
 
@@ -74,8 +80,11 @@ def _row_problem(row: dict[str, str], today: date) -> str | None:
     for name in CONSENT_FIELDS:
         if name in row and row[name].lower() not in _YES | _NO | {""}:
             return f"{name} {row[name]!r} is not yes or no (1/0, true/false, 是/否; empty: not stated)"
-    for name in ("start_date", "expiry_date"):
-        if row[name]:
+    holder = row.get("holder_id_number", "").upper()
+    if holder and (problem := id_problem(holder, today)):
+        return f"holder_id_number is not a valid ID number ({problem})"
+    for name in ("start_date", "expiry_date", "receipt_date"):
+        if row.get(name):
             try:
                 date.fromisoformat(row[name])
             except ValueError:
@@ -105,6 +114,10 @@ def _db_row(row: dict[str, str]) -> dict[str, Any]:
             out[name] = _consent(out[name])
     if "wechat_openid" in out:
         out["wechat_openid"] = out["wechat_openid"] or None
+    if "receipt_date" in out:
+        out["receipt_date"] = date.fromisoformat(out["receipt_date"]) if out["receipt_date"] else None
+    if "holder_id_number" in out:
+        out["holder_id_number"] = out["holder_id_number"] or None
     return out
 
 
@@ -118,7 +131,7 @@ async def upsert(engine: AsyncEngine, rows: list[dict[str, str]]) -> int:
             # One statement per set of optional columns present (rows of a CSV share one).
             shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for r in batch:
-                shapes.setdefault(tuple(k for k in OPTIONAL_CSV_FIELDS if k in r), []).append(r)
+                shapes.setdefault(tuple(k for k in OPTIONAL_FIELDS if k in r), []).append(r)
             for optional, group in shapes.items():
                 stmt = insert(policies).values(group)
                 updated = {c: stmt.excluded[c] for c in (*CSV_FIELDS[1:], *optional, "updated_at")}
