@@ -13,9 +13,12 @@ from typing import Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import ROOT
 from survey_site import HOLDER_MASKED, Site, id_number, past_deadline, phone, shared_site
@@ -42,10 +45,15 @@ def phone_browser(*, javascript: bool = True) -> Iterator[WebDriver]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-extensions", "--no-first-run", "--lang=zh-CN"):
         options.add_argument(argument)
+    # Touch emulation only with script on: chromedriver's taps need script in the page (a click then hangs).
     options.add_experimental_option("mobileEmulation", {
-        "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": True}, "userAgent": PHONE_UA})
+        "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": javascript}, "userAgent": PHONE_UA})
     if not javascript:
-        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+        # Blink's own switch: the page runs no script at all. (The content-settings preference
+        # also stops chromedriver's own helpers, and a click then never returns.)
+        options.add_argument("--blink-settings=scriptEnabled=false")
+        # chromedriver's wait for a page load needs script in the page: the tests wait themselves.
+        options.page_load_strategy = "none"
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         driver.set_page_load_timeout(30)
@@ -75,15 +83,33 @@ class Shots:
 
 
 def status(driver: WebDriver) -> str:
-    return driver.find_element(By.TAG_NAME, "body").get_attribute("data-survey-status") or ""
+    # get_dom_attribute reads the DOM without injecting a script (this works with JavaScript off too).
+    return driver.find_element(By.TAG_NAME, "body").get_dom_attribute("data-survey-status") or ""
 
 
 def page_name(driver: WebDriver) -> str:
-    return driver.find_element(By.TAG_NAME, "body").get_attribute("data-survey-page") or ""
+    return driver.find_element(By.TAG_NAME, "body").get_dom_attribute("data-survey-page") or ""
+
+
+def _landed(driver: WebDriver, old) -> None:
+    """Wait for the next page (post-redirect-get) to replace `old` and be shown in full."""
+    # Mid-navigation a look-up may hit the document being replaced: such errors mean "not yet".
+    wait = WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,))
+    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "body[data-survey-status] footer"))
+
+
+def go(driver: WebDriver, url: str) -> None:
+    old = driver.find_element(By.TAG_NAME, "html")
+    driver.get(url)
+    _landed(driver, old)
 
 
 def click(driver: WebDriver, action: str) -> None:
+    """Tap a submit button and wait for the page the post-redirect-get lands on."""
+    old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, f'button[name="action"][value="{action}"]').click()
+    _landed(driver, old)
 
 
 def verify(driver: WebDriver, site: Site, n: int, shots: Shots) -> None:
@@ -103,7 +129,7 @@ def answer_page(driver: WebDriver, site: Site) -> None:
     form = driver.find_element(By.CSS_SELECTOR, 'form[method="post"]')
     names = []
     for element in form.find_elements(By.CSS_SELECTOR, "input[type=radio], input[type=checkbox], input[type=text], textarea"):
-        name = element.get_attribute("name")
+        name = element.get_dom_attribute("name")
         if name not in names:
             names.append(name)
     for name in names:
@@ -114,7 +140,7 @@ def answer_page(driver: WebDriver, site: Site) -> None:
             continue
         values = [expected] if not isinstance(expected, list) else expected
         if expected is None:
-            values = [form.find_elements(By.NAME, name)[0].get_attribute("value")]
+            values = [form.find_elements(By.NAME, name)[0].get_dom_attribute("value")]
         for value in values:
             value = ("true" if value else "false") if isinstance(value, bool) else str(value)
             # The label is the tap target (the whole row), as a thumb would hit it.
@@ -137,7 +163,7 @@ def test_a_phone_completes_a_survey_end_to_end(site: Site, record_property):
     shots = Shots("complete", record_property)
     item, _ = site.new_case(201)
     with phone_browser() as driver:
-        driver.get(item["url"])
+        go(driver, item["url"])
         assert driver.current_url.endswith(f"/survey/{item['id']}")  # the token is gone from the address
         assert driver.execute_script("return window.innerWidth") == 390
         verify(driver, site, 201, shots)
@@ -154,7 +180,7 @@ def test_a_half_done_survey_resumes_in_a_new_browser_with_javascript_off(site: S
     shots = Shots("resume", record_property)
     item, _ = site.new_case(202)
     with phone_browser() as driver:
-        driver.get(item["url"])
+        go(driver, item["url"])
         verify(driver, site, 202, shots)
         first = page_name(driver)
         answer_page(driver, site)
@@ -164,8 +190,9 @@ def test_a_half_done_survey_resumes_in_a_new_browser_with_javascript_off(site: S
         shots.take(driver, "left_here")
     with phone_browser(javascript=False) as driver:  # another browser: no cookie, no script
         driver.get("data:text/html,<p id=probe>off</p><script>document.getElementById('probe').textContent='on'</script>")
-        assert driver.find_element(By.ID, "probe").text == "off"
-        driver.get(item["url"])
+        probe = WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "probe"))
+        assert probe[0].text == "off"
+        go(driver, item["url"])
         assert status(driver) == "verify"  # a fresh code for the new session
         verify(driver, site, 202, shots)
         assert page_name(driver) == second
@@ -188,11 +215,11 @@ def test_the_error_pages_in_a_browser(site: Site, record_property):
     with phone_browser(javascript=False) as driver:
         for url, words, label in ((tampered, "链接无效", "tampered"), (expired["url"], "已过期", "expired"),
                                   (revoked["url"], "已失效", "revoked")):
-            driver.get(url)
+            go(driver, url)
             assert words in driver.page_source, label
             assert "Traceback" not in driver.page_source
             shots.take(driver, label)
-        driver.get(item["url"])
+        go(driver, item["url"])
         click(driver, "send_code")
         code = [s.params["code"] for s in site.sms.sends if s.to == phone(203)][-1]
         for k in range(1, 6):

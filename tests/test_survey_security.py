@@ -153,19 +153,22 @@ def test_script_in_a_free_text_answer_comes_back_escaped(site: Site):
     assert SCRIPT in str(site.invitation(item["id"])["answers"].values())  # stored as typed
 
 
-def test_script_in_an_answer_is_escaped_when_its_page_is_shown_again(site: Site):
+def test_script_in_an_answer_is_escaped_when_its_page_comes_back(site: Site):
     item, customer = site.new_case(109)
     customer.open(item["url"])
     customer.verify(id_number(109)[-4:], customer.send_code())
     while customer.parsed.status == "in_progress" and not customer.form.texts:
         customer.answer_page()
-    assert customer.form.texts
+    form = customer.form
+    assert form.texts
     page = customer.parsed.page
-    customer.answer_page(text=SCRIPT)
-    customer.get(f"/survey/{item['id']}?page={page}")
-    assert customer.parsed.page == page
-    assert "<script>alert" not in customer.last.text and "<img src=x" not in customer.last.text
-    assert "&lt;script&gt;" in customer.last.text
+    # Sent back with an error elsewhere on the page: the text comes back in the form, escaped.
+    fields = [(k, v) for k, v in answers_for(form, site.survey, text=SCRIPT) if k not in form.radios]
+    fields += [(name, "99") for name in form.radios]  # not among the choices
+    response = customer.post([*fields, ("action", "next")])
+    assert response.status_code == 422 and customer.parsed.page == page
+    assert "<script>alert" not in response.text and "<img src=x" not in response.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in response.text
 
 
 def test_forms_without_their_csrf_token_or_with_another_sessions_are_refused(site: Site):

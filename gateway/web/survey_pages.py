@@ -626,12 +626,12 @@ class SurveyPages:
         visit = await self.visit(request, request.path_params["invitation_id"])
         if isinstance(visit, Response):
             return visit
+        lines = ["我们的客服将尽快致电保单预留的手机号码与您联系。"]
         values: dict[str, Any] = {}
-        if visit.session is not None:
+        if visit.session is not None and not self._closed(visit.invitation, visit.now):
+            lines.append("您也可以返回继续完成回访。")
             values["back_url"] = f"/survey/{visit.id}"
-        response, _ = self.render("message", status="contact_requested", heading="已收到您的请求",
-                                  lines=("我们的客服将尽快致电保单预留的手机号码与您联系。",
-                                         "您也可以返回继续完成回访。" if visit.session is not None else ""),
+        response, _ = self.render("message", status="contact_requested", heading="已收到您的请求", lines=lines,
                                   **values)
         return response
 
@@ -672,7 +672,7 @@ async def _static(request: Request) -> Response:
 
 def survey_routes() -> list[Route]:
     return [
-        Route("/s/{token}", _endpoint("open_link"), methods=["GET"]),
+        Route("/s/{token:path}", _endpoint("open_link"), methods=["GET"]),  # any tail: a clear page
         Route("/survey/{invitation_id}", _dispatch_survey, methods=["GET", "POST"]),
         Route("/survey/{invitation_id}/liveness", _endpoint("liveness_return"), methods=["GET"],
               name="survey_liveness_return"),
