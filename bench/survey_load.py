@@ -105,8 +105,14 @@ def percentile(values: list[float], share: float) -> float:
 
 
 class Customer:
-    def __init__(self, base: str, sms_url: str, survey, figures: Figures, think_s: float, rng: random.Random) -> None:
-        self.http = httpx.AsyncClient(base_url=base, timeout=30, follow_redirects=False,
+    def __init__(self, base: str, sms_url: str, survey, figures: Figures, think_s: float, rng: random.Random,
+                 number: int) -> None:
+        # Each customer its own phone: an address (X-Forwarded-For, as from the proxy in front of the
+        # gateway; uvicorn trusts it from loopback) and a user agent, so the shared-device signal
+        # sees different devices, as it would in the field.
+        headers = {"x-forwarded-for": f"10.{number // 65536 % 256}.{number // 256 % 256}.{number % 256}",
+                   "user-agent": f"Mozilla/5.0 (Linux; Android 14; bench-{number}) Mobile Safari/537.36"}
+        self.http = httpx.AsyncClient(base_url=base, timeout=30, follow_redirects=False, headers=headers,
                                       limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
         self.sms = sms_url
         self.survey = survey
@@ -195,7 +201,8 @@ async def run_clients(args: argparse.Namespace, base: str, sms_url: str, cases: 
         async with httpx.AsyncClient(timeout=30) as sms:
             while not queue.empty():
                 case = queue.get_nowait()
-                customer = Customer(base, sms_url, survey, figures, args.think_ms / 1000, customer_rng)
+                customer = Customer(base, sms_url, survey, figures, args.think_ms / 1000, customer_rng,
+                                    int(case["phone"][-8:]))
                 try:
                     await customer.run(case, sms)
                 except (httpx.HTTPError, RuntimeError, ValueError) as exc:

@@ -205,12 +205,12 @@ def test_the_code_is_refused_without_a_csrf_token(site: Site):
 def test_a_timed_out_session_needs_the_link_and_a_fresh_code(make_settings):
     from survey_site import survey_site
 
-    with survey_site(make_settings, survey_session_ttl_s=1.0) as site:
+    with survey_site(make_settings, survey_session_ttl_s=2.0) as site:
         item, customer = site.new_case(112)
         customer.open(item["url"])
         customer.verify(id_number(112)[-4:], customer.send_code())
         assert customer.parsed.status == "in_progress"
-        time.sleep(1.5)
+        time.sleep(2.5)
         response = customer.http.get(f"/survey/{item['id']}")
         assert_clear_page(response, 403, "超时")
         customer.open(item["url"])  # the link again: a new session, not yet verified

@@ -300,7 +300,7 @@ class SurveyPages:
         except InvitationClosed as exc:
             return self.problem(exc.status)
         response = self.redirect(f"/survey/{invitation_id}")
-        security.set_session_cookie(response, request, invitation_id, value, self.shared.session_ttl_s)
+        security.set_session_cookie(response, request, invitation_id, value)
         return response
 
     # -- GET /survey/{id} ----------------------------------------------------------------------

@@ -57,9 +57,11 @@ def is_https(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded == "https"
 
 
-def set_session_cookie(response: Response, request: Request, invitation_id: str, value: str, max_age_s: float) -> None:
-    response.set_cookie(cookie_name(invitation_id), value, max_age=int(max_age_s), path="/",
-                        httponly=True, samesite="lax", secure=is_https(request))
+def set_session_cookie(response: Response, request: Request, invitation_id: str, value: str) -> None:
+    """A browser-session cookie (gone when the browser closes); the idle timeout is the server's,
+    which extends a session while it is used (a Max-Age here would not follow)."""
+    response.set_cookie(cookie_name(invitation_id), value, path="/", httponly=True, samesite="lax",
+                        secure=is_https(request))
 
 
 def session_cookie(request: Request, invitation_id: str) -> str | None:
