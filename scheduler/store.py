@@ -190,6 +190,7 @@ async def survey_subjects(conn: AsyncConnection, zone: Any, now: datetime) -> li
              "channel": r["channel"], "product": str(context.get("product_name") or r["product"] or ""),
              "product_name": str(context.get("product_name") or r["product"] or ""),
              "deadline": deadline.astimezone(zone).date().isoformat(), "deadline_at": deadline.isoformat(),
+             "deadline_short": f"{deadline.astimezone(zone).month}月{deadline.astimezone(zone).day}日",
              "survey_salt": r["token_salt"]}))
     return subjects
 

@@ -34,15 +34,24 @@ class PageRead:
         return not self.errors
 
 
+# A case's outcome: success and problem from the answers; the store closes unanswered cases as
+# not_completed, or outside_cooling_off when the deadline passed.
+OUTCOMES = ("success", "problem", "not_completed", "outside_cooling_off")
+
+
 @dataclass(frozen=True)
 class Problem:
     question: str
     expected: Any
     given: Any
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "expected": self.expected, "given": self.given}
+
 
 def _given(form: Mapping[str, Any], name: str) -> list[str]:
-    raw = form.get(name, ())
+    getlist = getattr(form, "getlist", None)  # a multi-dict (Starlette's FormData): every value
+    raw = getlist(name) if callable(getlist) else form.get(name, ())
     items = [raw] if isinstance(raw, str) else list(raw)
     return [str(v) for v in items if str(v).strip() != ""]
 
@@ -96,7 +105,8 @@ def read_answer(q: Question, given: list[str]) -> tuple[Any | None, str | None]:
 
 def read_page(survey: Survey, page: Page, form: Mapping[str, Sequence[str]], answers: Mapping[str, Any],
               context: Mapping[str, Any]) -> PageRead:
-    """This page's visible questions read from the posted form (name -> list of values)."""
+    """This page's visible questions read from the posted form: name -> list of values, or a
+    multi-dict with getlist (Starlette's FormData as it comes)."""
     out = PageRead()
     for q in survey.visible_questions(page, answers, context):
         value, error = read_answer(q, _given(form, q.name))
@@ -178,3 +188,18 @@ def progress(survey: Survey, answers: Mapping[str, Any], context: Mapping[str, A
     """(this page's 1-based number, how many pages are shown) for "第2页/共4页"."""
     pages = [p.name for p in survey.visible_pages(answers, context)]
     return (pages.index(page.name) + 1 if page.name in pages else len(pages)), len(pages)
+
+
+def display(q: Question, value: Any) -> str:
+    """An answer as the customer saw it (evidence pages, CSV): labels and choice texts, not values."""
+    if value is None or value == "" or value == []:
+        return ""
+    if q.type == "boolean":
+        return q.label_true if value is True else q.label_false if value is False else str(value)
+    if q.type == "radiogroup":
+        choice = q.choice(str(value))
+        return choice.text if choice else str(value)
+    if q.type == "checkbox":
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return "、".join((q.choice(str(v)).text if q.choice(str(v)) else str(v)) for v in items)
+    return str(value)

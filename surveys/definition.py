@@ -21,6 +21,7 @@ a context variable nor a name the pages' forms use (RESERVED_NAMES).
 
 from __future__ import annotations
 
+import html as _html
 import json
 import re
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from surveys.expressions import Expression, ExpressionError, parse
 from surveys.products import CONTEXT_VARIABLES
 
 __all__ = ["SurveyError", "Choice", "Question", "Page", "Survey", "load_survey", "parse_survey",
-           "load_surveys", "render_text", "ELEMENT_TYPES", "CONTEXT_VARIABLES", "RESERVED_NAMES"]
+           "load_surveys", "render_text", "render_html", "ELEMENT_TYPES", "CONTEXT_VARIABLES", "RESERVED_NAMES"]
 
 ELEMENT_TYPES = ("radiogroup", "boolean", "checkbox", "rating", "text", "comment", "html")
 ANSWERABLE = ELEMENT_TYPES[:-1]
@@ -82,7 +83,8 @@ class Question:
     html: str = ""
     description: str = ""
     max_length: int | None = None  # text/comment; None: TEXT_LIMITS
-    voice: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # not hashed: a mapping; questions stay usable as set members and dict keys
+    voice: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     @property
     def answerable(self) -> bool:
@@ -169,6 +171,13 @@ def render_text(text: str, context: Mapping[str, Any]) -> str:
         return "" if value is None else str(value)
 
     return _PLACEHOLDER.sub(one, text or "")
+
+
+def render_html(markup: str, context: Mapping[str, Any]) -> str:
+    """render_text for an html element: the markup is the definition's (trusted), the values
+    substituted are escaped (a policy's product name or holder name is data, not markup)."""
+    escaped = {name: _html.escape("" if value is None else str(value)) for name, value in context.items()}
+    return render_text(markup, escaped)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -432,6 +441,8 @@ def load_survey(path: str | Path) -> Survey:
 
 def load_surveys(directory: str | Path) -> dict[str, Survey]:
     """Every *.json in the directory, by survey name (a name defined twice is an error)."""
+    if not Path(directory).is_dir():
+        raise SurveyError(str(directory), "$", "not a directory of survey definitions")
     found: dict[str, Survey] = {}
     for path in sorted(Path(directory).glob("*.json")):
         survey = load_survey(path)

@@ -1,8 +1,8 @@
 """Products as data (config/surveys/products.yaml): which survey a product gets, the variables its
 questions are chosen and worded by, and the end of its cooling-off period (犹豫期).
 
-The file maps product codes to their entries, plus a `default:` entry every product inherits
-from and that stands in for an unknown product:
+The file maps product codes to their entries, plus a `default:` entry that stands in for an
+unknown product and whose survey, payment, type and cooling-off days the others inherit:
 
     default: {survey: new_contract, payment: single, type: traditional}
     ENDOW_PAR10: {name: 鑫享年年两全保险（分红型）, payment: regular, payment_years: 10,
@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -44,6 +44,17 @@ FREQUENCIES = ("趸交", "年交", "半年交", "季交", "月交")
 _KEYS = ("survey", "name", "payment", "payment_years", "payment_frequency", "type", "cooling_off_days")
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SURVEY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _whole(value: Any) -> int | None:
+    """A policy's payment years as a positive whole number, else None (the product's then)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if 1 <= number <= 100 else None
 
 
 def mask_name(name: str) -> str:
@@ -92,9 +103,10 @@ class Product:
         the catalog has no name (an unknown product). `deadline` is formatted 2026年12月17日.
         """
         policy = policy or {}
-        payment = policy.get("payment") or self.payment
-        years = policy.get("payment_years") or self.payment_years
-        frequency = policy.get("payment_frequency") or self.payment_frequency
+        payment = policy.get("payment") if policy.get("payment") in PAYMENTS else self.payment
+        years = _whole(policy.get("payment_years")) or self.payment_years
+        frequency = policy.get("payment_frequency") if policy.get("payment_frequency") in FREQUENCIES[1:] \
+            else self.payment_frequency
         if payment == "single":
             years, frequency = None, "趸交"
         when = ""
@@ -106,7 +118,7 @@ class Product:
             "product_type": self.type,
             "product_code": self.code if self.code != "default" else str(policy.get("product_code") or ""),
             "product_name": self.name or str(policy.get("product_name") or policy.get("product") or "") or "本产品",
-            "payment_years": int(years) if years not in (None, "") else None,
+            "payment_years": years,
             "payment_frequency": frequency,
             "cooling_off_days": self.cooling_off_days,
             "holder_name_masked": mask_name(str(policy.get("holder_name") or "")),
@@ -169,6 +181,22 @@ class Catalog:
                 if product.name == code:
                     return product
         return self.default
+
+    def for_policy(self, policy: Mapping[str, Any]) -> Product:
+        """A policy's product: by its `product_code`, else its `product` (code or name)."""
+        for key in ("product_code", "product"):
+            found = self.product(str(policy.get(key) or ""))
+            if found is not self.default:
+                return found
+        return self.default
+
+    def check_surveys(self, names: Collection[str]) -> None:
+        """Every product's survey is one of `names` (the surveys loaded), else SurveyError."""
+        source = str(self.path) if self.path else "<products>"
+        for product in (self.default, *self.products.values()):
+            if product.survey not in names:
+                raise SurveyError(source, f"{product.code}.survey", f"{product.survey!r} is not a survey "
+                                                                    f"(there are {', '.join(sorted(names)) or 'none'})")
 
 
 def _entry(value: Any, source: str, where: str) -> dict[str, Any]:

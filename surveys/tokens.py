@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
+from pathlib import Path
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BODY_LENGTH = 13  # 62**13 > 2**77
@@ -90,3 +92,25 @@ def key_from_text(text: str) -> bytes:
     if len(text.encode("utf-8")) < 16:
         raise ValueError("the link key is shorter than 16 bytes")
     return text.encode("utf-8")
+
+
+def load_key(setting: str, path: str | Path) -> bytes:
+    """The link key: from the setting when given (key_from_text), else the random key kept in
+    `path` (data_dir/survey_link.key), made on first use (32 bytes hex, mode 0600). Every
+    process of one deployment then signs and checks links alike."""
+    if setting.strip():
+        return key_from_text(setting)
+    path = Path(path)
+    try:
+        return key_from_text(path.read_text(encoding="ascii"))
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return key_from_text(path.read_text(encoding="ascii"))
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(text + "\n")
+    return bytes.fromhex(text)

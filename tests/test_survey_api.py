@@ -25,7 +25,7 @@ BASE = "https://hf.example.cn"
 
 def _settings(make_settings, tmp_path):
     return make_settings(api_keys=("ops", "auditor"), pii_api_keys=("auditor",),
-                         surveys_dir=str(write_config(tmp_path / "surveys")), survey_link_key="api-test-key",
+                         surveys_dir=str(write_config(tmp_path / "surveys")), survey_link_key="api-test-link-key-0123",
                          survey_base_url=BASE)
 
 

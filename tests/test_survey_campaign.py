@@ -89,10 +89,14 @@ async def test_invite_nudge_call_and_task_until_the_deadline(harness, fakes):
     clock.at += timedelta(minutes=1)
     await dispatcher.tick()
     [invite_row] = await store.rows_for(engine)
+    assert invite_row["context"]["values"]["product"] == "保险产品"  # TERM is not in the catalog: the default
     assert (invite_row["step"], invite_row["channel"], invite_row["status"]) == ("invite_sms", "sms", "accepted")
     [sms] = fakes["sms"].sends
     assert sms.to == "13800138000" and sms.template == "SMS_SURVEY_INVITE"
-    assert sms.params["link"] == item["url"] and sms.params["product"] == "保险产品"
+    assert sms.params == {"link": item["url"], "deadline": "12月13日"}
+    # The text with the link and the sign name fits one SMS (70 characters).
+    text = dispatcher.message(invite_row).text
+    assert text == f"您的新保单回访请于12月13日前完成：{item['url']}" and len("【保险服务】" + text) <= 70
     # The link is computed when sent: the reminder row keeps the salt, never the link.
     assert item["url"] not in str(invite_row["context"])
     sent = [e for e in await survey_store.events(engine, item["id"]) if e["kind"] == "sent"]

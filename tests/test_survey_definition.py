@@ -214,3 +214,41 @@ def test_a_page_is_hidden_by_its_visible_if_or_when_nothing_on_it_is_shown():
     survey = parse_survey(raw, default_name="t")
     assert [p.name for p in survey.visible_pages({}, {"payment": "single"})] == ["a"]
     assert [p.name for p in survey.visible_pages({"agent": True}, {"payment": "regular"})] == ["a", "b", "c"]
+
+
+def test_html_gets_the_values_escaped_and_the_markup_kept(survey):
+    from surveys.definition import render_html
+    html = survey.pages[0].elements[0].html
+    out = render_html(html, {"product_name": "<script>alert(1)</script>"})
+    assert out.startswith("<p>") and "&lt;script&gt;" in out and "<script>" not in out
+
+
+def test_questions_are_hashable(survey):
+    assert len(set(survey.questions())) == len(survey.questions())
+
+
+def test_a_missing_directory_is_an_error(tmp_path):
+    with pytest.raises(SurveyError, match="not a directory"):
+        load_surveys(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("code", ["TERM_SP20", "ENDOW_PAR10", "UL_WEALTH", "ILP_STEADY", "CI_KANGNING", "NEW"])
+def test_every_text_shown_renders_for_every_product(survey, catalog, code):
+    from surveys.definition import render_html
+    context = catalog.product(code).context({"holder_name": "李四", "product": "新产品"})
+    for page in survey.visible_pages({}, context):
+        assert "{" not in render_text(page.title, context)
+        for element in survey.visible_elements(page, {}, context):
+            for text in (element.title, element.description, *(c.text for c in element.choices)):
+                assert "{" not in render_text(text, context), (code, element.name)
+            assert "{" not in render_html(element.html, context)
+            for spoken in element.voice.values():
+                assert "{" not in render_text(str(spoken), context)
+
+
+def test_html_elements_show_but_are_not_questions(survey, catalog):
+    context = catalog.product("TERM_SP20").context({})
+    first = survey.pages[0]
+    assert [e.name for e in survey.visible_elements(first, {}, context)][0] == "welcome"
+    assert "welcome" not in [q.name for q in survey.visible_questions(first, {}, context)]
+    assert [q.name for q in first.questions] == ["is_policyholder", "bought_product", "signed_personally"]

@@ -355,3 +355,51 @@ def test_signals():
     assert signals.address_key("2408:8207:1:2:3:4:5:6") == "2408:8207:1:2::/64"
     assert signals.address_key("::ffff:10.0.0.1") == "10.0.0.1" and signals.address_key("1.2.3.4") == "1.2.3.4"
     assert signals.address_key("not an ip") == "not an ip"
+
+
+def test_a_policy_finds_its_product_by_code_or_name_and_bad_policy_values_fall_back(catalog):
+    assert catalog.for_policy({"product_code": "ENDOW_PAR10", "product": "别的"}).code == "ENDOW_PAR10"
+    assert catalog.for_policy({"product_code": "GONE", "product": "UL_WEALTH"}).code == "UL_WEALTH"
+    assert catalog.for_policy({"product": "康宁终身重大疾病保险"}).code == "CI_KANGNING"
+    assert catalog.for_policy({}) is catalog.default
+    context = catalog.product("CI_KANGNING").context({"payment_years": "abc", "payment": "weekly", "payment_frequency": "周交"})
+    assert (context["payment"], context["payment_years"], context["payment_frequency"]) == ("regular", 20, "月交")
+    assert catalog.product("CI_KANGNING").context({"payment_years": "25"})["payment_years"] == 25
+
+
+def test_every_products_survey_must_exist(catalog):
+    catalog.check_surveys({"new_contract"})
+    with pytest.raises(SurveyError, match=r"products.yaml: default.survey: 'new_contract' is not a survey"):
+        catalog.check_surveys({"other"})
+
+
+def test_answers_as_the_customer_saw_them(survey):
+    from surveys.answers import display
+    q = MIXED.question("how")
+    assert display(q, "agent") == "业务员" and display(MIXED.question("told"), ["coverage", "fees"]) == "coverage、fees"
+    assert display(survey.question("is_policyholder"), True) == "是，我是投保人本人"
+    assert display(survey.question("is_policyholder"), False) == "不是" and display(q, None) == ""
+    assert Problem("a", True, False).as_dict() == {"question": "a", "expected": True, "given": False}
+
+
+def test_the_link_key_from_the_setting_or_a_file_made_once(tmp_path):
+    assert tokens.load_key("00" * 16, tmp_path / "k") == bytes(16)
+    assert tokens.load_key("a long passphrase of text", tmp_path / "k") == b"a long passphrase of text"
+    with pytest.raises(ValueError):
+        tokens.load_key("short", tmp_path / "k")
+    made = tokens.load_key("", tmp_path / "data" / "survey_link.key")
+    assert len(made) == 32 and tokens.load_key("", tmp_path / "data" / "survey_link.key") == made
+    assert (tmp_path / "data" / "survey_link.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_chain_verifies_with_data_as_json_text():
+    import json as _json
+    events = _events()
+    assert audit.verify([{**e, "data": _json.dumps(e["data"], ensure_ascii=False)} for e in events]) is None
+
+
+def test_a_starlette_form_is_read_with_every_value_of_a_checkbox():
+    from starlette.datastructures import FormData
+    form = FormData([("how", "agent"), ("told", "coverage"), ("told", "exclusions"), ("ok", "true"), ("regular_only", "x")])
+    read = _read(form)
+    assert read.ok and read.answers["told"] == ["coverage", "exclusions"]

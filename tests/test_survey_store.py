@@ -413,3 +413,108 @@ async def test_the_audit_chain_holds_and_names_the_first_tampered_event(engine, 
         await conn.execute(update(survey_events).where(survey_events.c.id == trail[answers]["id"])
                            .values(data={**trail[answers]["data"], "answers": {"self_signed": False}}))
     assert store.verify_chain(await store.events(engine, item["id"])) == answers
+
+
+async def test_two_send_code_taps_at_once_send_one_code(engine, cases):
+    (item,) = await invite(engine, cases, ["P001"])
+    _, session = await store.open_session(engine, item["id"], now=T0, client_ip=None, user_agent=None, ttl_s=600)
+    answers = await asyncio.gather(*(store.issue_code(engine, item["id"], session["id"], policy=POLICY, now=T0)
+                                     for _ in range(3)))
+    assert sorted(a.refusal or "" for a in answers) == ["", "wait_minute", "wait_minute"]
+
+
+def test_the_link_key_is_made_once_with_owner_only_permissions_and_the_base_url_falls_back(tmp_path):
+    import os
+    import stat
+
+    from gateway.settings import load_settings
+    from gateway.storage.survey_service import SurveyLinks, base_url, link_key
+
+    settings = load_settings(environ={}).replace(data_dir=str(tmp_path / "data"), host="10.0.0.5", port=8080)
+    key = link_key(settings)
+    path = tmp_path / "data" / "survey_link.key"
+    assert len(key) == 32 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert link_key(settings) == key  # read back, not made again
+    assert link_key(settings.replace(survey_link_key="a-configured-link-key")) == b"a-configured-link-key"
+    with pytest.raises(ValueError, match="shorter than 16 bytes"):
+        link_key(settings.replace(survey_link_key="short"))
+    assert base_url(settings) == "http://10.0.0.5:8080"
+    assert base_url(settings.replace(public_url="https://gw.example.cn/")) == "https://gw.example.cn"
+    assert base_url(settings.replace(public_url="https://gw.example.cn", survey_base_url="https://hf.cn")) == \
+        "https://hf.cn"
+    links = SurveyLinks(key, "https://hf.cn")
+    salt = tokens.new_salt()
+    assert links.url(salt.hex()) == "https://hf.cn/s/" + tokens.make_token(key, salt)
+
+
+async def test_the_shipped_new_contract_survey_completes_with_the_products_own_items(engine, tmp_path):
+    """config/surveys as the gateway loads it: a participating regular-premium product asks its extra
+    items; every expected answer is a success, one 'no' a problem case naming that item."""
+    from gateway.settings import load_settings
+    from gateway.storage.survey_service import SurveyService
+
+    service = SurveyService.from_settings(load_settings(environ={}).replace(data_dir=str(tmp_path)))
+    new_contract = service.survey("new_contract")
+    await add_policies(engine, [{**policy_rows(1)[0], "policy_number": "PAR1", "product": "ENDOW_PAR10"},
+                                {**policy_rows(2)[1], "policy_number": "PAR2", "product": "ENDOW_PAR10"}])
+    items = await store.create_invitations(engine, new_contract, service.catalog,
+                                           [{"policy_number": "PAR1"}, {"policy_number": "PAR2"}],
+                                           key=service.key, base_url=service.base_url, now=T0, zone=ZONE)
+    case = await store.get(engine, items[0]["id"])
+    assert case["context"]["product_type"] == "participating" and case["context"]["payment"] == "regular"
+    assert case["deadline"] == cooling_off_deadline(date(2026, 11, 28), 20, ZONE)
+    for n, (item, wrong) in enumerate(zip(items, (None, "knows_dividends_uncertain"))):
+        session = await verified_session(engine, item["id"], IDS[n])
+        context = (await store.get(engine, item["id"]))["context"]
+        answers: dict = {}
+        for page in new_contract.visible_pages(answers, context):
+            shown = {q.name: (q.correct_answer if q.correct_answer is not None else 5 if q.type == "rating" else "")
+                     for q in new_contract.visible_questions(page, answers, context) if q.type != "comment"}
+            if wrong in shown:
+                shown[wrong] = False
+            answers.update(shown)
+            await store.save_page(engine, item["id"], session["id"], page=page.name, answers=shown,
+                                  submission_key=f"{page.name}-{n}", now=T0 + timedelta(minutes=2))
+        assert "knows_payment_terms" in answers and "knows_dividends_uncertain" in answers
+        assert "knows_investment_risk" not in answers  # unit-linked only
+        done = await store.complete(engine, item["id"], new_contract, now=T0 + timedelta(minutes=3),
+                                    **service.signal_options())
+        if wrong is None:
+            assert (done["outcome"], done["problems"]) == ("success", [])
+        else:
+            assert done["outcome"] == "problem"
+            assert [p["question"] for p in done["problems"]] == [wrong]
+
+
+async def test_addresses_in_one_ipv6_64_count_as_one_address(engine, cases):
+    items = await invite(engine, cases, ["P001", "P002"])
+    for n, item in enumerate(items):
+        session = await verified_session(engine, item["id"], IDS[n], ip=f"2001:db8:1:2::{n + 1}",
+                                         ua=f"agent-{n}")
+        await answer_all(engine, item["id"], session["id"], now=T0 + timedelta(minutes=1))
+        done = await store.complete(engine, item["id"], survey(), now=T0 + timedelta(minutes=2), shared_limit=1)
+    assert done["flags"] == ["shared_address"]  # two holders on one /64, on two devices
+    assert (await store.get(engine, items[0]["id"]))["flags"] == ["shared_address"]
+
+
+async def test_two_processes_completing_and_posting_at_once_record_once(engine, cases, test_database):
+    """Two engines on one database (as two gateway processes): the database's own locking decides."""
+    other = create_engine(test_database)
+    try:
+        (item,) = await invite(engine, cases, ["P001"])
+        session = await verified_session(engine, item["id"], IDS[0])
+        engines = [engine, other] * 2
+        saved = await asyncio.gather(*(store.save_page(e, item["id"], session["id"], page="identity",
+                                                       answers={"self_signed": True}, submission_key="same",
+                                                       now=T0 + timedelta(minutes=1)) for e in engines))
+        assert sorted(saved) == [False, False, False, True]
+        await store.save_page(other, item["id"], session["id"], page="terms", answers={"knows_cooling_off": "yes"},
+                              submission_key="k2", now=T0 + timedelta(minutes=1))
+        results = await asyncio.gather(*(store.complete(e, item["id"], survey(), now=T0 + timedelta(minutes=2))
+                                         for e in engines))
+        assert all(r == results[0] for r in results) and results[0]["outcome"] == "success"
+        assert (await kinds(engine, item["id"])).count("completed") == 1
+        assert len(await outbox_rows(engine, store.TOPIC_RESULT)) == 1
+        assert store.verify_chain(await store.events(engine, item["id"])) is None
+    finally:
+        await other.dispose()

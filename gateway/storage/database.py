@@ -324,9 +324,10 @@ survey_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("verified_at", DateTime(timezone=True)),
     Column("client_ip", String(64)),
+    Column("address_key", String(64)),  # what counts as one address (IPv4, IPv6 /64): the shared-device signal
     Column("user_agent", String(512)),
     UniqueConstraint("cookie_hash", name="uq_survey_sessions_cookie_hash"),
-    Index("ix_survey_sessions_client", "client_ip"),
+    Index("ix_survey_sessions_address", "address_key"),
 )
 
 # One-time codes (hashed) sent by SMS, and wrong attempts (what locks an invitation).

@@ -9,23 +9,34 @@ serialized; the audit event of the change is appended in that same transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from datetime import datetime, timezone
+import uuid
+import weakref
+from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Mapping
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from surveys import audit
 
-from gateway.storage.database import survey_events, survey_invitations
+from gateway.storage import outbox
+from gateway.storage.database import survey_events, survey_invitations, survey_sessions
 
 OPEN = ("issued", "opened", "verified")  # statuses in which a case may still be answered
 CLOSED = ("completed", "expired", "revoked")
 CHANNELS = ("sms", "wechat", "voice")
 USER_AGENT_MAX = 512
+TOPIC_RESULT = "survey_result"
+TOPIC_PROBLEM = "survey_problem"
+TOPIC_FOLLOWUP = "survey_followup"
+DEFAULT_ZONE = ZoneInfo("Asia/Shanghai")
+MAX_BATCH = 1000
+FOLLOW_UP_MARGIN = timedelta(days=2)  # a follow-up task is due at least this long before the deadline
 
 
 class InvitationClosed(ValueError):
@@ -45,16 +56,22 @@ class Incomplete(ValueError):
     """complete() before every visible required question is answered."""
 
 
+# SQLite: one writer at a time inside this process, queued here rather than in SQLite's busy handler
+# (which sleeps in growing steps: under many concurrent page posts it wastes most of the time).
+_sqlite_writers: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
 @contextlib.asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """PostgreSQL: an ordinary transaction (rows are locked FOR UPDATE). SQLite: the write lock from
-    the start (BEGIN IMMEDIATE), so a second writer waits (busy timeout) instead of failing when it
-    upgrades a read."""
+    the start (BEGIN IMMEDIATE), so a second writer waits instead of failing when it upgrades a
+    read; writers of this process queue on an asyncio lock first (other processes: busy timeout)."""
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
             yield conn
         return
-    async with engine.connect() as conn:
+    lock = _sqlite_writers.setdefault(engine.sync_engine, asyncio.Lock())
+    async with lock, engine.connect() as conn:
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -122,3 +139,90 @@ async def append_event(conn: AsyncConnection, invitation_id: str, kind: str, dat
         invitation_id=invitation_id, seq=seq, kind=kind, at=at, data=body, client_ip=client_ip,
         user_agent=user_agent, prev_hash=prev, hash=digest))
     return digest
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def iso(value: datetime | None) -> str | None:
+    return utc(value).isoformat() if value is not None else None
+
+
+def holder_id(policy: Mapping[str, Any]) -> str:
+    """The policyholder's ID number: holder_id_number when imported, else the insured's (the same person)."""
+    return str(policy.get("holder_id_number") or policy.get("insured_id_number") or "").upper()
+
+
+def follow_up_due(now: datetime, deadline: datetime, zone: ZoneInfo = DEFAULT_ZONE) -> datetime:
+    """When a problem case's (or a call request's) follow-up task is due: the earlier of two days
+    before the deadline and one working day from now (the next Monday-to-Friday day, same local
+    time; public holidays are not known here), never before now."""
+    local = now.astimezone(zone)
+    day = local.date() + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    next_working = datetime.combine(day, local.time(), zone)
+    return utc(max(min(next_working, deadline - FOLLOW_UP_MARGIN), now))
+
+
+
+
+def result_payload(inv: Mapping[str, Any]) -> dict[str, Any]:
+    """The `survey_result` delivery: the case as the insurer's system needs it."""
+    deadline, completed = aware(inv["deadline"]), aware(inv["completed_at"])
+    return {
+        "event": TOPIC_RESULT, "invitation_id": inv["id"], "survey": inv["survey"],
+        "survey_version": inv["survey_version"],
+        "survey_hash": inv["survey_hash"], "policy_number": inv["policy_number"], "status": inv["status"],
+        "outcome": inv["outcome"], "problem": bool(inv["problem"]), "problems": list(inv["problems"] or []),
+        "answers": dict(inv["answers"] or {}), "flags": list(inv["flags"] or []), "source": inv["source"],
+        "seconds": inv["seconds"], "deadline": iso(deadline), "completed_at": iso(completed),
+        "closed_at": iso(aware(inv.get("closed_at"))),
+        "inside_cooling_off": completed is not None and completed <= deadline,
+    }
+
+
+
+
+async def expire_if_due(conn: AsyncConnection, inv: dict[str, Any], now: datetime) -> bool:
+    """Past its deadline and still open: expired now (True)."""
+    if inv["status"] in OPEN and aware(inv["deadline"]) < now:
+        await close_case(conn, inv, "expired", "outside_cooling_off", now, "the cooling-off deadline passed")
+        return True
+    return False
+
+
+async def open_invitation(conn: AsyncConnection, invitation_id: str, now: datetime,
+                           allow_completed: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+    """The locked invitation, or why it cannot be changed (a status: expired/revoked/completed)."""
+    inv = await lock_invitation(conn, invitation_id)
+    if inv is None:
+        raise LookupError(f"no invitation {invitation_id}")
+    if await expire_if_due(conn, inv, now):
+        return None, "expired"
+    if inv["status"] in ("expired", "revoked") or (inv["status"] == "completed" and not allow_completed):
+        return None, inv["status"]
+    return inv, None
+
+
+
+
+async def session_of(conn: AsyncConnection, invitation_id: str, session_id: str | None) -> dict[str, Any]:
+    row = (await conn.execute(select(survey_sessions).where(survey_sessions.c.id == session_id))).first() \
+        if session_id else None
+    if row is None or row.invitation_id != invitation_id:
+        raise NotVerified(f"session {session_id} is not a session of invitation {invitation_id}")
+    return row_dict(row)
+
+
+
+
+async def close_case(conn: AsyncConnection, inv: dict[str, Any], status: str, outcome: str, now: datetime,
+                 reason: str) -> dict[str, Any]:
+    values = {"status": status, "outcome": outcome, "closed_at": now, "updated_at": now}
+    await conn.execute(update(survey_invitations).where(survey_invitations.c.id == inv["id"]).values(**values))
+    inv.update(values)
+    await append_event(conn, inv["id"], status, {"outcome": outcome, "reason": reason}, now=now)
+    await outbox.enqueue(conn, topic=TOPIC_RESULT, aggregate_id=inv["id"], payload=result_payload(inv))
+    return inv

@@ -8,9 +8,6 @@ data_dir/survey_link.key (mode 0600) and read from there by every later start (a
 
 from __future__ import annotations
 
-import logging
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,11 +16,10 @@ from zoneinfo import ZoneInfo
 from surveys.definition import Survey, load_surveys
 from surveys.otp import OtpPolicy
 from surveys.products import Catalog
+from surveys.tokens import load_key
 
 from gateway.settings import Settings
 from gateway.storage.surveys import link
-
-log = logging.getLogger(__name__)
 
 KEY_FILE = "survey_link.key"
 CATALOG_FILE = "products.yaml"
@@ -35,24 +31,8 @@ def surveys_path(settings: Settings) -> Path:
 
 
 def link_key(settings: Settings) -> bytes:
-    """The key of the links' tokens: the setting, else the key file (created on first use)."""
-    if settings.survey_link_key:
-        return settings.survey_link_key.encode()
-    path = settings.data_path / KEY_FILE
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    try:  # O_EXCL: two processes starting at once both end up with the one key written first
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.hex() + "\n")
-    log.info("survey links: a new random key in %s (set survey_link_key to share one between hosts)", path)
-    return key
+    """The key of the links' tokens: the setting, else the key file (created on first use, 0600)."""
+    return load_key(settings.survey_link_key, settings.data_path / KEY_FILE)
 
 
 def base_url(settings: Settings) -> str:
@@ -108,10 +88,12 @@ class SurveyService:
     @classmethod
     def from_settings(cls, settings: Settings) -> "SurveyService":
         folder = surveys_path(settings)
-        catalog_file = folder / CATALOG_FILE
+        surveys = load_surveys(folder) if folder.is_dir() else {}
+        catalog = Catalog.load(folder / CATALOG_FILE, default_cooling_off_days=settings.survey_cooling_off_days)
+        catalog.check_surveys(surveys)  # every product's survey is one of the files: else SurveyError
         return cls(
-            surveys=load_surveys(folder) if folder.is_dir() else {},
-            catalog=Catalog.load(catalog_file),
+            surveys=surveys,
+            catalog=catalog,
             links=SurveyLinks.from_settings(settings),
             zone=ZoneInfo(settings.timezone),
             otp_policy=OtpPolicy(length=6, ttl_s=settings.survey_otp_ttl_s, per_minute=settings.survey_otp_per_minute,

@@ -24,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from surveys.answers import display
+
 from gateway.privacy import mask_number, mask_text
 from gateway.services import Services
 from gateway.storage import surveys as store
@@ -295,15 +297,10 @@ def _answer_rows(survey: Any, case: Mapping[str, Any], show_pii: bool) -> list[d
         if survey is not None:
             try:
                 question = survey.question(name)
-                title = question.title
-                expected = question.correct_answer
-                texts = {c.value: c.text for c in question.choices}
-                if isinstance(value, list):
-                    value = "、".join(texts.get(v, str(v)) for v in value)
-                elif isinstance(value, bool) and question.type == "boolean":
-                    value = (question.label_true or "是") if value else (question.label_false or "否")
-                elif isinstance(value, str) and value in texts:
-                    value = texts[value]
+                title, expected = question.title, question.correct_answer
+                value = display(question, value)
+                if expected is not None:
+                    expected = display(question, expected)
             except KeyError:
                 pass
         rows.append({"name": name, "title": title, "answer": value,

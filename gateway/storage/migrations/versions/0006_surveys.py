@@ -71,10 +71,11 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("verified_at", sa.DateTime(timezone=True)),
         sa.Column("client_ip", sa.String(64)),
+        sa.Column("address_key", sa.String(64)),
         sa.Column("user_agent", sa.String(512)),
         sa.UniqueConstraint("cookie_hash", name="uq_survey_sessions_cookie_hash"),
     )
-    op.create_index("ix_survey_sessions_client", "survey_sessions", ["client_ip"])
+    op.create_index("ix_survey_sessions_address", "survey_sessions", ["address_key"])
     op.create_table(
         "survey_otps",
         sa.Column("id", sa.Integer, primary_key=True),
