@@ -19,12 +19,11 @@ the exact bytes sent, the client address and the user agent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Mapping
 from urllib.parse import quote
 
 import jinja2
@@ -165,12 +164,8 @@ class SurveyPages:
     env: jinja2.Environment = field(init=False)
     css: bytes = field(init=False)
     headers: dict[str, str] = field(init=False)
-    _write_lock: asyncio.Lock | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        # SQLite has one writer at a time: this process's writes queue here rather than in
-        # SQLite's busy handler (which sleeps and polls); PostgreSQL locks rows and needs none.
-        self._write_lock = asyncio.Lock() if self.engine.dialect.name == "sqlite" else None
         # Compiled once and cached; never re-read from disk per request.
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                                       auto_reload=False, cache_size=64, trim_blocks=True, lstrip_blocks=True)
@@ -208,13 +203,6 @@ class SurveyPages:
     def now(self) -> datetime:
         return datetime.now(self.shared.zone)
 
-    async def write(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-        """A store write, one at a time on SQLite."""
-        if self._write_lock is None:
-            return await call(*args, **kwargs)
-        async with self._write_lock:
-            return await call(*args, **kwargs)
-
     # -- responses -------------------------------------------------------------------------
     def _headers(self, response: Response) -> Response:
         return security.apply_headers(response, self.headers)
@@ -239,7 +227,7 @@ class SurveyPages:
                     **values: Any) -> Response:
         """Render a page of this case and record it (page, sha256 of the exact bytes) in its trail."""
         response, body = self.render(template, status_code, **values)
-        await self.write(store.add_event, self.engine, visit.id, "page_shown", {"page": page, "sha256": security.html_sha256(body)},
+        await store.add_event(self.engine, visit.id, "page_shown", {"page": page, "sha256": security.html_sha256(body)},
                               now=visit.now, client_ip=visit.client_ip, user_agent=visit.user_agent)
         return response
 
@@ -307,7 +295,7 @@ class SurveyPages:
             return self.problem("completed")
         ip, agent = _client(request)
         try:
-            value, _ = await self.write(store.open_session, self.engine, invitation_id, now=now, client_ip=ip, user_agent=agent,
+            value, _ = await store.open_session(self.engine, invitation_id, now=now, client_ip=ip, user_agent=agent,
                                                 ttl_s=self.shared.session_ttl_s)
         except InvitationClosed as exc:
             return self.problem(exc.status)
@@ -492,7 +480,7 @@ class SurveyPages:
         action = one.get("action") or "next"
         page_name = one.get("_page", "")
         if action == "contact":
-            await self.write(store.request_contact, self.engine, visit.id, now=visit.now, page=page_name[:64] or None,
+            await store.request_contact(self.engine, visit.id, now=visit.now, page=page_name[:64] or None,
                                         note=one.get("note", ""), client_ip=visit.client_ip,
                                         user_agent=visit.user_agent, zone=self.shared.zone)
             return self.redirect(f"/survey/{visit.id}/contact")
@@ -515,7 +503,7 @@ class SurveyPages:
         if self._locked(visit.invitation, visit.now):
             return self.redirect(back)
         if action == "send_code":
-            issued = await self.write(store.issue_code, self.engine, visit.id, visit.session["id"], policy=self.otp_policy,
+            issued = await store.issue_code(self.engine, visit.id, visit.session["id"], policy=self.otp_policy,
                                             now=visit.now)
             if issued.code is None:
                 refusal = issued.refusal if issued.refusal in MESSAGES else "wait_minute"
@@ -526,13 +514,13 @@ class SurveyPages:
                                                   code=issued.code)
             except CodeNotSent:
                 return self.redirect(f"{back}?m=sms_failed")
-            await self.write(store.code_sent, self.engine, issued.otp_id, accepted.provider_id, visit.now)
+            await store.code_sent(self.engine, issued.otp_id, accepted.provider_id, visit.now)
             return self.redirect(f"{back}?m=sent")
         suffix = one.get("id_suffix", "").strip().upper()
         code_given = one.get("otp", "").strip()
         if len(suffix) != 4 or not code_given.isdigit() or len(code_given) != self.otp_policy.length:
             return self.redirect(f"{back}?m=bad_input")
-        result = await self.write(store.verify_identity, self.engine, visit.id, visit.session["id"], id_suffix=suffix,
+        result = await store.verify_identity(self.engine, visit.id, visit.session["id"], id_suffix=suffix,
                                              code=code_given, policy=self.otp_policy, now=visit.now)
         if result == "passed":
             return self.redirect(back)
@@ -552,7 +540,7 @@ class SurveyPages:
             return self.redirect(back)
         if one.get("liveness_consent") != "yes":
             return self.redirect(f"{back}?m=liveness_consent")
-        await self.write(store.add_event, self.engine, visit.id, "liveness", {"step": "consent", "consent": True},
+        await store.add_event(self.engine, visit.id, "liveness", {"step": "consent", "consent": True},
                               now=visit.now, client_ip=visit.client_ip, user_agent=visit.user_agent)
         return_url = str(request.url_for("survey_liveness_return", invitation_id=visit.id))
         try:
@@ -561,7 +549,7 @@ class SurveyPages:
             log.warning("survey %s: liveness check not started: %s", visit.id, exc)
             return self.redirect(f"{back}?m=liveness_unavailable")
         # The check id travels in the return URL; the provider's own page sends the customer back.
-        await self.write(store.add_event, self.engine, visit.id, "liveness", {"step": "started", "check_id": check.check_id},
+        await store.add_event(self.engine, visit.id, "liveness", {"step": "started", "check_id": check.check_id},
                               now=visit.now, client_ip=visit.client_ip, user_agent=visit.user_agent)
         return self._headers(RedirectResponse(check.url, status_code=303))
 
@@ -585,7 +573,7 @@ class SurveyPages:
         except LivenessError as exc:
             log.warning("survey %s: liveness result not read: %s", visit.id, exc)
             return self.redirect(f"{back}?m=liveness_unavailable")
-        await self.write(store.add_event, self.engine, visit.id, "liveness",
+        await store.add_event(self.engine, visit.id, "liveness",
                               {"step": "result", "result_id": result.result_id, "score": result.score,
                                "passed": result.passed},
                               now=visit.now, client_ip=visit.client_ip, user_agent=visit.user_agent)
@@ -615,7 +603,7 @@ class SurveyPages:
         page_answers = dict(read.answers)
         for question in survey.visible_questions(page, {**stored, **page_answers}, context):
             page_answers.setdefault(question.name, None)  # seen and left empty: the page is done
-        saved = await self.write(store.save_page, self.engine, visit.id, visit.session["id"], page=page.name,
+        saved = await store.save_page(self.engine, visit.id, visit.session["id"], page=page.name,
                                       answers=page_answers, submission_key=key or "", now=visit.now)
         if saved:
             merged = {**stored, **page_answers}
@@ -627,7 +615,7 @@ class SurveyPages:
             return self.redirect(f"{back}?page={quote(names[names.index(page.name) + 1])}")
         if reading.is_complete(survey, merged, context):
             try:
-                await self.write(store.complete, self.engine, visit.id, survey, now=visit.now, source="web",
+                await store.complete(self.engine, visit.id, survey, now=visit.now, source="web",
                                      **self.shared.signal_options())
             except Incomplete:  # a twin post's answers are not all in yet: the resume page says what is left
                 pass
