@@ -41,6 +41,7 @@ from gateway.calls.events_webhook import forward_events
 from gateway.web.reminders_api import reminder_routes
 from gateway.web.surveys_api import survey_api_routes
 from gateway.storage.survey_service import SurveyService
+from gateway.web.survey_pages import start_pages, survey_routes
 from scheduler.service import SchedulerService, build_dispatcher
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,8 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
         survey_calls = SurveyCalls(services)
         services.call_preparers.append(survey_calls.prepare)
         services.result_listeners.append(survey_calls.listen)
+        # The survey pages: definitions, the code's SMS channel and the liveness provider, built once.
+        app.state.survey_pages = start_pages(services, getattr(app.state, "surveys", None))
         if settings.claims_webhook_secret and not settings.claims_webhook_url:
             log.warning("claims_webhook_secret is set but claims_webhook_url is not: reports are stored, not delivered")
         try:
@@ -255,11 +258,13 @@ def create_app(settings: Settings, dialogues: Dialogues | None = None,
             await _last_deliveries(worker)
             delivering.cancel()
             await asyncio.gather(delivering, return_exceptions=True)
+            if app.state.survey_pages is not None:
+                await app.state.survey_pages.aclose()
             await database.close()
             if services.speech is not None:
                 services.speech.close()
 
     return Starlette(routes=[*routes(), *api_routes(), *twilio_routes(), *voice_routes(), *reminder_routes(),
-                             *survey_api_routes()],
+                             *survey_api_routes(), *survey_routes()],
                      lifespan=lifespan,
                      middleware=[Middleware(VoskServerPort, port=settings.vosk_server_port)])
