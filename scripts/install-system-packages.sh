@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the gateway needs outside the virtualenv (idempotent).
 #   espeak-ng: the offline speech synthesizer behind TTS engine "espeak".
-#   chromium, chromium-driver: the browser the survey pages are tested in (tests/test_survey_browser*.py).
+#   chromium, chromium-driver: the browser the survey pages are tested in (tests/test_survey_browser*.py);
+#     fonts-wqy-microhei: a Chinese font, so its screenshots show the text.
 #   libfst-tools, libfst22-plugins-base: OpenFst's tools and FST-type plugins, which
 #     compile the speech model's static decoding graph once (gateway/model/graph.py).
 # Installs via apt-get only when missing; skips quietly without root or apt,
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 # package:file that shows it is installed
-packages=(espeak-ng:/usr/bin/espeak-ng libfst-tools:/usr/bin/fstcompose chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver)
+packages=(espeak-ng:/usr/bin/espeak-ng libfst-tools:/usr/bin/fstcompose chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver fonts-wqy-microhei:/usr/share/fonts/truetype/wqy/wqy-microhei.ttc)
 
 missing=()
 for entry in "${packages[@]}"; do
