@@ -115,23 +115,50 @@ async def lock_invitation(conn: AsyncConnection, invitation_id: str) -> dict[str
     return row_dict(row) if row else None
 
 
+def tail_in_lock(conn: AsyncConnection) -> bool:
+    """Whether the chain's tail may be read in the same statement as the invitation's row lock.
+    SQLite: yes, the write transaction holds the database's write lock from BEGIN IMMEDIATE on.
+    PostgreSQL: no; a SELECT ... FOR UPDATE that waited for the lock sees the row's new version
+    but its subqueries keep the statement's older snapshot (a stale tail), so it is read after."""
+    return conn.dialect.name == "sqlite"
+
+
+def tail_columns() -> list[Any]:
+    """The last event's seq and hash of the invitation row being selected, as columns
+    `chain_seq`, `chain_hash` (NULL without events): see `tail_in_lock` for when to use them."""
+    last = (select(survey_events.c.seq).where(survey_events.c.invitation_id == survey_invitations.c.id)
+            .order_by(survey_events.c.seq.desc()).limit(1))
+    return [last.scalar_subquery().label("chain_seq"),
+            last.with_only_columns(survey_events.c.hash).scalar_subquery().label("chain_hash")]
+
+
+def pop_tail(row: dict[str, Any]) -> tuple[int, str] | None:
+    """append_event's `tail` from a row selected with `tail_columns` (removed from the row)."""
+    seq, digest = row.pop("chain_seq"), row.pop("chain_hash")
+    return (-1, audit.GENESIS) if seq is None else (int(seq), digest)
+
+
 async def append_event(conn: AsyncConnection, invitation_id: str, kind: str, data: Mapping[str, Any], *,
-                       now: datetime, client_ip: str | None = None, user_agent: str | None = None) -> str:
+                       now: datetime, client_ip: str | None = None, user_agent: str | None = None,
+                       tail: tuple[int, str] | None = None) -> str:
     """Append one audit event in the caller's transaction (which holds the invitation's lock:
     `lock_invitation`, or a write transaction on SQLite); its hash.
 
     The client's address and user agent, when given, are part of the hashed data as well as
-    columns, so the chain covers them too."""
+    columns, so the chain covers them too. `tail`: the last event's (seq, hash), read under the
+    lock in this transaction with nothing appended since (`tail_columns`); else it is read here."""
     user_agent = user_agent[:USER_AGENT_MAX] if user_agent else user_agent
     body = dict(data)
     if client_ip is not None:
         body["client_ip"] = client_ip
     if user_agent is not None:
         body["user_agent"] = user_agent
-    last = (await conn.execute(
-        select(survey_events.c.seq, survey_events.c.hash).where(survey_events.c.invitation_id == invitation_id)
-        .order_by(survey_events.c.seq.desc()).limit(1))).first()
-    seq, prev = (last.seq + 1, last.hash) if last else (0, audit.GENESIS)
+    if tail is None:
+        last = (await conn.execute(
+            select(survey_events.c.seq, survey_events.c.hash).where(survey_events.c.invitation_id == invitation_id)
+            .order_by(survey_events.c.seq.desc()).limit(1))).first()
+        tail = (last.seq, last.hash) if last else (-1, audit.GENESIS)
+    seq, prev = tail[0] + 1, tail[1]
     at = utc(now)
     digest = audit.event_hash(prev, kind, at, body)
     # UNIQUE (invitation_id, seq): a writer that did not hold the lock fails here instead of forking the chain.

@@ -20,7 +20,7 @@ from gateway.storage.database import survey_invitations, survey_sessions, survey
 from gateway.storage.survey_common import (
     CLOSED, DEFAULT_ZONE, OPEN, TOPIC_FOLLOWUP, TOPIC_PROBLEM, TOPIC_RESULT, Incomplete, InvitationClosed,
     NotVerified, append_event, aware, close_case, expire_if_due, follow_up_due, insert_for, iso, lock_invitation,
-    result_payload, row_dict, session_of, utc, write_transaction,
+    pop_tail, result_payload, row_dict, session_of, tail_columns, tail_in_lock, utc, write_transaction,
 )
 from gateway.storage.survey_queries import get
 
@@ -35,7 +35,8 @@ async def _lock_with_session(conn: AsyncConnection, invitation_id: str, session_
     joined = survey_invitations.outerjoin(survey_sessions, and_(
         survey_sessions.c.id == (session_id or ""), survey_sessions.c.invitation_id == survey_invitations.c.id))
     query = select(survey_invitations, survey_sessions.c.id.label("session_id"),
-                   *(survey_sessions.c[c].label(f"session_{c}") for c in _SESSION_COLUMNS)
+                   *(survey_sessions.c[c].label(f"session_{c}") for c in _SESSION_COLUMNS),
+                   *(tail_columns() if tail_in_lock(conn) else ())
                    ).select_from(joined).where(survey_invitations.c.id == invitation_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=survey_invitations)
@@ -60,6 +61,7 @@ async def save_page(engine: AsyncEngine, invitation_id: str, session_id: str, *,
         # The hot path of the pages (one post per page): the row lock and the session in one read,
         # the submission key claimed by its insert (a repeat inserts nothing: False).
         inv, session = await _lock_with_session(conn, invitation_id, session_id)
+        tail = pop_tail(inv) if tail_in_lock(conn) else None  # good until the first event appended here
         result = await conn.execute(insert_for(conn)(survey_submissions).values(
             invitation_id=invitation_id, page=page, submission_key=submission_key, at=now)
             .on_conflict_do_nothing(index_elements=["invitation_id", "submission_key"]))
@@ -82,7 +84,7 @@ async def save_page(engine: AsyncEngine, invitation_id: str, session_id: str, *,
                                .values(answers=merged, updated_at=now))
             await append_event(conn, invitation_id, "answers", {"page": page, "answers": dict(answers),
                                                                 "submission_key": submission_key},
-                               now=now, client_ip=session["client_ip"], user_agent=session["user_agent"])
+                               now=now, client_ip=session["client_ip"], user_agent=session["user_agent"], tail=tail)
     if closed:
         raise InvitationClosed(invitation_id, closed)
     return True
@@ -92,10 +94,17 @@ async def add_event(engine: AsyncEngine, invitation_id: str, kind: str, data: Ma
                     client_ip: str | None = None, user_agent: str | None = None) -> str:
     """append_event in a transaction of its own (e.g. `page_shown` with the served page's sha256)."""
     async with write_transaction(engine) as conn:
-        if await lock_invitation(conn, invitation_id) is None:
+        # Only the row's lock is needed here (and, on SQLite, the chain's tail in the same read).
+        in_lock = tail_in_lock(conn)
+        query = select(survey_invitations.c.id, *(tail_columns() if in_lock else ())).where(
+            survey_invitations.c.id == invitation_id)
+        if not in_lock:
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
             raise LookupError(f"no invitation {invitation_id}")
         return await append_event(conn, invitation_id, kind, data, now=utc(now), client_ip=client_ip,
-                                  user_agent=user_agent)
+                                  user_agent=user_agent, tail=pop_tail(dict(row._mapping)) if in_lock else None)
 
 
 # Completion --------------------------------------------------------------------
