@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -154,18 +154,23 @@ async def append_event(conn: AsyncConnection, invitation_id: str, kind: str, dat
     if user_agent is not None:
         body["user_agent"] = user_agent
     if tail is None:
-        last = (await conn.execute(
-            select(survey_events.c.seq, survey_events.c.hash).where(survey_events.c.invitation_id == invitation_id)
-            .order_by(survey_events.c.seq.desc()).limit(1))).first()
+        last = (await conn.execute(_TAIL, {"invitation_id": invitation_id})).first()
         tail = (last.seq, last.hash) if last else (-1, audit.GENESIS)
     seq, prev = tail[0] + 1, tail[1]
     at = utc(now)
     digest = audit.event_hash(prev, kind, at, body)
     # UNIQUE (invitation_id, seq): a writer that did not hold the lock fails here instead of forking the chain.
-    await conn.execute(survey_events.insert().values(
-        invitation_id=invitation_id, seq=seq, kind=kind, at=at, data=body, client_ip=client_ip,
-        user_agent=user_agent, prev_hash=prev, hash=digest))
+    await conn.execute(_EVENT_INSERT, {
+        "invitation_id": invitation_id, "seq": seq, "kind": kind, "at": at, "data": body, "client_ip": client_ip,
+        "user_agent": user_agent, "prev_hash": prev, "hash": digest})
     return digest
+
+
+# Built once: every write of a page appends an event (only the parameters change).
+_TAIL = (select(survey_events.c.seq, survey_events.c.hash)
+         .where(survey_events.c.invitation_id == bindparam("invitation_id"))
+         .order_by(survey_events.c.seq.desc()).limit(1))
+_EVENT_INSERT = survey_events.insert()
 
 
 def new_id() -> str:
