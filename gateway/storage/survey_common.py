@@ -108,11 +108,14 @@ def row_dict(row: Any) -> dict[str, Any]:
 
 async def lock_invitation(conn: AsyncConnection, invitation_id: str) -> dict[str, Any] | None:
     """The invitation's row, locked for this transaction (None: no such invitation)."""
-    query = select(survey_invitations).where(survey_invitations.c.id == invitation_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    query = _LOCK_PG if conn.dialect.name == "postgresql" else _LOCK
+    row = (await conn.execute(query, {"invitation_id": invitation_id})).first()
     return row_dict(row) if row else None
+
+
+# Built once (every change of a case starts here): only the parameter changes.
+_LOCK = select(survey_invitations).where(survey_invitations.c.id == bindparam("invitation_id"))
+_LOCK_PG = _LOCK.with_for_update()
 
 
 def tail_in_lock(conn: AsyncConnection) -> bool:
@@ -241,13 +244,15 @@ async def open_invitation(conn: AsyncConnection, invitation_id: str, now: dateti
 
 
 async def session_of(conn: AsyncConnection, invitation_id: str, session_id: str | None) -> dict[str, Any]:
-    row = (await conn.execute(select(survey_sessions).where(survey_sessions.c.id == session_id))).first() \
-        if session_id else None
+    row = (await conn.execute(_SESSION, {"session_id": session_id})).first() if session_id else None
     if row is None or row.invitation_id != invitation_id:
         raise NotVerified(f"session {session_id} is not a session of invitation {invitation_id}")
     return row_dict(row)
 
 
+
+
+_SESSION = select(survey_sessions).where(survey_sessions.c.id == bindparam("session_id"))
 
 
 async def close_case(conn: AsyncConnection, inv: dict[str, Any], status: str, outcome: str, now: datetime,
