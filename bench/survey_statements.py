@@ -1,10 +1,10 @@
 """SQL statements and transactions per survey page turn: not noisy, unlike the load figures.
 
-    python bench/survey_statements.py [--database-url postgresql+asyncpg://...]
+    python bench/survey_statements.py [--server-url postgresql+asyncpg://postgres@127.0.0.1:5432/NAME]
 
 Runs a gateway in this process (as the tests do: uvicorn in a thread, SQLite in a temp folder by
-default, the fake Aliyun SMS), one customer through one survey, and counts with a SQLAlchemy
-event listener the statements the gateway sent to the database (BEGIN/SAVEPOINT included) and
+default, or a fresh database on --server-url, dropped afterwards; the fake Aliyun SMS), one
+customer through one survey, and counts with a SQLAlchemy event listener the statements the gateway sent to the database (BEGIN/SAVEPOINT included) and
 the commits, per request: for each page, the POST of its answers and the GET of the next page it
 redirects to. The last output line is one JSON object.
 """
@@ -49,8 +49,23 @@ def snapshot() -> Counter:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default="", help="an empty database (default: SQLite in a temp folder)")
+    parser.add_argument("--server-url", default="", help="a PostgreSQL server (postgresql+asyncpg://...): a fresh "
+                        "database is made on it and dropped afterwards (default: SQLite in a temp folder)")
     args = parser.parse_args()
+    import os
+
+    from conftest import isolated_database
+
+    tmp = Path(tempfile.mkdtemp(prefix="survey-statements-"))
+    if args.server_url:
+        os.environ["GATEWAY_TEST_DATABASE_URL"] = args.server_url
+    else:
+        os.environ.pop("GATEWAY_TEST_DATABASE_URL", None)
+    with isolated_database(tmp) as url:
+        return count(url, tmp)
+
+
+def count(url: str, tmp: Path) -> int:
 
     from conftest import running_gateway
     from fakes.aliyun_sms import FakeAliyunSms
@@ -59,8 +74,6 @@ def main() -> int:
     from surveys.definition import load_survey
     from conftest import free_port
 
-    tmp = Path(tempfile.mkdtemp(prefix="survey-statements-"))
-    url = args.database_url or f"sqlite+aiosqlite:///{tmp / 'gateway.db'}"
     base_settings = load_settings(environ={})
 
     def make_settings(**overrides):  # type: ignore[no-untyped-def]
