@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -108,37 +108,72 @@ def row_dict(row: Any) -> dict[str, Any]:
 
 async def lock_invitation(conn: AsyncConnection, invitation_id: str) -> dict[str, Any] | None:
     """The invitation's row, locked for this transaction (None: no such invitation)."""
-    query = select(survey_invitations).where(survey_invitations.c.id == invitation_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    query = _LOCK_PG if conn.dialect.name == "postgresql" else _LOCK
+    row = (await conn.execute(query, {"invitation_id": invitation_id})).first()
     return row_dict(row) if row else None
 
 
+# Built once (every change of a case starts here): only the parameter changes.
+_LOCK = select(survey_invitations).where(survey_invitations.c.id == bindparam("invitation_id"))
+_LOCK_PG = _LOCK.with_for_update()
+
+
+def tail_in_lock(conn: AsyncConnection) -> bool:
+    """Whether the chain's tail may be read in the same statement as the invitation's row lock.
+    SQLite: yes, the write transaction holds the database's write lock from BEGIN IMMEDIATE on.
+    PostgreSQL: no; a SELECT ... FOR UPDATE that waited for the lock sees the row's new version
+    but its subqueries keep the statement's older snapshot (a stale tail), so it is read after."""
+    return conn.dialect.name == "sqlite"
+
+
+def tail_columns() -> list[Any]:
+    """The last event's seq and hash of the invitation row being selected, as columns
+    `chain_seq`, `chain_hash` (NULL without events): see `tail_in_lock` for when to use them."""
+    last = (select(survey_events.c.seq).where(survey_events.c.invitation_id == survey_invitations.c.id)
+            .order_by(survey_events.c.seq.desc()).limit(1))
+    return [last.scalar_subquery().label("chain_seq"),
+            last.with_only_columns(survey_events.c.hash).scalar_subquery().label("chain_hash")]
+
+
+def pop_tail(row: dict[str, Any]) -> tuple[int, str] | None:
+    """append_event's `tail` from a row selected with `tail_columns` (removed from the row)."""
+    seq, digest = row.pop("chain_seq"), row.pop("chain_hash")
+    return (-1, audit.GENESIS) if seq is None else (int(seq), digest)
+
+
 async def append_event(conn: AsyncConnection, invitation_id: str, kind: str, data: Mapping[str, Any], *,
-                       now: datetime, client_ip: str | None = None, user_agent: str | None = None) -> str:
+                       now: datetime, client_ip: str | None = None, user_agent: str | None = None,
+                       tail: tuple[int, str] | None = None) -> str:
     """Append one audit event in the caller's transaction (which holds the invitation's lock:
     `lock_invitation`, or a write transaction on SQLite); its hash.
 
     The client's address and user agent, when given, are part of the hashed data as well as
-    columns, so the chain covers them too."""
+    columns, so the chain covers them too. `tail`: the last event's (seq, hash), read under the
+    lock in this transaction with nothing appended since (`tail_columns`); else it is read here."""
     user_agent = user_agent[:USER_AGENT_MAX] if user_agent else user_agent
     body = dict(data)
     if client_ip is not None:
         body["client_ip"] = client_ip
     if user_agent is not None:
         body["user_agent"] = user_agent
-    last = (await conn.execute(
-        select(survey_events.c.seq, survey_events.c.hash).where(survey_events.c.invitation_id == invitation_id)
-        .order_by(survey_events.c.seq.desc()).limit(1))).first()
-    seq, prev = (last.seq + 1, last.hash) if last else (0, audit.GENESIS)
+    if tail is None:
+        last = (await conn.execute(_TAIL, {"invitation_id": invitation_id})).first()
+        tail = (last.seq, last.hash) if last else (-1, audit.GENESIS)
+    seq, prev = tail[0] + 1, tail[1]
     at = utc(now)
     digest = audit.event_hash(prev, kind, at, body)
     # UNIQUE (invitation_id, seq): a writer that did not hold the lock fails here instead of forking the chain.
-    await conn.execute(survey_events.insert().values(
-        invitation_id=invitation_id, seq=seq, kind=kind, at=at, data=body, client_ip=client_ip,
-        user_agent=user_agent, prev_hash=prev, hash=digest))
+    await conn.execute(_EVENT_INSERT, {
+        "invitation_id": invitation_id, "seq": seq, "kind": kind, "at": at, "data": body, "client_ip": client_ip,
+        "user_agent": user_agent, "prev_hash": prev, "hash": digest})
     return digest
+
+
+# Built once: every write of a page appends an event (only the parameters change).
+_TAIL = (select(survey_events.c.seq, survey_events.c.hash)
+         .where(survey_events.c.invitation_id == bindparam("invitation_id"))
+         .order_by(survey_events.c.seq.desc()).limit(1))
+_EVENT_INSERT = survey_events.insert()
 
 
 def new_id() -> str:
@@ -209,13 +244,15 @@ async def open_invitation(conn: AsyncConnection, invitation_id: str, now: dateti
 
 
 async def session_of(conn: AsyncConnection, invitation_id: str, session_id: str | None) -> dict[str, Any]:
-    row = (await conn.execute(select(survey_sessions).where(survey_sessions.c.id == session_id))).first() \
-        if session_id else None
+    row = (await conn.execute(_SESSION, {"session_id": session_id})).first() if session_id else None
     if row is None or row.invitation_id != invitation_id:
         raise NotVerified(f"session {session_id} is not a session of invitation {invitation_id}")
     return row_dict(row)
 
 
+
+
+_SESSION = select(survey_sessions).where(survey_sessions.c.id == bindparam("session_id"))
 
 
 async def close_case(conn: AsyncConnection, inv: dict[str, Any], status: str, outcome: str, now: datetime,

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from surveys import signals, tokens
@@ -184,7 +184,36 @@ async def session_by_cookie(engine: AsyncEngine, cookie: str, now: datetime) -> 
             survey_sessions.c.cookie_hash == tokens.secret_hash(cookie)))).first()
     if row is None:
         return None
-    session = row_dict(row)
+    return await _live(engine, row_dict(row), now)
+
+
+# Built once (the hot path of the pages: every request): only the parameters change.
+_VISIT = select(survey_invitations, *(c.label(f"session_{c.name}") for c in survey_sessions.c)).select_from(
+    survey_invitations.outerjoin(survey_sessions, and_(
+        survey_sessions.c.cookie_hash == bindparam("cookie_hash"),
+        survey_sessions.c.invitation_id == survey_invitations.c.id))
+).where(survey_invitations.c.id == bindparam("invitation_id"))
+
+
+async def invitation_with_session(engine: AsyncEngine, invitation_id: str, cookie: str | None, now: datetime
+                                  ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the invitation, the live session of this cookie on it): what every page request needs, in
+    one query (None, None: no such invitation; a session of another invitation is None)."""
+    now = utc(now)
+    params = {"invitation_id": invitation_id, "cookie_hash": tokens.secret_hash(cookie) if cookie else ""}
+    async with engine.connect() as conn:
+        row = (await conn.execute(_VISIT, params)).first()
+    if row is None:
+        return None, None
+    inv = row_dict(row)
+    session = {c.name: inv.pop(f"session_{c.name}") for c in survey_sessions.c}
+    if not cookie or session["id"] is None:
+        return inv, None
+    return inv, await _live(engine, session, now)
+
+
+async def _live(engine: AsyncEngine, session: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    """The session unless idle past its time; its use extends it (written at most every TOUCH_S)."""
     if session["expires_at"] <= now:
         return None
     if (now - session["last_seen_at"]).total_seconds() >= TOUCH_S:

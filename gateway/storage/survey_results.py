@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from surveys import answers as survey_answers
@@ -19,8 +21,8 @@ from gateway.storage import outbox
 from gateway.storage.database import survey_invitations, survey_sessions, survey_submissions
 from gateway.storage.survey_common import (
     CLOSED, DEFAULT_ZONE, OPEN, TOPIC_FOLLOWUP, TOPIC_PROBLEM, TOPIC_RESULT, Incomplete, InvitationClosed,
-    NotVerified, append_event, aware, close_case, expire_if_due, follow_up_due, insert_for, iso, lock_invitation,
-    result_payload, row_dict, session_of, utc, write_transaction,
+    NotVerified, append_event, aware, close_case, expire_if_due, follow_up_due, iso, lock_invitation,
+    pop_tail, result_payload, row_dict, session_of, tail_columns, tail_in_lock, utc, write_transaction,
 )
 from gateway.storage.survey_queries import get
 
@@ -29,17 +31,52 @@ from gateway.storage.survey_queries import get
 _SESSION_COLUMNS = ("verified_at", "expires_at", "client_ip", "user_agent")
 
 
+def _lock_with_session_query(dialect: str) -> Any:
+    joined = survey_invitations.outerjoin(survey_sessions, and_(
+        survey_sessions.c.id == bindparam("session_id"), survey_sessions.c.invitation_id == survey_invitations.c.id))
+    query = select(survey_invitations, survey_sessions.c.id.label("session_id"),
+                   *(survey_sessions.c[c].label(f"session_{c}") for c in _SESSION_COLUMNS),
+                   *(tail_columns() if dialect == "sqlite" else ())
+                   ).select_from(joined).where(survey_invitations.c.id == bindparam("invitation_id"))
+    if dialect == "postgresql":
+        query = query.with_for_update(of=survey_invitations)
+    return query
+
+
+def _lock_for_event_query(dialect: str) -> Any:
+    query = select(survey_invitations.c.id, *(tail_columns() if dialect == "sqlite" else ())).where(
+        survey_invitations.c.id == bindparam("invitation_id"))
+    return query if dialect == "sqlite" else query.with_for_update()
+
+
+def _claim_submission_query(dialect: str) -> Any:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(survey_submissions).on_conflict_do_nothing(index_elements=["invitation_id", "submission_key"])
+
+
+def _store_answers_query(dialect: str) -> Any:
+    # The SET clause comes from the parameters (answers, updated_at); b_id: a column's name is not allowed.
+    return update(survey_invitations).where(survey_invitations.c.id == bindparam("b_id"))
+
+
+# The hot path's statements, built once per dialect (tail_in_lock: the chain's tail in the lock on SQLite).
+_QUERIES: dict[tuple[str, str], Any] = {}
+
+
+def _query(conn: AsyncConnection, name: str) -> Any:
+    key = (name, conn.dialect.name)
+    if key not in _QUERIES:
+        build = {"lock_with_session": _lock_with_session_query, "lock_for_event": _lock_for_event_query,
+                 "claim_submission": _claim_submission_query, "store_answers": _store_answers_query}[name]
+        _QUERIES[key] = build(conn.dialect.name)
+    return _QUERIES[key]
+
+
 async def _lock_with_session(conn: AsyncConnection, invitation_id: str, session_id: str | None
                              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The invitation's row, locked, and the session if it is one of this invitation's."""
-    joined = survey_invitations.outerjoin(survey_sessions, and_(
-        survey_sessions.c.id == (session_id or ""), survey_sessions.c.invitation_id == survey_invitations.c.id))
-    query = select(survey_invitations, survey_sessions.c.id.label("session_id"),
-                   *(survey_sessions.c[c].label(f"session_{c}") for c in _SESSION_COLUMNS)
-                   ).select_from(joined).where(survey_invitations.c.id == invitation_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=survey_invitations)
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_query(conn, "lock_with_session"),
+                              {"invitation_id": invitation_id, "session_id": session_id or ""})).first()
     if row is None:
         raise LookupError(f"no invitation {invitation_id}")
     inv = row_dict(row)
@@ -60,9 +97,9 @@ async def save_page(engine: AsyncEngine, invitation_id: str, session_id: str, *,
         # The hot path of the pages (one post per page): the row lock and the session in one read,
         # the submission key claimed by its insert (a repeat inserts nothing: False).
         inv, session = await _lock_with_session(conn, invitation_id, session_id)
-        result = await conn.execute(insert_for(conn)(survey_submissions).values(
-            invitation_id=invitation_id, page=page, submission_key=submission_key, at=now)
-            .on_conflict_do_nothing(index_elements=["invitation_id", "submission_key"]))
+        tail = pop_tail(inv) if tail_in_lock(conn) else None  # good until the first event appended here
+        result = await conn.execute(_query(conn, "claim_submission"), {
+            "invitation_id": invitation_id, "page": page, "submission_key": submission_key, "at": now})
         if (result.rowcount or 0) != 1:
             return False  # before the status: a re-post after the last page is a no-op, not an error
         closed = "expired" if await expire_if_due(conn, inv, now) else \
@@ -78,11 +115,11 @@ async def save_page(engine: AsyncEngine, invitation_id: str, session_id: str, *,
             if session["verified_at"] is None or session["expires_at"] <= now:
                 raise NotVerified(f"session {session_id} has not passed the identity check or has expired")
             merged = {**(inv["answers"] or {}), **dict(answers)}
-            await conn.execute(update(survey_invitations).where(survey_invitations.c.id == invitation_id)
-                               .values(answers=merged, updated_at=now))
+            await conn.execute(_query(conn, "store_answers"), {"b_id": invitation_id, "answers": merged,
+                                                                 "updated_at": now})
             await append_event(conn, invitation_id, "answers", {"page": page, "answers": dict(answers),
                                                                 "submission_key": submission_key},
-                               now=now, client_ip=session["client_ip"], user_agent=session["user_agent"])
+                               now=now, client_ip=session["client_ip"], user_agent=session["user_agent"], tail=tail)
     if closed:
         raise InvitationClosed(invitation_id, closed)
     return True
@@ -92,10 +129,13 @@ async def add_event(engine: AsyncEngine, invitation_id: str, kind: str, data: Ma
                     client_ip: str | None = None, user_agent: str | None = None) -> str:
     """append_event in a transaction of its own (e.g. `page_shown` with the served page's sha256)."""
     async with write_transaction(engine) as conn:
-        if await lock_invitation(conn, invitation_id) is None:
+        # Only the row's lock is needed here (and, on SQLite, the chain's tail in the same read).
+        in_lock = tail_in_lock(conn)
+        row = (await conn.execute(_query(conn, "lock_for_event"), {"invitation_id": invitation_id})).first()
+        if row is None:
             raise LookupError(f"no invitation {invitation_id}")
         return await append_event(conn, invitation_id, kind, data, now=utc(now), client_ip=client_ip,
-                                  user_agent=user_agent)
+                                  user_agent=user_agent, tail=pop_tail(dict(row._mapping)) if in_lock else None)
 
 
 # Completion --------------------------------------------------------------------

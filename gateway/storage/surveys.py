@@ -32,7 +32,7 @@ from gateway.storage.survey_common import (  # noqa: F401 - the API
 )
 from gateway.storage.survey_identity import Issued, code_sent, issue_code, verify_identity  # noqa: F401
 from gateway.storage.survey_invitations import (  # noqa: F401
-    create_invitations, invitation_by_token, link, open_session, session_by_cookie,
+    create_invitations, invitation_by_token, invitation_with_session, link, open_session, session_by_cookie,
 )
 from gateway.storage.survey_queries import events, figures, get, query, verify_chain  # noqa: F401
 from gateway.storage.survey_results import (  # noqa: F401
@@ -41,7 +41,8 @@ from gateway.storage.survey_results import (  # noqa: F401
 
 __all__ = [
     "Incomplete", "InvitationClosed", "NotVerified", "Issued", "append_event", "add_event", "create_invitations",
-    "invitation_by_token", "link", "open_session", "session_by_cookie", "issue_code", "code_sent",
+    "invitation_by_token", "invitation_with_session", "link", "open_session", "session_by_cookie", "issue_code",
+    "code_sent",
     "verify_identity", "save_page", "complete", "request_contact", "record_voice_answers", "expire_due", "revoke",
     "get", "query", "figures", "events", "verify_chain", "follow_up_due", "holder_id", "result_payload",
 ]

@@ -259,17 +259,15 @@ class SurveyPages:
         now = self.now()
         if not (len(invitation_id) == 32 and all(c in "0123456789abcdef" for c in invitation_id)):
             return self.problem("not_found")
-        invitation = await store.get(self.engine, invitation_id)
+        cookie = security.session_cookie(request, invitation_id)
+        # The case and the cookie's session in one query (every request needs both).
+        invitation, session = await store.invitation_with_session(self.engine, invitation_id, cookie, now)
         if invitation is None:
             return self.problem("not_found")
         survey = self.surveys.get(invitation["survey"])
         if survey is None:
             log.error("invitation %s names survey %r, which is not loaded", invitation_id, invitation["survey"])
             return self.problem("unavailable")
-        cookie = security.session_cookie(request, invitation_id)
-        session = await store.session_by_cookie(self.engine, cookie, now) if cookie else None
-        if session is not None and session.get("invitation_id") != invitation_id:
-            session = None
         ip, agent = _client(request)
         return Visit(invitation, survey, session, now, ip, agent)
 
