@@ -85,6 +85,14 @@ async def _lock_with_session(conn: AsyncConnection, invitation_id: str, session_
     return inv, (session if found is not None else None)
 
 
+async def _closed(conn: AsyncConnection, inv: dict[str, Any], now: datetime) -> str | None:
+    """Why a locked case takes no more answers: "expired" (its deadline passed, expired now),
+    its closed status, or None (open)."""
+    if await expire_if_due(conn, inv, now):
+        return "expired"
+    return inv["status"] if inv["status"] in CLOSED else None
+
+
 async def save_page(engine: AsyncEngine, invitation_id: str, session_id: str, *, page: str,
                     answers: Mapping[str, Any], submission_key: str, now: datetime) -> bool:
     """Record one page's answers (already read and checked by surveys.answers.read_page); False
@@ -102,8 +110,7 @@ async def save_page(engine: AsyncEngine, invitation_id: str, session_id: str, *,
             "invitation_id": invitation_id, "page": page, "submission_key": submission_key, "at": now})
         if (result.rowcount or 0) != 1:
             return False  # before the status: a re-post after the last page is a no-op, not an error
-        closed = "expired" if await expire_if_due(conn, inv, now) else \
-            (inv["status"] if inv["status"] in CLOSED else None)
+        closed = await _closed(conn, inv, now)
         if closed is not None:
             # Nothing of this post stays (the expiry, if it happened now, does).
             await conn.execute(survey_submissions.delete().where(
@@ -221,8 +228,7 @@ async def complete(engine: AsyncEngine, invitation_id: str, survey: Survey, *, n
             raise LookupError(f"no invitation {invitation_id}")
         if inv["status"] == "completed":
             return _result(inv)
-        closed = "expired" if await expire_if_due(conn, inv, now) else \
-            (inv["status"] if inv["status"] in CLOSED else None)
+        closed = await _closed(conn, inv, now)
         if closed is None:
             if inv["status"] != "verified":
                 raise NotVerified(f"invitation {invitation_id} has not passed the identity check")
@@ -350,8 +356,7 @@ async def record_voice_answers(engine: AsyncEngine, invitation_id: str, survey: 
             raise LookupError(f"no invitation {invitation_id}")
         if inv["status"] == "completed":
             return _result(inv)
-        closed = "expired" if await expire_if_due(conn, inv, now) else \
-            (inv["status"] if inv["status"] in CLOSED else None)
+        closed = await _closed(conn, inv, now)
         if closed is None:
             await append_event(conn, invitation_id, "voice_call", {"result_id": result_id,
                                                                    "identity_passed": identity_passed}, now=now)
