@@ -89,3 +89,15 @@ def test_an_invalid_id_keeps_the_digits_heard(u: ClaimReader) -> None:
     e = heard(u, "身 份 证 号 是 三 一 零 一 五 二 零 一 零 二 一 五 七 九 七 八", "insured_id_number")
     problem = e.problems["insured_id_number"]
     assert problem.code == "id_length" and problem.heard == "3101520102157978"
+
+
+@pytest.mark.parametrize("text, hospital", [
+    ("在 南 宁 市 中 心 医 院", "南宁市中心医院"),
+    ("不对 在 南宁市 中心医院", "南宁市中心医院"),
+    ("长 沙 县 人 民 医 院", "长沙县人民医院"),
+    ("温 州 市 第 二 人 民 医 院", "温州市第二人民医院"),
+])
+def test_a_place_before_a_name_every_place_has_is_kept(u: ClaimReader, text: str, hospital: str) -> None:
+    # a local hospital said whole is not a misheard word before 市中心医院 / 县人民医院
+    expected = "confirm" if text.startswith("不对") else "hospital"
+    assert values(heard(u, text, expected))["hospital"] == hospital

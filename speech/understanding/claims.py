@@ -31,7 +31,7 @@ from . import dates as dates_mod
 from .acts import asks_for_person
 from .classify import IncidentClassifier, RelationshipClassifier
 from .diagnosis import DiagnosisFinder
-from .hospitals import HospitalDirectory, HospitalMention
+from .hospitals import HospitalDirectory, HospitalMention, is_local_name
 from .idcard import id_problem, normalize_id
 from .names import (ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, NamePrior, load_given_names, load_spellings,
                     load_surnames, name_problem)
@@ -401,6 +401,8 @@ class ClaimReader:
         """A name not found as said whose first character or two are a misheard word ("战省人民医院",
         "大瑞金医院" for 在省人民医院 / 在瑞金医院): the directory name that follows, if one does -
         said exactly, or (for a name otherwise kept as said) by sound."""
+        if is_local_name(h.said):
+            return h  # "南宁市中心医院" is not a misheard word before 市中心医院
         cuts = [h.said[cut:] for cut in (1, 2) if len(h.said) - cut >= 4]
         hit = self.hospitals.lookup(cuts[0]) if cuts else None
         if hit:  # one character too many before a name said exactly (not one said by sound only)

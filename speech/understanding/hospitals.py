@@ -133,9 +133,9 @@ class HospitalDirectory:
         """Closest directory name by sound: (value, is_canonical, score 0..100)."""
         if len(said) < 3:
             return None
-        place = _PLACE_RE.match(said)
-        if place and _GENERIC_RE.fullmatch(said[place.end():]):
+        if is_local_name(said):
             return None  # "佛山市中心医院", "南京市骨科医院": a whole name every city has, kept as said
+        place = _PLACE_RE.match(said)
         hits = process.extract(
             _pinyin(said), self._key_pinyin, scorer=fuzz.ratio, score_cutoff=self.fuzzy_cutoff, limit=5
         )
@@ -259,6 +259,12 @@ class HospitalDirectory:
             if 2 <= len(core) <= _MAX_LEN and all(_name_char(c) for c in core):
                 return HospitalMention(core, core, text.find(core), text.find(core) + len(core), False, 0.4)
         return None
+
+
+def is_local_name(said: str) -> bool:
+    """A place and a name every place has ("南宁市中心医院", "济南县人民医院"): a whole name as said."""
+    place = _PLACE_RE.match(said)
+    return bool(place) and bool(_GENERIC_RE.fullmatch(said[place.end():]))
 
 
 def _alternation(words: Iterable[str]) -> re.Pattern[str]:
