@@ -6,6 +6,8 @@
     .venv/bin/python bench/voice_offline.py --json           # one JSON line of figures only
     .venv/bin/python bench/voice_offline.py --asr-report     # per slot and vocabulary: CER, slot right
     .venv/bin/python bench/voice_offline.py --flow /tmp/x.yaml   # try other hints without editing the flow
+    .venv/bin/python bench/voice_offline.py --personas GEN/callers.jsonl --policies GEN/policies.csv \
+        --audio var/claims_eval/gen-47/audio     # callers of bench/gen_callers.py, synthesized by claims_eval
 
 1. Every recording the recorded callers of claim_dev.jsonl may say is recognized once per
    vocabulary it may be heard with: the full vocabulary (everything), and each distinct grammar
@@ -472,6 +474,7 @@ def asr_report(ps: list[dict], heard: Heard, flow, extractor) -> None:
 
 
 def main() -> int:
+    global PERSONAS, POLICIES, AUDIO  # set from the options; read by the recognition workers, forked later
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=30)
     ap.add_argument("--ids", help="comma-separated caller ids to run (after --limit)")
@@ -481,14 +484,20 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", action="store_true", help="only the JSON figures")
     ap.add_argument("--asr-report", action="store_true", help="recognition error rates per slot and grammar")
+    ap.add_argument("--personas", type=Path, default=PERSONAS,
+                    help="callers (JSON lines), e.g. bench/gen_callers.py's callers.jsonl")
+    ap.add_argument("--policies", type=Path, default=POLICIES, help="their policy records (CSV)")
+    ap.add_argument("--audio", type=Path, default=AUDIO,
+                    help="their recordings (manifest.tsv), e.g. var/claims_eval/gen-47/audio")
     args = ap.parse_args()
+    PERSONAS, POLICIES, AUDIO = args.personas, args.policies, args.audio
 
     from speech.dialogue.binding import bind
     from speech.dialogue.flow import load_flow
     from speech.dialogue.records import RecordIndex, load_policies_csv
     from speech.understanding.kinds import KindRegistry
 
-    files = load_manifest()
+    files = load_manifest(AUDIO)
     # bound to its kinds as the gateway binds it: the same grammars, the flow's own reader
     flow, extractor = bind(load_flow(args.flow), KindRegistry.from_config(ROOT / "config"))
     grammars = flow_grammars(flow)

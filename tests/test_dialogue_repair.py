@@ -224,3 +224,21 @@ def test_a_name_heard_with_ren_gong_in_it_is_no_request_for_a_person() -> None:
     assert not reader.extract("人 工 庆", context).wants_human
     for said in ("人工", "转人工", "我要人工", "人工吧", "找个真人"):
         assert reader.extract(said, context).wants_human, said
+
+
+def test_by_voice_a_no_that_repeats_what_was_read_back_asks_that_item_again_never_the_same_read_back() -> None:
+    # "不是，脑出血人没了" heard as "不是脑出血也没问": the same type and diagnosis again, not a fix;
+    # reading them back again and again until a transfer is the failure this guards against
+    d, p = at_read_back(VOICE)
+    if is_spelling(p):
+        p = last_prompt(d.on_text("对", VOICE))
+    assert p.slot == "confirm"
+    said = f"不是，{ANSWERS['incident_type']}"
+    first = last_prompt(d.on_text(said, VOICE))
+    assert first.slot == "incident_type", first
+    p = last_prompt(d.on_text(ANSWERS["incident_type"], VOICE))
+    assert p.slot == "confirm"
+    second = last_prompt(d.on_text(said, VOICE))
+    assert second.slot == "incident_type" and "选一种" in second.text and second.text != first.text
+    p = last_prompt(d.on_text("身故", VOICE))
+    assert p.slot == "confirm" and p.slots["incident_type"] == "身故"

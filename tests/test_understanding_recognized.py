@@ -101,3 +101,18 @@ def test_a_place_before_a_name_every_place_has_is_kept(u: ClaimReader, text: str
     # a local hospital said whole is not a misheard word before 市中心医院 / 县人民医院
     expected = "confirm" if text.startswith("不对") else "hospital"
     assert values(heard(u, text, expected))["hospital"] == hospital
+
+
+@pytest.mark.parametrize("text, name", [
+    ("我 姓 鹏 叫 朋 玉 小", "彭玉小"),  # 彭 heard as 鹏 and 朋
+    ("亲 夫 叫 父 雷 伟", "付雷伟"),  # 姓符 heard as 亲夫, 符 as 父
+    ("鹏 朋 一 小", "彭一小"),  # the surname, then the full name
+])
+def test_a_surname_heard_as_a_character_that_sounds_like_it(u: ClaimReader, text: str, name: str) -> None:
+    assert values(heard(u, text, "reporter_name"))["reporter_name"] == name
+
+
+def test_characters_that_sound_like_surnames_elsewhere_are_not_names(u: ClaimReader) -> None:
+    assert "reporter_name" not in heard(u, "喂 你好 我 想 报 个 案", "reporter_name").values
+    assert "reporter_name" not in heard(u, "亲 夫 叫 父 雷 伟", "reporter_name", recognized=False).values
+    assert values(heard(u, "王 鹏", "reporter_name"))["reporter_name"] == "王鹏"  # a given name stays

@@ -328,6 +328,9 @@ class Dialogue:
                 # (typed too: then it is our reading that fails, and the same question the same
                 # way would fail again)
                 again = next((s for s in self.flow.slot_names if s in mentioned and self._specs[s].recheck), None)
+                if again is None and recognized:
+                    # no vocabulary to hear it again with: a narrower question, once ("请从这五种里选一种")
+                    again = next((s for s in self.flow.slot_names if s in mentioned and self._repair_left(s)), None)
                 if again is not None and (recognized or self._rejections.get(again, 0) == 0):
                     return self._misheard(again)
                 self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
@@ -850,15 +853,15 @@ class Dialogue:
         if correcting:
             self._correcting = slot
             self._repairs[slot] = self._repairs.get(slot, 0) + 1
-        if spec.recheck is None:
+        # the first repair did not fix it (or the plain re-asks are spent): the narrower question
+        narrower = self._repairing(slot) or (spec.recheck is not None and spec.repair is not None
+                                             and slot not in self._repaired and not self._can_recheck(slot))
+        if spec.recheck is None and not narrower:
             self._reask = slot
             self._phase = "collect"
             return self._proceed("progress", slot)
         if self._turn + self._silences + 2 > self.flow.max_turns:
             return self._transfer("too_many_turns")
-        # the first repair did not fix it (or the plain re-asks are spent): the narrower question
-        narrower = self._repairing(slot) or (spec.repair is not None and slot not in self._repaired
-                                             and not self._can_recheck(slot))
         self._rechecked[slot] = self._rechecked.get(slot, 0) + 1
         self._rechecking = slot
         self._reask = slot

@@ -452,6 +452,14 @@ class ClaimReader:
             bare = self.names.bare(text)  # "韦文博", "就是我，韦文博"
             if bare:
                 mentions.append(bare)
+        if (recognized and target in NAME_SLOTS and not any(slot_of(m.role) == target for m in mentions)
+                and not self.names.surname_said(text)):  # "是立早章": a spelled surname, read elsewhere
+            # a surname heard as a character that only sounds like it ("我姓鹏叫朋玉小")
+            respelled = self.name_prior.respell_surnames(text)
+            if respelled != text:
+                found = [m for m in self.names.find(respelled) if slot_of(m.role) == target]
+                bare = None if found else self.names.bare(respelled)
+                mentions += found or ([bare] if bare else [])
         for m in reversed(mentions) if acts.correction else mentions:
             confidence = m.confidence if m.role != ROLE_BARE or target in NAME_SLOTS else 0.6
             name = self.name_prior.normalize(m.name) if recognized else m.name

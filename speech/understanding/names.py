@@ -456,6 +456,31 @@ class NamePrior:
                 )
         return surname + given
 
+    def respell_surnames(self, text: str) -> str:
+        """Recognized text with a character that sounds like a surname, where a name starts, spelled
+        as that surname: "我姓鹏叫朋玉小" → "我姓彭叫彭玉小", "亲夫叫父雷伟" → "亲夫叫付雷伟".
+
+        A recognizer restricted to name characters still writes 鹏 for 彭 or 父 for 付; the name
+        finder knows names by their surname, so without this it finds none and the name is asked
+        again until the call gives up. Only where a name can start: the beginning, after 姓 / 叫 /
+        是 / a pause, or right after the same surname (the surname said, then the full name).
+        """
+        chars = list(text)
+        for i, ch in enumerate(chars):
+            if ch in self._surname_set or not _is_cjk(ch):
+                continue
+            before = chars[i - 1] if i else ""
+            if i and before not in "姓叫是，" and not (before in self._surname_set and i >= 1
+                                                        and (i == 1 or chars[i - 2] in "姓叫是，")):
+                continue
+            surname = next((self._surname_by_sound[r] for r in _toned(ch) if r in self._surname_by_sound), None)
+            if surname is None:
+                continue
+            if before in self._surname_set and before != surname:
+                continue  # after another surname: a given name's character ("王鹏")
+            chars[i] = surname
+        return "".join(chars)
+
     def plausible(self, name: str) -> bool:
         """A known surname and given-name characters that names use ("刘磊", not "证券" or "附件均")."""
         if not 2 <= len(name) <= 4:
