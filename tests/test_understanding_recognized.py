@@ -116,3 +116,25 @@ def test_characters_that_sound_like_surnames_elsewhere_are_not_names(u: ClaimRea
     assert "reporter_name" not in heard(u, "喂 你好 我 想 报 个 案", "reporter_name").values
     assert "reporter_name" not in heard(u, "亲 夫 叫 父 雷 伟", "reporter_name", recognized=False).values
     assert values(heard(u, "王 鹏", "reporter_name"))["reporter_name"] == "王鹏"  # a given name stays
+
+
+@pytest.mark.parametrize("text, day", [
+    ("期 天 前", "2026-03-12"),  # 七 heard as 期
+    ("大 概 期 天 前 吧", "2026-03-12"),
+    ("三 月 酒 号", "2026-03-09"),  # 九 as 酒
+    ("上 星 期 天", "2026-03-15"),  # 星期 keeps its 期
+])
+def test_a_numeral_heard_as_its_homophone_before_a_date_unit(u: ClaimReader, text: str, day: str) -> None:
+    assert values(heard(u, text, "incident_date"))["incident_date"] == day
+
+
+@pytest.mark.parametrize("text, relationship", [
+    ("我 公 女", "子女"),  # 我闺女, gui heard as gong
+    ("出 事 的 是 我 给 女", "子女"),
+])
+def test_a_relation_word_with_one_syllable_misheard(u: ClaimReader, text: str, relationship: str) -> None:
+    assert values(heard(u, text, "relationship"))["relationship"] == relationship
+
+
+def test_two_syllables_with_one_misheard_are_no_relation(u: ClaimReader) -> None:
+    assert "relationship" not in heard(u, "我 公", "relationship").values  # not 我哥

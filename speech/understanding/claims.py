@@ -239,7 +239,7 @@ class ClaimReader:
         for h in hospital_mentions:
             rest = rest.replace(h.said, "，")
 
-        self._dates(rest, now, acts, target, out)
+        self._dates(dates_mod.respell_numerals(rest) if context.recognized else rest, now, acts, target, out)
         self._relationship(rest, target, expected, out)
         self._names(rest, target if bare_ok else None, acts, out, context.recognized)
         if target in NAME_SLOTS and context.current and target not in out.values and bare_ok:

@@ -66,7 +66,33 @@ class RelationshipClassifier:
             for i in range(len(syllables) - n + 1):
                 if syllables[i:i + n] == sound:
                     return Classified(value, text, 0.6)
-        return None
+        return self._near_sound(syllables)
+
+    def _near_sound(self, syllables: tuple[str, ...]) -> Classified | None:
+        """"我公女" for 我闺女: three syllables or more, said with 我, one of them misheard as another
+        with the same initial consonant. Never two syllables (我哥 is not 我公) and never when two
+        words fit equally well."""
+        from pypinyin import Style, lazy_pinyin
+
+        keys: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {}
+        for word, value in self.word_to_value.items():
+            owned = word if word.startswith("我") else "我" + word
+            if len(owned) >= 3:
+                initials = tuple(lazy_pinyin(owned, style=Style.INITIALS, strict=False))
+                keys.setdefault(tuple(lazy_pinyin(owned)), (value, initials))
+        found: set[str] = set()
+        for sound, (value, initials) in keys.items():
+            n = len(sound)
+            for i in range(len(syllables) - n + 1):
+                window = syllables[i:i + n]
+                differ = [k for k in range(n) if window[k] != sound[k]]
+                if len(differ) != 1:
+                    continue
+                k = differ[0]
+                initial = initials[k]
+                if initial and window[k].startswith(initial) and k > 0:
+                    found.add(value)
+        return Classified(found.pop(), "", 0.5) if len(found) == 1 else None
 
     def relation_words(self) -> list[str]:
         """Words that name someone other than the caller (used to find "我爸张建国")."""

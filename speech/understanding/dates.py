@@ -201,3 +201,17 @@ def resolve_date(text: str, now: datetime, *, last: bool = False) -> DateMention
     if not mentions:
         return None
     return mentions[-1] if last else mentions[0]
+
+
+# Numerals a recognizer writes as a homophone before a date's unit ("期天前" for 七天前, "酒号"
+# for 九号): only right before the unit, where no other word fits.
+_NUMERAL_SOUNDS = {"七": "期其妻齐起骑欺", "九": "酒久", "一": "衣医依", "二": "而儿", "三": "山伞",
+                   "五": "午舞武", "六": "溜流", "八": "吧巴", "十": "时实石识"}
+_NUMERAL_SOUND_RE = re.compile(
+    "(?<![星学假日])([" + "".join(_NUMERAL_SOUNDS.values()) + "])(?=个?(?:天|月|号|日|星期|礼拜|周|多月|来天))")
+_NUMERAL_BY_SOUND = {ch: digit for digit, chars in _NUMERAL_SOUNDS.items() for ch in chars}
+
+
+def respell_numerals(text: str) -> str:
+    """Recognized text with numeral homophones before a date unit written as numerals."""
+    return _NUMERAL_SOUND_RE.sub(lambda m: _NUMERAL_BY_SOUND[m.group(1)], text)
