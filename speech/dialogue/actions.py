@@ -28,6 +28,8 @@ class SlotDetail:
     confidence: float
     turn: int  # the caller utterance (1-based) that gave the value; 0 = before the caller spoke
     source: Source
+    # False: the caller said it is wrong and it could not be got right on the call (a person checks it)
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)

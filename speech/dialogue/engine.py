@@ -100,6 +100,7 @@ class Dialogue:
         self._doubted: set[str] = set()  # slots asked again after a "no" we could not place
         self._rejected: dict[str, set[str]] = {}  # slot -> values the caller said "no" to at the read-back
         self._rejections: dict[str, int] = {}  # slot -> times the caller said at the read-back it is wrong
+        self._unresolved: set[str] = set()  # rejected, every way of asking it spent: reported unconfirmed
         self._asked_which = False  # the last prompt asked which item of the read-back is wrong
         # item-by-item confirmation, once the whole read-back and "which" failed: the items left
         self._items: list[str] | None = None
@@ -335,7 +336,7 @@ class Dialogue:
                     return self._misheard(again)
                 self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
                 if self._no_match[CONFIRM] >= self.flow.confirm.limit:
-                    return self._transfer("no_match")
+                    return self._give_up_rejected("no_match")
             # said again what the read-back had ("就用这个号码"): repeat that part, ask about the rest
             return self._question(lambda: self._read_back(self.flow.ack, only=mentioned))
         problem_slots = [k for k in extraction.problems if k in self._specs]
@@ -367,7 +368,7 @@ class Dialogue:
                 return self._recheck(doubt, correcting=True)
         self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
         if self._no_match[CONFIRM] >= self.flow.confirm.limit:
-            return self._transfer("no_match")
+            return self._give_up_rejected("no_match")
         if negative and asked_which and self.flow.confirm.item:
             # "which" did not help either: a third try the same way would not; go item by item
             return self._start_items()
@@ -448,7 +449,7 @@ class Dialogue:
             self._items.pop(0)
             self._rejections[slot] = self._rejections.get(slot, 0) + 1
             if self._rejections[slot] > 2:
-                return self._transfer("no_match")
+                return self._give_up(slot, "no_match")
             return self._recheck(slot, correcting=True)  # asked alone, in its own words
         self._no_match[slot] = self._no_match.get(slot, 0) + 1
         if self._no_match[slot] > 2:
@@ -777,12 +778,12 @@ class Dialogue:
         """A prompt that wants an answer, unless the call is out of turns: each question costs an
         answer (or a silence), and the call still needs its last prompt after it."""
         if self._turn + self._silences + 2 > self.flow.max_turns:
-            return self._transfer("too_many_turns")
+            return self._give_up_rejected("too_many_turns")
         return [make()]
 
     def _proceed(self, reason: Reason, focus: str | None = None) -> list[Action]:
         if self._turn + self._silences + 2 > self.flow.max_turns:
-            return self._transfer("too_many_turns")
+            return self._give_up_rejected("too_many_turns")
         expected = self._expected
         if expected in self._specs and reason in ("no_match", "no_input", "problem") and self._open(expected):
             spec = self._specs[expected]
@@ -861,7 +862,7 @@ class Dialogue:
             self._phase = "collect"
             return self._proceed("progress", slot)
         if self._turn + self._silences + 2 > self.flow.max_turns:
-            return self._transfer("too_many_turns")
+            return self._give_up(slot, "too_many_turns") if correcting else self._transfer("too_many_turns")
         self._rechecked[slot] = self._rechecked.get(slot, 0) + 1
         self._rechecking = slot
         self._reask = slot
@@ -898,7 +899,7 @@ class Dialogue:
             if doubt is not None and self._no_match[CONFIRM] < self.flow.confirm.limit:
                 self._doubted.add(doubt)  # before giving up: what else we only assumed
                 return self._recheck(doubt, correcting=True)
-            return self._transfer("no_match")
+            return self._give_up(slot, "no_match")
         return self._question(lambda: self._read_back(self.flow.ack, only={slot}))
 
     def _only_about(self, extraction: Extraction) -> Extraction:
@@ -1090,7 +1091,7 @@ class Dialogue:
             status=status,
             slots={name: value for name, value in self.slots.items() if name in stored},
             details={
-                name: SlotDetail(v.value, round(v.confidence, 3), v.turn, v.source)
+                name: SlotDetail(v.value, round(v.confidence, 3), v.turn, v.source, name not in self._unresolved)
                 for name in stored
                 if (v := self._values.get(name)) is not None
             },
@@ -1112,6 +1113,30 @@ class Dialogue:
         variant = pick(self.flow.refused, self.slots)
         text = render(variant.text if variant else "", self.slots, self.flow.formats, self._today())
         return [self._report("refused"), Prompt(text, None, self.slots), Hangup("refused")]
+
+    def _give_up(self, slot: str, reason: str) -> list[Action]:
+        """The caller said at the read-back that `slot` is wrong, and asking it again every way the
+        flow has (or the turns left) did not get it right. With `confirm.unresolved` in the flow the
+        call ends with the report stored and that item marked unconfirmed (`SlotDetail.confirmed`),
+        for a person to check with the caller, rather than the caller waiting for an agent to ask
+        everything again; without it, a person takes the call."""
+        unresolved = self.flow.confirm.unresolved
+        if (not unresolved or slot not in self.slots or not self._rejections.get(slot)
+                or any(self._needed(name) for name in self.flow.slot_names)):
+            return self._transfer(reason)  # (a slot never got a value: that report needs a person)
+        self._unresolved.add(slot)
+        actions = self._complete()
+        said = render(unresolved, self.slots, self.flow.formats, self._today())
+        return [replace(a, text=said + a.text) if isinstance(a, Prompt) else a for a in actions]
+
+    def _give_up_rejected(self, reason: str) -> list[Action]:
+        """The read-back keeps being rejected in words we cannot place: the item the caller already
+        rejected most (asked again every way and still wrong) is the one they mean; give up on it as
+        `_give_up` does. Nothing rejected yet: a person takes the call."""
+        rejected = [s for s in self.flow.confirm.order if self._rejections.get(s)]
+        if not rejected:
+            return self._transfer(reason)
+        return self._give_up(max(rejected, key=lambda s: self._rejections[s]), reason)
 
     def _transfer(self, reason: str) -> list[Action]:
         self._phase = "done"

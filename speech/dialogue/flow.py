@@ -194,6 +194,9 @@ class ConfirmSpec:
     # one read-back item asked alone ("{item}" = its read-back), once the whole read-back and
     # "which" have failed; empty: no item-by-item confirmation
     item: str = ""
+    # said before the closing when an item the caller rejected could not be got right (the call ends
+    # with it marked unconfirmed); empty: such a call goes to an agent
+    unresolved: str = ""
 
 
 NO_CONFIRM = ConfirmSpec("", "", "", (), "{changes}", "", None, None, None, 1)
@@ -863,7 +866,7 @@ def _leaf_texts(node: Any) -> list[str]:
 
 def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], formats: Mapping[str, Format]) -> ConfirmSpec:
     c = r.mapping(value, "confirm", {"intro", "question", "separator", "order", "changed", "which", "item", "hints",
-                                     "dtmf", "limit"},
+                                     "dtmf", "limit", "unresolved"},
                   {"question", "changed", "which"})
     order = tuple(names)
     if "order" in c:
@@ -895,6 +898,10 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
         item = _check_template(r, r.text(c["item"], "confirm.item"), "confirm.item", known, formats, {"item"})
         if "{item}" not in item:
             raise r.fail("confirm.item", "must contain {item}")
+    unresolved = ""
+    if c.get("unresolved") is not None:
+        unresolved = _check_template(r, r.text(c["unresolved"], "confirm.unresolved"), "confirm.unresolved", known,
+                                     formats)
     return ConfirmSpec(
         intro=r.text(c.get("intro", ""), "confirm.intro", empty_ok=True),
         question=r.text(c["question"], "confirm.question"),
@@ -907,6 +914,7 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
         dtmf_no=dtmf_no,
         limit=r.integer(c.get("limit", 4), "confirm.limit"),
         item=item,
+        unresolved=unresolved,
     )
 
 
