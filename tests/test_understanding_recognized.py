@@ -138,3 +138,11 @@ def test_a_relation_word_with_one_syllable_misheard(u: ClaimReader, text: str, r
 
 def test_two_syllables_with_one_misheard_are_no_relation(u: ClaimReader) -> None:
     assert "relationship" not in heard(u, "我 公", "relationship").values  # not 我哥
+
+
+def test_a_bare_diagnosis_heard_as_words_that_sound_like_a_term(u: ClaimReader) -> None:
+    assert values(heard(u, "手 指 歌 声", "diagnosis"))["diagnosis"] == "手指割伤"  # ge sheng / ge shang
+    assert values(heard(u, "左 腿 骨 这", "diagnosis"))["diagnosis"] == "左腿骨折"
+    # two terms fit 该爱 as well (肝癌, 宫癌): kept as heard, for the read-back to settle
+    assert values(heard(u, "该 爱", "diagnosis"))["diagnosis"] == "该爱"
+    assert values(heard(u, "手 指 歌 声", "diagnosis", recognized=False))["diagnosis"] == "手指歌声"

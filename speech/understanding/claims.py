@@ -248,7 +248,7 @@ class ClaimReader:
             if surname:
                 out.put(target, self.names.with_surname(context.current, surname), 0.9, rest)
         self._incident(rest, target, out)
-        self._diagnosis(rest, target if bare_ok else None, acts, out)
+        self._diagnosis(rest, target if bare_ok else None, acts, out, context.recognized)
 
         if bare_ok and acts.correction and not out.values and not out.problems and not use_caller_number:
             # "不对，韦文博": a bare fix at read-back, and a name is the only thing it can be.
@@ -485,7 +485,7 @@ class ClaimReader:
         if found:
             out.put("incident_type", found.value, found.confidence, found.span)
 
-    def _diagnosis(self, text: str, target: str | None, acts: _Acts, out: _Collector) -> None:
+    def _diagnosis(self, text: str, target: str | None, acts: _Acts, out: _Collector, recognized: bool = False) -> None:
         found = self.diagnoses.find(text)
         if found:
             d = found[-1] if acts.correction else found[0]
@@ -495,7 +495,7 @@ class ClaimReader:
         if framed:
             out.put("diagnosis", framed.value, framed.confidence, framed.span)
         elif target == "diagnosis":
-            bare = self.diagnoses.bare(text)
+            bare = self.diagnoses.bare(text, recognized)
             if bare:
                 out.put("diagnosis", bare.value, bare.confidence, bare.span)
 

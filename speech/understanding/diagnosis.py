@@ -56,6 +56,8 @@ class DiagnosisFinder:
         self._prefix_re = re.compile(f"(?:{_alternation(prefix_words).pattern})$")
         self._suffix_re = re.compile(f"(?:{_alternation(suffixes).pattern})*")
         self._ending_re = re.compile(f"(?:{_alternation(disease_endings).pattern})$")
+        self._by_sound: list[tuple[tuple[str, ...], tuple[str, ...], str]] | None = None
+        self._prefix_start_re = _alternation(prefix_words)
 
     def term_words(self) -> list[str]:
         return [*self.terms, *self.synonyms]
@@ -90,6 +92,38 @@ class DiagnosisFinder:
             mentions.append(DiagnosisMention(self._normalize(span), span, start))
         return mentions
 
+    def term_by_sound(self, chunk: str) -> str | None:
+        """A bare answer heard as words that only sound like a term ("手指歌声" for 手指割伤, "该爱" for
+        肝癌): the chunk with its term written right, or None. The whole chunk after its qualifiers
+        and body parts must be one term of two syllables or more, by toneless pinyin, or with one
+        syllable misheard as another of the same initial consonant (ge sheng / ge shang); an answer
+        two terms fit equally is left as heard."""
+        from pypinyin import Style, lazy_pinyin
+
+        if self._by_sound is None:
+            self._by_sound = [
+                (tuple(lazy_pinyin(t)), tuple(lazy_pinyin(t, style=Style.INITIALS, strict=False)), t)
+                for t in self.terms if len(t) >= 2 and _all_cjk(t)
+            ]
+        start = 0
+        while True:  # qualifiers and body parts said before the term ("左腿", "急性")
+            m = self._prefix_start_re.match(chunk, start)
+            if not m or m.end() == start or len(chunk) - m.end() < 2:
+                break
+            start = m.end()
+        rest = chunk[start:]
+        if not 2 <= len(rest) <= 6 or not _all_cjk(rest):
+            return None
+        heard = tuple(lazy_pinyin(rest))
+        fits = set()
+        for sound, initials, term in self._by_sound:
+            if len(sound) != len(heard):
+                continue
+            differ = [k for k in range(len(sound)) if heard[k] != sound[k]]
+            if not differ or (len(differ) == 1 and initials[differ[0]] and heard[differ[0]].startswith(initials[differ[0]])):
+                fits.add(term)
+        return chunk[:start] + fits.pop() if len(fits) == 1 else None
+
     def framed(self, text: str) -> DiagnosisMention | None:
         """A diagnosis after 诊断是 / 医生说是 / 得了 … that ends like a disease, lexicon or not."""
         for frame in _FRAMES:
@@ -104,8 +138,9 @@ class DiagnosisFinder:
                     return DiagnosisMention(self._normalize(candidate), candidate, m.end(), 0.8)
         return None
 
-    def bare(self, text: str) -> DiagnosisMention | None:
-        """The answer to "医生诊断是什么": the lexicon term, a framed diagnosis, or the words said."""
+    def bare(self, text: str, recognized: bool = False) -> DiagnosisMention | None:
+        """The answer to "医生诊断是什么": the lexicon term, a framed diagnosis, or the words said
+        (`recognized`: a recognizer's words that sound like a term are that term)."""
         found = self.find(text)
         if found:
             return found[0]
@@ -119,6 +154,9 @@ class DiagnosisFinder:
                     break
             chunk = _strip(chunk)
             if 2 <= len(chunk) <= 12 and _all_cjk(chunk):
+                by_sound = self.term_by_sound(chunk) if recognized else None
+                if by_sound is not None:
+                    return DiagnosisMention(self._normalize(by_sound), chunk, text.find(chunk), 0.6)
                 confidence = 0.7 if self._ending_re.search(chunk) else 0.5
                 return DiagnosisMention(self._normalize(chunk), chunk, text.find(chunk), confidence)
         return None
