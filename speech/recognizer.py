@@ -117,7 +117,8 @@ class Recognizer:
         self.partial_interval_s = partial_interval_s
         self._since_partial = 0.0
         # A vocabulary change asked for mid-utterance, applied when it ends: (phrases,).
-        self._pending_phrases: tuple[tuple[str, ...] | None] | None = None
+        self._pending_phrases: tuple[tuple[str, ...] | None, int] | None = None
+        self._alternatives_now = 0
         self.words = words
         self.max_alternatives = max_alternatives
         self._model = model
@@ -153,6 +154,7 @@ class Recognizer:
         rec.SetPartialWords(self.words)
         if self.max_alternatives:
             rec.SetMaxAlternatives(self.max_alternatives)
+        self._alternatives_now = self.max_alternatives
         return rec
 
     # Configuration -----------------------------------------------------------
@@ -160,21 +162,23 @@ class Recognizer:
     def phrases(self) -> tuple[str, ...] | None:
         return self._phrases
 
-    def set_phrases(self, phrases: Iterable[str] | None) -> None:
-        """Restrict recognition to these phrases (None: the full vocabulary), from the next utterance.
+    def set_phrases(self, phrases: Iterable[str] | None, alternatives: int = 0) -> None:
+        """Restrict recognition to these phrases (None: the full vocabulary), from the next utterance;
+        with `alternatives`, finals heard with the phrases carry that many n-best alternatives.
 
         An utterance in progress keeps the vocabulary it started with: switching
         mid-word would garble it (the caller may already be answering).
         """
         wanted = tuple(phrases) if phrases else None
         if self.utterance_has_audio:
-            self._pending_phrases = (wanted,)
+            self._pending_phrases = (wanted, alternatives)
             return
-        self._apply_phrases(wanted)
+        self._apply_phrases(wanted, alternatives)
 
-    def _apply_phrases(self, phrases: tuple[str, ...] | None) -> None:
+    def _apply_phrases(self, phrases: tuple[str, ...] | None, alternatives: int = 0) -> None:
         self._pending_phrases = None
         if phrases == self._phrases:
+            self._set_alternatives(alternatives if phrases else 0)
             return
         self._phrases = phrases
         if self._phrases and self._takes_grammar:
@@ -186,6 +190,15 @@ class Recognizer:
             self._release()
             self._rec = self._new_recognizer()
             self._rebase()
+        self._set_alternatives(alternatives if phrases else 0)
+
+    def _set_alternatives(self, alternatives: int) -> None:
+        """N-best output for a grammar's recognizer only (those are never pooled, so no other call
+        inherits it); 0: back to the call's own `max_alternatives`."""
+        wanted = alternatives or self.max_alternatives
+        if wanted != self._alternatives_now:
+            self._rec.SetMaxAlternatives(wanted)
+            self._alternatives_now = wanted
 
     def set_output(self, *, words: bool | None = None, max_alternatives: int | None = None) -> None:
         if words is not None:
@@ -195,6 +208,7 @@ class Recognizer:
         if max_alternatives is not None:
             self.max_alternatives = max_alternatives
             self._rec.SetMaxAlternatives(max_alternatives)
+            self._alternatives_now = max_alternatives
 
     # Audio -------------------------------------------------------------------
     def accept(self, pcm16: bytes, call_time: float) -> Transcript | None:
@@ -246,7 +260,7 @@ class Recognizer:
         self._since_partial = 0.0
         result = self._parse_final(raw_json)
         if self._pending_phrases is not None:
-            self._apply_phrases(self._pending_phrases[0])
+            self._apply_phrases(*self._pending_phrases)
         return result
 
     def _parse_final(self, raw_json: str) -> Transcript:

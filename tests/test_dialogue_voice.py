@@ -272,3 +272,21 @@ def test_a_misheard_yes_completes_the_call() -> None:
     call = readback_with_name("周 慧")
     call.say("对等")  # 对的
     assert call.d.finished and any(isinstance(a, Report) and a.status == "complete" for a in call.out)
+
+
+def test_a_rejected_name_heard_the_same_again_takes_the_recognizers_next_reading() -> None:
+    call = Call(records=None)
+    call.say("越 远")  # 叶艳 heard in free speech
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 父 亲")
+    call.say("我 父 亲 叫 蔡 金 凤")
+    finish_until_readback(call)
+    assert call.prompt.slot == "reporter_name" and call.prompt.alternatives == 0  # a recheck: nothing rejected yet
+    call.say("亲 岳 叫 岳 燕")
+    call.past_spelling()
+    assert call.prompt.slot == "confirm" and call.prompt.slots["reporter_name"] == "岳燕"
+    call.say("名 字 不 对")
+    assert call.prompt.slot == "reporter_name" and call.prompt.alternatives > 0  # asked again, n-best wanted
+    # the best reading is the rejected 岳燕 again; the next one that gives another name is taken
+    call.out = call.d.on_text("亲 岳 叫 岳 燕", HEARD, ["亲 岳 叫 岳 燕", "亲 叶 叫 岳 燕", "亲 叶 叫 叶 艳"])
+    assert call.prompt.slot == "confirm" and call.prompt.slots["reporter_name"] == "叶艳"

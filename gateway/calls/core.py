@@ -329,7 +329,9 @@ class CallCore:
             if flow.final_status is not None and flow.dialogue.finished:
                 return
             if isinstance(item, Transcript):
-                step = flow.on_text(item.text, item.confidence, self._wall())
+                # n-best alternatives, when the prompt asked for them: a value the caller rejected, heard again
+                step = flow.on_text(item.text, item.confidence, self._wall(),
+                                    tuple(a.text for a in item.alternatives[1:]))
             elif isinstance(item, TextIn):
                 step = flow.on_text(item.text, None, self._wall())
             else:
@@ -353,7 +355,7 @@ class CallCore:
         if step.prompts and not gone:
             # The answer to the last prompt is recognized with that prompt's vocabulary, if any.
             hints = step.prompts[-1].hints
-            yield SetGrammar(grammar_phrases(hints) if hints else None)
+            yield SetGrammar(grammar_phrases(hints) if hints else None, step.prompts[-1].alternatives if hints else 0)
         if step.prompts and step.end is None:
             if not speaking_s:  # not played by us: the platform or client shows or speaks the text
                 speaking_s = sum(len(p.text) for p in step.prompts) / self.settings.prompt_chars_per_s

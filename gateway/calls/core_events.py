@@ -172,9 +172,11 @@ class EndCallRow:
 
 @dataclass(frozen=True, slots=True)
 class SetGrammar:
-    """The next answer is recognized with these phrases (None: free speech)."""
+    """The next answer is recognized with these phrases (None: free speech), with that many n-best
+    alternatives (0: none; only with phrases)."""
 
     phrases: tuple[str, ...] | None
+    alternatives: int = 0
 
 
 @dataclass(frozen=True, slots=True)

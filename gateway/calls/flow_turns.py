@@ -59,9 +59,10 @@ class FlowTurns:
     def begin(self, at: datetime) -> FlowStep:
         return self._apply(self.dialogue.start(), at)
 
-    def on_text(self, text: str, confidence: float | None, at: datetime) -> FlowStep:
+    def on_text(self, text: str, confidence: float | None, at: datetime,
+                alternatives: tuple[str, ...] = ()) -> FlowStep:
         self._note("caller", text, at)
-        return self._apply(self.dialogue.on_text(text, confidence), at, save=True)
+        return self._apply(self.dialogue.on_text(text, confidence, alternatives), at, save=True)
 
     def on_dtmf(self, digits: str, at: datetime) -> FlowStep:
         self._note("caller", f"[keypad] {digits}", at)

@@ -89,9 +89,9 @@ class CallRecognition:
             return outcome, error
         return outcome, None
 
-    async def set_phrases(self, phrases: tuple[str, ...] | None) -> None:
+    async def set_phrases(self, phrases: tuple[str, ...] | None, alternatives: int = 0) -> None:
         if self.recognizer is not None:
-            await self.services.speech.run(self.recognizer.set_phrases, phrases)
+            await self.services.speech.run(self.recognizer.set_phrases, phrases, alternatives)
 
     async def flush(self) -> RecognitionOutcome:
         """End of audio: whatever is buffered goes through the recognizer one last time."""

@@ -265,8 +265,8 @@ class CallSession:
                 case Speak(text):
                     seconds = await self._speak(text)
                     await self._do(core.handle(PromptPlayed(seconds, time.monotonic())))
-                case SetGrammar(phrases):
-                    await self.rec.set_phrases(phrases)
+                case SetGrammar(phrases, alternatives):
+                    await self.rec.set_phrases(phrases, alternatives)
                 case SaveReport():
                     await save_report(self.services, action)
                 case OpenAudio(encoding, rate, vad, phrases, words, max_alternatives):

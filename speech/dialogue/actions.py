@@ -20,6 +20,7 @@ class Prompt:
     slots: dict[str, str]  # every value filled so far, normalized (a copy; the engine keeps its own)
     hints: tuple[str, ...] | None = None  # phrases likely in the answer (recognizer vocabulary bias)
     dtmf: bool = False  # the prompt invites keypad entry
+    alternatives: int = 0  # n-best recognitions wanted with the answer (a rejected value asked again)
 
 
 @dataclass(frozen=True)
