@@ -411,3 +411,29 @@ def test_value_sources_say_how_the_caller_gave_them():
 
     enum = json_schema()["properties"]["details"]["additionalProperties"]["properties"]["source"]["enum"]
     assert set(enum) == {"speech", "text", "dtmf", "record", "caller_id", "derived"}
+
+
+def test_a_rejected_value_asked_again_is_listened_for_with_n_best_and_its_alternatives_reach_the_flow():
+    from speech.results import Alternative
+
+    shell = Shell()
+    shell.start(flow="claim_report")
+    answers = {"reporter_name": "亲 岳 叫 岳 燕", "insured_id_number": "身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三",
+               "relationship": "是 我 父 亲", "insured_name": "我 父 亲 叫 蔡 金 凤", "incident_date": "前天",
+               "incident_type": "出 了 意外 骨折", "hospital": "在 华西 医院", "reporter_phone": "就 用 这 个 号 码"}
+    prompt = prompts(shell.actions)[-1]
+    for _ in range(16):
+        if prompt["slot"] == "confirm":
+            break
+        said = answers.get(prompt["slot"], "对") if not prompt["text"].endswith("对吗？") else "对"
+        prompt = prompts(shell.message(final(said), audio_s=1.0))[-1]
+    assert prompt["slot"] == "confirm" and prompt["slots"]["reporter_name"] == "岳燕"
+    actions = shell.message(final("名 字 不 对"), audio_s=1.0)
+    assert prompts(actions)[-1]["slot"] == "reporter_name"
+    assert of(SetGrammar, actions)[-1].alternatives > 0 and of(SetGrammar, actions)[-1].phrases
+    heard = Transcript("亲 岳 叫 岳 燕", True, confidence=0.9, start=0.5, end=1.5, alternatives=(
+        Alternative("亲 岳 叫 岳 燕", 130.0), Alternative("亲 叶 叫 叶 艳", 129.5)))
+    actions = shell.message(RecognitionOutcome(finals=[heard], audio_seconds=1.0), audio_s=1.0)
+    assert prompts(actions)[-1]["slots"]["reporter_name"] == "叶艳"
+    # once answered, the next question is listened for without them
+    assert of(SetGrammar, actions)[-1].alternatives == 0

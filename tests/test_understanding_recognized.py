@@ -146,3 +146,8 @@ def test_a_bare_diagnosis_heard_as_words_that_sound_like_a_term(u: ClaimReader) 
     # two terms fit 该爱 as well (肝癌, 宫癌): kept as heard, for the read-back to settle
     assert values(heard(u, "该 爱", "diagnosis"))["diagnosis"] == "该爱"
     assert values(heard(u, "手 指 歌 声", "diagnosis", recognized=False))["diagnosis"] == "手指歌声"
+
+
+def test_saying_which_item_is_wrong_gives_no_name(u: ClaimReader) -> None:
+    for said in ("名 字 不 对", "不对 名字 错了"):
+        assert "reporter_name" not in heard(u, said, "confirm").values, said

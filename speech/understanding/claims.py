@@ -453,7 +453,8 @@ class ClaimReader:
             if bare:
                 mentions.append(bare)
         if (recognized and target in NAME_SLOTS and not any(slot_of(m.role) == target for m in mentions)
-                and not self.names.surname_said(text)):  # "是立早章": a spelled surname, read elsewhere
+                and not self.names.surname_said(text)  # "是立早章": a spelled surname, read elsewhere
+                and not (acts.correction and acts.hint)):  # "名字不对": which item, not a name
             # a surname heard as a character that only sounds like it ("我姓鹏叫朋玉小")
             respelled = self.name_prior.respell_surnames(text)
             if respelled != text:
