@@ -18,6 +18,9 @@ POST, and of the whole page turn, POST + GET of the next page).
 Afterwards, in the database: lost = a submission the server acknowledged that is missing from
 `survey_submissions`, or whose answers are not in the invitation; duplicated = a (case, page)
 recorded more than once (submissions or `answers` events) although each was submitted once.
+Also printed: the CPU the gateway process and this client spent over the customer phase, per
+acknowledged page (`gateway_cpu_ms_per_page`, `client_cpu_ms_per_page`; Linux /proc), the
+figure that says what a submission costs on a shared, noisy machine.
 Bounded: `--deadline-s` for the whole run, 30 s per request; the gateway and the fake are always
 stopped. The last output line is one JSON object.
 """
@@ -30,6 +33,7 @@ import json
 import os
 import random
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -106,13 +110,16 @@ def percentile(values: list[float], share: float) -> float:
 
 class Customer:
     def __init__(self, base: str, sms_url: str, survey, figures: Figures, think_s: float, rng: random.Random,
-                 number: int) -> None:
+                 number: int, tls: ssl.SSLContext) -> None:
         # Each customer its own phone: an address (X-Forwarded-For, as from the proxy in front of the
         # gateway; uvicorn trusts it from loopback) and a user agent, so the shared-device signal
         # sees different devices, as it would in the field.
         headers = {"x-forwarded-for": f"10.{number // 65536 % 256}.{number // 256 % 256}.{number % 256}",
                    "user-agent": f"Mozilla/5.0 (Linux; Android 14; bench-{number}) Mobile Safari/537.36"}
-        self.http = httpx.AsyncClient(base_url=base, timeout=30, follow_redirects=False, headers=headers,
+        # `verify=tls`: one TLS context for every client. httpx builds one per client otherwise
+        # (loading the CA bundle, ~30 ms of CPU), which was 97 % of this script's CPU and made the
+        # client, not the gateway, the bottleneck (the links are plain http on loopback anyway).
+        self.http = httpx.AsyncClient(base_url=base, timeout=30, follow_redirects=False, headers=headers, verify=tls,
                                       limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
         self.sms = sms_url
         self.survey = survey
@@ -195,14 +202,15 @@ async def run_clients(args: argparse.Namespace, base: str, sms_url: str, cases: 
     for case in cases:
         queue.put_nowait(case)
     rng = random.Random(12)
+    tls = ssl.create_default_context()
 
     async def client(k: int) -> None:
         customer_rng = random.Random(rng.random())
-        async with httpx.AsyncClient(timeout=30) as sms:
+        async with httpx.AsyncClient(timeout=30, verify=tls) as sms:
             while not queue.empty():
                 case = queue.get_nowait()
                 customer = Customer(base, sms_url, survey, figures, args.think_ms / 1000, customer_rng,
-                                    int(case["phone"][-8:]))
+                                    int(case["phone"][-8:]), tls)
                 try:
                     await customer.run(case, sms)
                 except (httpx.HTTPError, RuntimeError, ValueError) as exc:
@@ -261,6 +269,15 @@ def start_gateway(tmp: Path, port: int, database_url: str, sms_url: str, log: Pa
     }
     return subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_live(base: str, process: subprocess.Popen, timeout: float) -> None:
@@ -340,9 +357,11 @@ def main() -> int:
               f"{time.monotonic() - started:.1f} s; {args.clients} customers start", flush=True)
         figures = Figures()
         remaining = args.deadline_s - (time.monotonic() - started)
-        t0 = time.perf_counter()
+        t0, gateway_cpu0, client_cpu0 = time.perf_counter(), process_cpu_s(gateway.pid), time.process_time()
         asyncio.run(asyncio.wait_for(run_clients(args, base, sms_url, cases, figures), remaining))
         wall = time.perf_counter() - t0
+        gateway_cpu = process_cpu_s(gateway.pid) - gateway_cpu0
+        client_cpu = time.process_time() - client_cpu0
         counts = asyncio.run(database_counts(database_url, figures.acknowledged, figures.completed))
     finally:
         if gateway is not None:
@@ -362,11 +381,18 @@ def main() -> int:
         "think_ms": args.think_ms, "errors": dict(figures.errors), "seconds": round(wall, 1),
         "submissions_in_db": counts["submissions_in_db"], "database": database_url.split(":")[0].split("+")[0],
         "cpus": os.cpu_count(),
+        # CPU of the whole customer phase (verification steps included) per acknowledged page:
+        # what a submission costs each side, whatever else the shared machine is doing.
+        "gateway_cpu_ms_per_page": round(gateway_cpu * 1000 / max(1, len(figures.acknowledged)), 2),
+        "client_cpu_ms_per_page": round(client_cpu * 1000 / max(1, len(figures.acknowledged)), 2),
+        "gateway_cpu_ms_per_request": round(gateway_cpu * 1000 / max(1, figures.requests), 2),
+        "load_average": round(os.getloadavg()[0], 2),
     }
     print(f"{result['pages']} page submissions in {window:.1f} s: {result['completed_per_s']}/s, "
           f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms (page turn p99 {result['turn_p99_ms']} ms); "
           f"{len(figures.completed)}/{invitations} surveys completed; lost {result['lost']}, "
-          f"duplicated {result['duplicated']}", flush=True)
+          f"duplicated {result['duplicated']}; CPU a page: gateway {result['gateway_cpu_ms_per_page']} ms, "
+          f"client {result['client_cpu_ms_per_page']} ms", flush=True)
     print(json.dumps(result, ensure_ascii=False), flush=True)
     return 0 if not counts["lost"] and not counts["duplicated"] and not figures.errors else 1
 
