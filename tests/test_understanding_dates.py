@@ -56,6 +56,11 @@ NOW = datetime(2026, 3, 19, 10, 16, tzinfo=CST)
         ("是 前天 下午 三点 出 的 事", "2026-03-17"),
         ("我妈 姜 超前 天 下午", "2026-03-17"),  # the recognizer split 前天 across words
         ("九天 前人 走 了", "2026-03-10"),
+        # read digit by digit, as "10月29日" is read off a form (and by a speech synthesizer)
+        ("一零月二九日", "2025-10-29"),
+        ("一 二 月 三 一 日", "2025-12-31"),
+        ("零三月零五号", "2026-03-05"),
+        ("二零二五年一零月零三日", "2025-10-03"),
     ],
 )
 def test_resolve(said: str, iso: str) -> None:

@@ -14,7 +14,9 @@ from datetime import date, datetime, timedelta
 
 from .numbers import parse_cardinal
 
-_NUM = r"(?:\d{1,2}|[一二两三四五六七八九十]{1,3})"
+# numbers as said (十二, 三十一) and digit by digit (一零 for 10, 零五 for 5: "10月29日" read out by a
+# speech synthesizer or a caller reading it off a form)
+_NUM = r"(?:\d{1,2}|[一二两三四五六七八九十]{1,3}|[零〇幺一二三四五六七八九][零〇幺一二三四五六七八九])"
 _YEAR = r"(?:\d{4}|[零〇一二三四五六七八九]{4}|\d{2}|[零〇一二三四五六七八九]{2})"
 _WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
 
