@@ -290,3 +290,45 @@ def test_a_rejected_name_heard_the_same_again_takes_the_recognizers_next_reading
     # the best reading is the rejected 岳燕 again; the next one that gives another name is taken
     call.out = call.d.on_text("亲 岳 叫 岳 燕", HEARD, ["亲 岳 叫 岳 燕", "亲 叶 叫 岳 燕", "亲 叶 叫 叶 艳"])
     assert call.prompt.slot == "confirm" and call.prompt.slots["reporter_name"] == "叶艳"
+
+
+SET_ASIDE_ANSWERS = {
+    "insured_id_number": "身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三",
+    "relationship": "是 我 父 亲", "insured_name": "我 父 亲 叫 蔡 金 凤", "incident_date": "前天",
+    "incident_type": "出 了 意外 骨折", "hospital": "在 华西 医院", "reporter_phone": "就 用 这 个 号 码",
+}
+
+
+def name_set_aside_until_asked_again() -> Call:
+    call = Call(records=None)
+    for _ in range(3):  # the opening, then two answers no name can be read from
+        assert call.prompt.slot == "reporter_name" and not call.d.finished
+        call.say("嗯 嗯")
+    # not an agent at the second question with nothing collected: the other questions first
+    assert not call.d.finished and call.prompt.slot == "insured_id_number"
+    for _ in range(10):
+        call.past_spelling()
+        if call.prompt.slot == "reporter_name":
+            break
+        call.say(SET_ASIDE_ANSWERS[call.prompt.slot])
+    assert call.prompt.slot == "reporter_name" and "全名" in call.prompt.text  # once more, at the end
+    return call
+
+
+def test_a_name_not_understood_is_set_aside_and_asked_again_at_the_end() -> None:
+    call = name_set_aside_until_asked_again()
+    call.say("嗯 嗯")
+    assert call.d.finished and isinstance(call.out[-1], Transfer)
+    report = next(a for a in call.out if isinstance(a, Report))
+    assert report.status == "transferred" and report.slots["hospital"] and report.slots["insured_name"] == "蔡金凤"
+
+
+def test_a_name_set_aside_is_taken_when_it_is_understood_at_the_end() -> None:
+    call = name_set_aside_until_asked_again()
+    call.say("我 姓 草 叫 草 明 贵")  # 曹 heard with another tone
+    for _ in range(4):
+        call.past_spelling()
+        if call.prompt.slot == "confirm":
+            break
+        call.say(SET_ASIDE_ANSWERS[call.prompt.slot])
+    assert call.prompt.slot == "confirm" and call.prompt.slots["reporter_name"] == "曹明贵"

@@ -151,3 +151,7 @@ def test_a_bare_diagnosis_heard_as_words_that_sound_like_a_term(u: ClaimReader) 
 def test_saying_which_item_is_wrong_gives_no_name(u: ClaimReader) -> None:
     for said in ("名 字 不 对", "不对 名字 错了"):
         assert "reporter_name" not in heard(u, said, "confirm").values, said
+
+
+def test_a_surname_heard_with_another_tone(u: ClaimReader) -> None:
+    assert values(heard(u, "儿 姓 草 叫 草 明 贵", "reporter_name"))["reporter_name"] == "曹明贵"  # 曹 cao2, 草 cao3

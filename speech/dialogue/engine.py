@@ -829,6 +829,8 @@ class Dialogue:
                     return self._complete()
                 defaulted = spec.default == "caller_number" and self._caller_number() is not None
                 if not spec.optional and not (defaulted and self._voice and not spec.default_by_voice):
+                    if self._set_aside(expected):
+                        return self._proceed("progress")
                     return self._transfer("no_input" if reason == "no_input" else "no_match")
                 # optional, or (by voice) a slot we only asked instead of assuming its default:
                 # the default it is, read back for the caller to confirm
@@ -1028,6 +1030,22 @@ class Dialogue:
             return False
         self._deferred.add(slot)
         self._deferrals.add(slot)
+        return True
+
+    def _set_aside(self, slot: str) -> bool:
+        """A required slot not understood its `no_match` times: by voice, the other questions first
+        and this one once more at the end, rather than an agent at the second question with nothing
+        collected (a name the recognizer garbles may still come from the policy record the other
+        answers find). Once; at the end a failure goes to a person with the report as it stands."""
+        if not self._voice or slot in self._deferrals or self._no_input.get(slot, 0) >= self._specs[slot].limits.no_input:
+            return False
+        if not any(self._needed(other) for other in self.flow.slot_names if other != slot):
+            return False
+        self._deferred.add(slot)
+        self._deferrals.add(slot)
+        self._no_match[slot] = self._specs[slot].limits.no_match - 1  # one more try when it comes back
+        if self._reask == slot:
+            self._reask = None
         return True
 
     def _note_id_guess(self, extraction: Extraction) -> None:

@@ -428,6 +428,11 @@ class NamePrior:
             if len(s) == 1:
                 for reading in _toned(s):
                     self._surname_by_sound.setdefault(reading, s)
+        self._surname_by_toneless: dict[str, str] = {}
+        for s in self.surnames:
+            if len(s) == 1:
+                for reading in _toned(s):
+                    self._surname_by_toneless.setdefault(reading.rstrip("012345"), s)
         self._given_by_sound: dict[tuple[str, ...], str] = {}
         for g in self.given:
             self._given_by_sound.setdefault(tuple(_toned(ch)[0] for ch in g if _toned(ch)), g)
@@ -474,6 +479,9 @@ class NamePrior:
                                                         and (i == 1 or chars[i - 2] in "姓叫是，")):
                 continue
             surname = next((self._surname_by_sound[r] for r in _toned(ch) if r in self._surname_by_sound), None)
+            if surname is None:  # the tone misheard too (草 for 曹)
+                surname = next((self._surname_by_toneless[r.rstrip("012345")] for r in _toned(ch)
+                                if r.rstrip("012345") in self._surname_by_toneless), None)
             if surname is None:
                 continue
             if before in self._surname_set and before != surname:
