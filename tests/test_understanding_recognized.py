@@ -155,3 +155,9 @@ def test_saying_which_item_is_wrong_gives_no_name(u: ClaimReader) -> None:
 
 def test_a_surname_heard_with_another_tone(u: ClaimReader) -> None:
     assert values(heard(u, "儿 姓 草 叫 草 明 贵", "reporter_name"))["reporter_name"] == "曹明贵"  # 曹 cao2, 草 cao3
+
+
+def test_shi_after_a_city_before_a_hospital_kind_is_shi_the_city(u: ClaimReader) -> None:
+    # 市 heard as 是 in free speech: "在洛阳是第三人民医院"
+    assert values(heard(u, "有 个 地方 不对 在 洛阳 是 第三 人民医院", "confirm"))["hospital"] == "洛阳市第三人民医院"
+    assert values(heard(u, "襄 阳 市 儿 童 医 院", "hospital"))["hospital"] == "襄阳市儿童医院"

@@ -145,6 +145,13 @@ class ClaimReader:
             disease_endings=[str(t) for t in diag.get("disease_endings") or ()],
         )
         self.hospitals = HospitalDirectory.from_yaml(dictionaries / "hospitals.yaml")
+        cities_file = dictionaries / "cities.txt"
+        cities = [line.strip() for line in cities_file.read_text(encoding="utf-8").splitlines()
+                  if line.strip() and not line.startswith("#")] if cities_file.exists() else []
+        # "洛阳是第三人民医院": 市 heard as 是 after a city, before a name every city's hospitals have
+        self._city_shi_re = re.compile(
+            f"({'|'.join(map(re.escape, sorted(cities, key=len, reverse=True)))})是(?=第|人民|中心|中医|儿童|妇幼|妇产|骨科|肿瘤|口腔|眼科)"
+        ) if cities else None
         acts = load("dialogue_acts.yaml")
         self._yes = {str(w) for w in acts.get("affirm") or ()}
         yes = _alternation(self._yes).pattern
@@ -225,6 +232,8 @@ class ClaimReader:
             if number:
                 out.put("reporter_phone", number, 0.95, body)
 
+        if context.recognized and self._city_shi_re is not None:
+            body = self._city_shi_re.sub(r"\1市", body)
         hospital_mentions = self.hospitals.find(body, self._hospital_stop_re)
         if not hospital_mentions and target == "hospital" and bare_ok:
             bare = self.hospitals.bare(body, self._hospital_stop_re, last=acts.correction)
