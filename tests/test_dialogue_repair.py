@@ -242,3 +242,16 @@ def test_by_voice_a_no_that_repeats_what_was_read_back_asks_that_item_again_neve
     assert second.slot == "incident_type" and "选一种" in second.text and second.text != first.text
     p = last_prompt(d.on_text("身故", VOICE))
     assert p.slot == "confirm" and p.slots["incident_type"] == "身故"
+
+
+def test_typed_a_correction_that_repeats_the_value_gets_the_recheck_then_the_narrower_question() -> None:
+    # "不是，在武汉市中医院" typed again and again while we read it as another hospital: the same
+    # read-back a third time is what this guards against
+    d, p = at_read_back()
+    said = f"不是，在{ANSWERS['hospital']}"
+    first = last_prompt(d.on_text(said))
+    assert first.slot == "hospital"
+    p = last_prompt(d.on_text(ANSWERS["hospital"]))
+    assert p.slot == "confirm"
+    second = last_prompt(d.on_text(said))
+    assert second.slot == "hospital" and "全名" in second.text and second.text != first.text

@@ -120,3 +120,9 @@ def test_names_without_suffix_in_free_text(understanding: ClaimReader, text: str
 
 def test_short_name_needs_context_in_free_text(understanding: ClaimReader) -> None:
     assert value(understanding, "华西坝那边的小区") is None
+
+
+def test_a_city_and_zhongyiyuan_is_that_citys_hospital_not_a_directory_name(understanding: ClaimReader) -> None:
+    # "武汉市中医院" was matched by sound to 武汉大学中南医院
+    assert value(understanding, "在武汉市中医院") == "武汉市中医院"
+    assert value(understanding, "在武汉市中医院", bare=True) == "武汉市中医院"

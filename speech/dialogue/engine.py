@@ -362,10 +362,12 @@ class Dialogue:
                 # (typed too: then it is our reading that fails, and the same question the same
                 # way would fail again)
                 again = next((s for s in self.flow.slot_names if s in mentioned and self._specs[s].recheck), None)
-                if again is None and recognized:
-                    # no vocabulary to hear it again with: a narrower question, once ("请从这五种里选一种")
-                    again = next((s for s in self.flow.slot_names if s in mentioned and self._repair_left(s)), None)
                 if again is not None and (recognized or self._rejections.get(again, 0) == 0):
+                    return self._misheard(again)
+                # asked again already (or no vocabulary to hear it with): the narrower question, once
+                # ("请从这五种里选一种", "请说一下医院的全名")
+                again = next((s for s in self.flow.slot_names if s in mentioned and self._repair_left(s)), None)
+                if again is not None:
                     return self._misheard(again)
                 self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
                 if self._no_match[CONFIRM] >= self.flow.confirm.limit:
