@@ -97,20 +97,3 @@ def test_warm_up_pools_a_recognizer_that_then_decodes_a_call_like_a_fresh_one(mo
     assert warm.start == pytest.approx(fresh.start, abs=0.05)  # warm-up audio is not on the call's clock
     assert warm.words[-1].end == pytest.approx(fresh.words[-1].end, abs=0.05)
 
-
-def test_alternatives_come_with_a_grammar_that_asked_for_them_and_go_with_it(model):
-    files = {row["text"]: row["file"] for row in manifest(AUDIO / "callers-dev")}
-    spoken = "身份证号是四四零幺零六幺九六零零九幺零零七六五"
-    pcm, rate = load_pcm(AUDIO / "callers-dev" / files[spoken])
-    digits = grammar_phrases(["零", "一", "幺", "二", "三", "四", "五", "六", "七", "八", "九", "身份证号", "是"])
-    rec = Recognizer(model, rate)
-    rec.set_phrases(digits, alternatives=4)
-    nbest = recognize(rec, pcm, 0.0)
-    assert 2 <= len(nbest.alternatives) <= 4 and nbest.alternatives[0].text == nbest.text
-    assert len({a.text for a in nbest.alternatives}) == len(nbest.alternatives)  # different readings
-    rec.set_phrases(digits)  # the same grammar, no longer asking
-    assert recognize(rec, pcm, 10.0).alternatives == ()
-    rec.set_phrases(digits, alternatives=4)
-    rec.set_phrases(None, alternatives=4)  # free speech never carries them (its recognizers are pooled)
-    assert recognize(rec, pcm, 20.0).alternatives == ()
-    rec.close()
