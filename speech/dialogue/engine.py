@@ -104,8 +104,7 @@ class Dialogue:
         self._doubted: set[str] = set()  # slots asked again after a "no" we could not place
         self._rejected: dict[str, set[str]] = {}  # slot -> values the caller said "no" to at the read-back
         self._rejections: dict[str, int] = {}  # slot -> times the caller said at the read-back it is wrong
-        self._unresolved: set[str] = set()
-        self._rejected: dict[str, set[str]] = {}  # slot -> values the caller said are wrong  # rejected, every way of asking it spent: reported unconfirmed
+        self._unresolved: set[str] = set()  # rejected, every way of asking it spent: reported unconfirmed
         self._asked_which = False  # the last prompt asked which item of the read-back is wrong
         # item-by-item confirmation, once the whole read-back and "which" failed: the items left
         self._items: list[str] | None = None
