@@ -617,6 +617,48 @@ def test_record_phone_suggestion_is_withdrawn_when_the_caller_is_not_the_insured
     assert p.slot == "reporter_phone"
 
 
+def test_record_holder_reporting_for_another_gets_the_policy_phone_not_the_calling_number() -> None:
+    # a mother, the policy holder, reports for her son: the policy's phone is hers
+    index = RecordIndex([record(insured_name="韦小明", holder_name="韦文博", insured_id_number="110101201005157703",
+                                phone="13900001111")])
+    d, _ = dialogue({"韦文博": ex(reporter_name="韦文博"),
+                     "身份证": ex(insured_id_number="110101201005157703"),
+                     "我儿子": ex(relationship="子女")}, index)
+    d.start()
+    d.on_text("韦文博")
+    p = last_prompt(d.on_text("身份证"))
+    assert p.slot == "relationship"  # the record is someone else's: not 本人
+    assert d.slots["reporter_phone"] == "13900001111" and d.slots["insured_name"] == "韦小明"
+    d.on_text("我儿子")
+    assert d.slots["reporter_phone"] == "13900001111"
+
+
+def test_record_holder_rule_needs_the_callers_name_to_be_the_holders() -> None:
+    index = RecordIndex([record(insured_name="韦小明", holder_name="韦文博", insured_id_number="110101201005157703",
+                                phone="13900001111")])
+    d, _ = dialogue({"韦建国": ex(reporter_name="韦建国"),
+                     "身份证": ex(insured_id_number="110101201005157703")}, index)
+    d.start()
+    d.on_text("韦建国")
+    d.on_text("身份证")
+    assert d.record is not None and "reporter_phone" not in d.slots  # the calling number, at the read-back
+
+
+def test_record_holder_phone_is_withdrawn_when_the_caller_corrects_their_name() -> None:
+    index = RecordIndex([record(insured_name="韦小明", holder_name="韦文博", insured_id_number="110101201005157703",
+                                phone="13900001111")])
+    d, _ = dialogue({"韦文博": ex(reporter_name="韦文博"),
+                     "身份证": ex(insured_id_number="110101201005157703"),
+                     "不对，我叫韦建国": ex(affirm=False, correction=True, reporter_name="韦建国")}, index)
+    d.start()
+    d.on_text("韦文博")
+    d.on_text("身份证")
+    assert d.slots["reporter_phone"] == "13900001111"
+    d._phase = "confirm"  # jump to the read-back for brevity
+    d.on_text("不对，我叫韦建国")
+    assert d.slots["reporter_name"] == "韦建国" and d.slots.get("reporter_phone") != "13900001111"
+
+
 def test_a_phone_alone_needs_the_name_to_agree() -> None:
     index = RecordIndex([record(insured_name="韦父", holder_name="韦文博", insured_id_number="110101195705157707")])
     d, _ = dialogue({"open": ex(reporter_name="韦文博", relationship="父母", insured_name="韦明",

@@ -89,6 +89,9 @@ def mutate(raw: dict, path: str, value) -> dict:
         ("slots[reporter_phone].default", "record", "default: unknown default 'record'"),
         ("records.take.insured_name", "name", "records.take.insured_name: no such record field 'name'"),
         ("records.query.name", "insured", "records.query.name: names no slot of this flow: 'insured'"),
+        ("records.holder.same_person", {"holder": "reporter_name"}, "records.holder.same_person.holder: no such record field"),
+        ("records.holder.suggest", {"reporter_phone": "mobile"}, "records.holder.suggest.reporter_phone: no such record field"),
+        ("records.holder", {"suggest": {"reporter_phone": "phone"}}, "records.holder.same_person: missing"),
         ("confirm.changed", "好的。", "confirm.changed: must contain {changes}"),
         ("confirm.order", ["reporter_name"], "confirm.order: leaves out"),
         ("closing", [{"when": {"incident_type": "身故"}, "text": "节哀"}], "closing: the last text must have no `when`"),
@@ -208,6 +211,9 @@ def test_the_shipped_claim_flow_listens_with_grammars() -> None:
     assert "十" not in digits and "一一" in digits and any(len(h) > 100 for h in digits)
     assert claim.records.sounds_like == {"reporter_name": ("insured_name", "holder_name"),
                                          "insured_name": ("insured_name",)}
+    assert claim.records.holder_rule is not None
+    assert claim.records.holder_rule.same_person == {"holder_name": "reporter_name"}
+    assert claim.records.holder_rule.suggest == {"reporter_phone": "phone"}
 
 
 def test_hints_files_text_and_yaml(tmp_path: Path) -> None:

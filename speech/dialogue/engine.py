@@ -95,7 +95,7 @@ class Dialogue:
         self._record: PolicyRecord | None = None
         self._record_turn = 0
         self._last_query: tuple | None = None
-        self._suggested: set[str] = set()  # slots filled by the records' self rule
+        self._suggested: set[str] = set()  # slots filled by the records' self or holder rule
         self._readback: dict[str, str] | None = None  # the values at the last read-back
         self._hints: tuple[str, ...] | None = None  # the vocabulary the last prompt listens with
         self._rechecked: dict[str, int] = {}  # slot -> times asked again with its hints
@@ -711,12 +711,16 @@ class Dialogue:
                 self._values[slot] = replace(current, value=match, source="record", confidence=1.0, checked=True)
 
     def _apply_self_rule(self) -> None:
-        rule = self.flow.records.self_rule if self.flow.records else None
-        if rule is None:
+        """The records' self rule (the caller is the insured), else their holder rule (the caller
+        is the policy holder, reporting for someone else): what each suggests, or withdrawn."""
+        spec = self.flow.records
+        rule = spec.self_rule if spec else None
+        holder = spec.holder_rule if spec else None
+        if rule is None and holder is None:
             return
         record = self._record
         values = self.slots
-        is_self = record is not None and (
+        is_self = rule is not None and record is not None and (
             holds(rule.when, values)
             or (
                 all(slot not in values for slot in rule.when)
@@ -725,10 +729,17 @@ class Dialogue:
             )
         )
         if not is_self:
-            for slot in self._suggested:
-                if slot in self._values and self._values[slot].source == "record":
-                    del self._values[slot]
-            self._suggested.clear()
+            is_holder = (holder is not None and record is not None and record.holder_name != record.insured_name
+                         and all(slot in values and getattr(record, f) == values[slot]
+                                 for f, slot in holder.same_person.items()))
+            keep = holder.suggest if holder is not None and is_holder else {}
+            for slot in list(self._suggested):
+                if slot not in keep:
+                    if slot in self._values and self._values[slot].source == "record":
+                        del self._values[slot]
+                    self._suggested.discard(slot)
+            for slot, field_name in keep.items():
+                self._suggest(slot, getattr(record, field_name))
             return
         for slot, accepted in rule.when.items():
             if slot not in self._values:
@@ -737,10 +748,14 @@ class Dialogue:
         for slot, field_name in rule.take.items():
             self._from_record(slot, getattr(record, field_name), override=True)
         for slot, field_name in rule.suggest.items():
-            current = self._values.get(slot)
-            if current is None or (not current.explicit and current.source == "caller_id"):
-                self._from_record(slot, getattr(record, field_name), override=False)
-                self._suggested.add(slot)
+            self._suggest(slot, getattr(record, field_name))
+
+    def _suggest(self, slot: str, value: str) -> None:
+        """A record's value for an empty or merely defaulted slot (withdrawn if the rule stops holding)."""
+        current = self._values.get(slot)
+        if current is None or (not current.explicit and current.source == "caller_id"):
+            self._from_record(slot, value, override=False)
+            self._suggested.add(slot)
 
     def _from_record(self, slot: str, value: str, override: bool) -> None:
         """`override`: the record wins over recognition (never over a correction)."""

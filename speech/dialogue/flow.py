@@ -232,6 +232,16 @@ class SelfRule:
 
 
 @dataclass(frozen=True)
+class HolderRule:
+    """When the caller is the record's policy holder and the holder is not the insured (a parent
+    reporting for a child, a husband for his wife): suggest `suggest` from the record, whose
+    contact fields are the holder's."""
+
+    same_person: Mapping[str, str]  # record field -> slot: equal values mean the caller is the holder
+    suggest: Mapping[str, str]  # slot -> record field (fills only an empty or defaulted slot)
+
+
+@dataclass(frozen=True)
 class RecordSpec:
     query: Mapping[str, tuple[str, ...]]  # find() argument (id_number, phone, name) -> slots tried in order
     take: Mapping[str, str]  # slot -> record field
@@ -239,6 +249,7 @@ class RecordSpec:
     # slot -> record fields: a name the caller gave that sounds like one of them is that name,
     # spelled as the record spells it (the recognizer writes homophones: 假钞 for 贾超)
     sounds_like: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    holder_rule: HolderRule | None = None
 
 
 @dataclass(frozen=True)
@@ -919,7 +930,7 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
 
 
 def _parse_records(r: _Reader, value: Any, known: set[str]) -> RecordSpec:
-    spec = r.mapping(value, "records", {"query", "take", "self", "sounds_like"}, {"query", "take"})
+    spec = r.mapping(value, "records", {"query", "take", "self", "holder", "sounds_like"}, {"query", "take"})
     query = {}
     for arg, slots in r.mapping(spec["query"], "records.query", {"id_number", "phone", "name"}).items():
         slots = slots if isinstance(slots, list) else [slots]
@@ -930,19 +941,23 @@ def _parse_records(r: _Reader, value: Any, known: set[str]) -> RecordSpec:
     self_rule = None
     if spec.get("self") is not None:
         s = r.mapping(spec["self"], "records.self", {"when", "same_person", "take", "suggest"}, {"when"})
-        same = {}
-        for rec_field, slot in r.mapping(s.get("same_person", {}), "records.self.same_person").items():
-            if rec_field not in RECORD_FIELDS:
-                raise r.fail(f"records.self.same_person.{rec_field}", f"no such record field (known: {', '.join(RECORD_FIELDS)})")
-            same[rec_field] = _slot_ref(r, slot, f"records.self.same_person.{rec_field}", known)
         self_rule = SelfRule(
             when=_parse_condition(r, s["when"], "records.self.when", known),
-            same_person=same,
+            same_person=_same_person(r, s.get("same_person", {}), "records.self.same_person", known),
             take=_slot_fields(r, s.get("take", {}), "records.self.take", known),
             suggest=_slot_fields(r, s.get("suggest", {}), "records.self.suggest", known),
         )
         if not self_rule.when or any(len(v) != 1 for v in self_rule.when.values()):
             raise r.fail("records.self.when", "must give one value per slot (they are set when the caller is the insured)")
+    holder_rule = None
+    if spec.get("holder") is not None:
+        h = r.mapping(spec["holder"], "records.holder", {"same_person", "suggest"}, {"same_person", "suggest"})
+        holder_rule = HolderRule(
+            same_person=_same_person(r, h["same_person"], "records.holder.same_person", known),
+            suggest=_slot_fields(r, h["suggest"], "records.holder.suggest", known),
+        )
+        if not holder_rule.same_person:
+            raise r.fail("records.holder.same_person", "names no record field")
     sounds_like = {}
     for slot, rec_fields in r.mapping(spec.get("sounds_like", {}), "records.sounds_like").items():
         _slot_ref(r, slot, f"records.sounds_like.{slot}", known)
@@ -951,7 +966,17 @@ def _parse_records(r: _Reader, value: Any, known: set[str]) -> RecordSpec:
             if rec_field not in RECORD_FIELDS:
                 raise r.fail(f"records.sounds_like.{slot}", f"no such record field {rec_field!r} (known: {', '.join(RECORD_FIELDS)})")
         sounds_like[slot] = rec_fields
-    return RecordSpec(query=query, take=take, self_rule=self_rule, sounds_like=sounds_like)
+    return RecordSpec(query=query, take=take, self_rule=self_rule, sounds_like=sounds_like, holder_rule=holder_rule)
+
+
+def _same_person(r: _Reader, value: Any, key: str, known: set[str]) -> dict[str, str]:
+    """record field -> slot, both checked."""
+    same = {}
+    for rec_field, slot in r.mapping(value, key).items():
+        if rec_field not in RECORD_FIELDS:
+            raise r.fail(f"{key}.{rec_field}", f"no such record field (known: {', '.join(RECORD_FIELDS)})")
+        same[rec_field] = _slot_ref(r, slot, f"{key}.{rec_field}", known)
+    return same
 
 
 def _slot_ref(r: _Reader, value: Any, key: str, known: set[str]) -> str:
