@@ -114,6 +114,8 @@ def test_a_surname_heard_as_a_character_that_sounds_like_it(u: ClaimReader, text
 
 def test_characters_that_sound_like_surnames_elsewhere_are_not_names(u: ClaimReader) -> None:
     assert "reporter_name" not in heard(u, "喂 你好 我 想 报 个 案", "reporter_name").values
+    assert "reporter_name" not in heard(u, "你好 我 要 报案", "reporter_name").values  # not 倪好
+    assert "reporter_name" not in heard(u, "你 好 我 要 报 案", "reporter_name").values
     assert "reporter_name" not in heard(u, "亲 夫 叫 父 雷 伟", "reporter_name", recognized=False).values
     assert values(heard(u, "王 鹏", "reporter_name"))["reporter_name"] == "王鹏"  # a given name stays
 

@@ -472,8 +472,8 @@ class NamePrior:
         """
         chars = list(text)
         for i, ch in enumerate(chars):
-            if ch in self._surname_set or not _is_cjk(ch):
-                continue
+            if ch in self._surname_set or not _is_cjk(ch) or ch in GIVEN_NAME_STOP_CHARS:
+                continue  # a pronoun or particle stays itself: "你好" is a greeting, not 倪好
             before = chars[i - 1] if i else ""
             if i and before not in "姓叫是，" and not (before in self._surname_set and i >= 1
                                                         and (i == 1 or chars[i - 2] in "姓叫是，")):
