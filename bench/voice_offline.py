@@ -69,6 +69,7 @@ LEAD_NOISE_S = 1.0  # line noise before and after each utterance (the voice gate
 TAIL_NOISE_S = 1.2
 PIPELINE = "gate1"  # version of the recognition path, part of every cache file name
 NO_INPUT_S = 8.0  # the gateway's silence timeout after a prompt
+HOLD_FOR_REST_S = 1.2  # gateway.calls.core: how long a bare "no" at the read-back waits for the rest
 PROMPT_CPS = 6.0
 END_OF_SPEECH_S = 0.8
 FREE = "free"
@@ -391,6 +392,7 @@ def run_call(p: dict, flow, extractor, records, heard: Heard) -> dict:
                     queue.append((unit, t + len(action.text) / PROMPT_CPS, len(result["log"]) - 1))
 
     act(dialogue.start(), 0.0)
+    held: tuple[str, float | None] | None = None  # a bare "no" the gateway waits on (CallCore's hold)
     while queue and not state["stop"]:
         unit, ready, entry = queue.popleft()
         key = state["key"]
@@ -400,12 +402,22 @@ def run_call(p: dict, flow, extractor, records, heard: Heard) -> dict:
         t = state["line_free"] + END_OF_SPEECH_S
         result["log"][entry]["heard"].append(" ".join(text for text, _ in finals) or "(nothing)")
         result["log"][entry]["grammar"].append(key[:6])
-        if not finals:
+        if not finals and held is None:
             act(dialogue.on_no_input(), ready + NO_INPUT_S)
         for text, confidence in finals:
             if state["stop"]:
                 break
+            if held is not None:  # the rest of "<no>，<fix>": one answer, as the gateway gives it
+                confs = [c for c in (held[1], confidence) if c is not None]
+                text, confidence, held = f"{held[0]} ，{text}", min(confs) if confs else None, None
+            elif queue and queue[0][2] == entry and dialogue.expects_more(text):
+                held = (text, confidence)  # more of this answer follows within the hold
+                continue
             act(dialogue.on_text(text, confidence), t)
+        if held is not None and not (queue and queue[0][2] == entry):
+            text, confidence = held
+            held = None
+            act(dialogue.on_text(text, confidence), t + HOLD_FOR_REST_S)
     for e in result["log"]:
         e["heard"] = " | ".join(e["heard"]) or "(not heard: the call ended)"
         e["grammar"] = "/".join(e["grammar"])

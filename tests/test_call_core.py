@@ -437,3 +437,82 @@ def test_a_rejected_value_asked_again_is_listened_for_with_n_best_and_its_altern
     assert prompts(actions)[-1]["slots"]["reporter_name"] == "叶艳"
     # once answered, the next question is listened for without them
     assert of(SetGrammar, actions)[-1].alternatives == 0
+
+
+CONFIRM_ANSWERS = {
+    "reporter_name": "亲 岳 叫 岳 燕",
+    "insured_id_number": "身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三",
+    "relationship": "是 我 父 亲", "insured_name": "我 父 亲 叫 蔡 金 凤", "incident_date": "前天",
+    "incident_type": "出 了 意外 骨折", "hospital": "在 华西 医院", "reporter_phone": "就 用 这 个 号 码"}
+
+
+def at_read_back(shell: Shell) -> dict:
+    """A voice call answered up to the read-back; its read-back prompt."""
+    shell.start(flow="claim_report")
+    prompt = prompts(shell.actions)[-1]
+    for _ in range(16):
+        if prompt["slot"] == "confirm":
+            return prompt
+        said = CONFIRM_ANSWERS.get(prompt["slot"], "对") if not prompt["text"].endswith("对吗？") else "对"
+        prompt = prompts(shell.message(final(said), audio_s=1.0))[-1]
+    raise AssertionError(f"no read-back: {prompt}")
+
+
+def test_a_bare_no_at_the_read_back_waits_for_the_rest_and_takes_both_as_one_answer():
+    shell = Shell()
+    assert at_read_back(shell)["slots"]["incident_date"]
+    grammar = of(SetGrammar, shell.actions)[-1]
+    # "不对" ends an utterance at the caller's pause: nothing is said yet, the grammar stays
+    assert not prompts(shell.message(final("不 对"), audio_s=1.0))
+    assert not prompts(shell.frames(0.3))
+    partial = Transcript("医 院", False)
+    assert not prompts(shell.message(None, audio_s=0.5, partial=partial))  # the caller goes on
+    assert not prompts(shell.frames(1.0))  # still speaking: more than the hold, no answer yet
+    actions = shell.message(final("医 院 是 协 和 医 院"), audio_s=1.0)
+    # one answer: a correction of the hospital (heard without its vocabulary: asked again with it)
+    assert of(SetGrammar, shell.actions[:-len(actions)])[-1] == grammar  # the rest heard as the read-back's
+    (prompt,) = prompts(actions)
+    assert prompt["slot"] == "hospital" and not prompt["text"].startswith("请问哪一项不对")
+    assert any(turn.get("text") == "不 对 ，医 院 是 协 和 医 院" for turn in shell.core.flow.transcript)
+
+
+def test_a_bare_no_with_nothing_after_it_is_answered_after_the_hold():
+    shell = Shell()
+    at_read_back(shell)
+    assert not prompts(shell.message(final("不 对"), audio_s=1.0))
+    actions = shell.frames(1.6)
+    (prompt,) = prompts(actions)
+    assert prompt["slot"] == "confirm" and prompt["text"].startswith("请问哪一项不对")
+
+
+def test_a_held_no_is_answered_by_the_wall_clock_when_frames_stop():
+    shell = Shell()
+    at_read_back(shell)
+    assert not prompts(shell.message(final("不 对"), audio_s=1.0))
+    wait = shell.core.timeout(shell.now)
+    assert 0 < wait <= 1.2 + 2.0 + 0.01  # the hold, and the wall clock's slack
+    shell.now += wait
+    (prompt,) = prompts(shell.send(Tick(shell.now)))
+    assert prompt["text"].startswith("请问哪一项不对")
+
+
+def test_only_a_bare_no_at_the_read_back_is_held():
+    shell = Shell()
+    at_read_back(shell)
+    # a "no" that says what is wrong is answered at once
+    (prompt,) = prompts(shell.message(final("电 话 不 对"), audio_s=1.0))
+    assert prompt["slot"] == "reporter_phone"
+    # and a "no" while collecting is an answer like any other
+    shell = Shell()
+    shell.start(flow="claim_report")
+    assert prompts(shell.message(final("不 对"), audio_s=1.0))
+
+
+def test_a_held_no_still_reaches_the_flow_when_the_caller_hangs_up():
+    shell = Shell()
+    at_read_back(shell)
+    shell.message(final("不 对"), audio_s=1.0)
+    shell.send(Finished(RecognitionOutcome(), shell.position, shell.now))
+    (save,) = of(SaveReport, shell.actions)[-1:]
+    assert save.status == "partial"
+    assert any(turn.get("text") == "不 对" for turn in save.transcript if turn.get("speaker") == "caller")

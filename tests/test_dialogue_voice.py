@@ -332,3 +332,80 @@ def test_a_name_set_aside_is_taken_when_it_is_understood_at_the_end() -> None:
             break
         call.say(SET_ASIDE_ANSWERS[call.prompt.slot])
     assert call.prompt.slot == "confirm" and call.prompt.slots["reporter_name"] == "曹明贵"
+
+
+NIE = rec("P4", "聂荣", "370102199911069344", "13512345678", holder="聂明磊")
+
+
+def test_a_caller_heard_with_the_holders_given_name_is_the_holder_and_gets_the_policys_phone() -> None:
+    call = Call(records=RecordIndex([NIE]))
+    call.say("我 要 报案")
+    call.say("亲 岳 叫 月 明 伟")  # "姓聂，叫聂明磊": the surname garbled, the given name alike
+    call.say("身 份 证 号 是 三 七 零 一 零 二 一 九 九 九 一 一 零 六 九 三 四 四")
+    assert call.d.slots["reporter_name"] == "聂明磊" and call.d.slots["insured_name"] == "聂荣"
+    assert call.d.slots["reporter_phone"] == "13512345678"  # the holder's: not asked
+    assert call.prompt.slot == "relationship"
+
+
+def test_a_name_unlike_the_holders_stays_as_heard() -> None:
+    call = Call(records=RecordIndex([NIE]))
+    call.say("我 要 报案")
+    call.say("我 是 王 建 国")
+    call.say("身 份 证 号 是 三 七 零 一 零 二 一 九 九 九 一 一 零 六 九 三 四 四")
+    assert call.d.slots["reporter_name"] == "王建国" and "reporter_phone" not in call.d.slots
+
+
+def test_a_spoken_correction_that_sounds_like_the_records_name_takes_its_spelling() -> None:
+    wu = rec("P5", "令狐海", "510107196904026447", "19410387336", holder="邬泽")
+    call = Call(records=RecordIndex([wu]))
+    call.say("我 要 报案")
+    call.say("姑 波 泽")  # "邬，邬泽"
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 六 九 零 四 零 二 六 四 四 七")
+    call.say("我 爱 人")
+    finish_until_readback(call)
+    while call.prompt.slot != "confirm":
+        call.say("对")
+    assert call.d.slots["reporter_name"] != "邬泽"
+    call.say("不对 名 字 不 对")
+    assert call.prompt.slot == "reporter_name"
+    call.say("我 是 巫 泽")  # the sound of 邬泽: the record's spelling
+    assert call.d.slots["reporter_name"] == "邬泽"
+
+
+def test_which_answered_with_words_we_cannot_place_asks_again_what_we_are_least_sure_of() -> None:
+    call = Call(records=None)
+    call.say("我 要 报案")
+    call.say("我 是 钟 红 梅")
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 邻 居")
+    call.say("我 邻 居 叫 蔡 金 凤")
+    finish_until_readback(call)
+    assert call.prompt.slot == "confirm"
+    call.say("有 个 地方 不对")
+    assert call.prompt.text.startswith("请问哪一项不对")
+    call.say("幸运 叫 名 哪")  # a name in free speech: no item of the read-back
+    assert call.prompt.slot == "reporter_name" and call.prompt.hints  # not the whole read-back again
+    assert not call.prompt.text.startswith("请问哪一项不对")
+
+
+def test_expects_more_only_after_a_bare_no_at_the_read_back() -> None:
+    call = Call(records=None)
+    assert not call.d.expects_more("不 对")  # collecting: "不对" is an answer
+    call.say("我 要 报案")
+    call.say("我 是 钟 红 梅")
+    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
+    call.say("是 我 邻 居")
+    call.say("我 邻 居 叫 蔡 金 凤")
+    finish_until_readback(call)
+    assert call.prompt.slot == "confirm"
+    assert call.d.expects_more("不 对") and call.d.expects_more("有 个 地方 不对") and call.d.expects_more("错 了")
+    assert not call.d.expects_more("对")
+    assert not call.d.expects_more("电 话 不 对")  # says which: answered at once
+    assert not call.d.expects_more("不对 我 叫 周 红 梅")
+    assert not call.d.expects_more("转 人工")
+
+
+def test_a_greeting_is_no_name() -> None:
+    call = Call(records=None)
+    call.say("你好 我 要 报案")  # 你 sounds like the surname 倪
+    assert "reporter_name" not in call.d.slots and call.prompt.slot == "reporter_name"

@@ -62,6 +62,11 @@ CLOSE_TRY_AGAIN = 1013
 # overdue; the wall clock, this much later, only when they stop.
 WALL_CLOCK_SLACK_S = 2.0
 
+# A bare "no" at the read-back ("不对") is mostly followed, after a pause the recognizer ends an
+# utterance in, by the correction ("…，电话是…"): that much more call audio is awaited for the rest,
+# so the two are one answer, heard with the read-back's vocabulary, not the next question's.
+HOLD_FOR_REST_S = 1.2
+
 # A routine: a generator of actions; a `Request` it yields is answered by the event sent back in.
 Routine = Generator[Action, Any, Any]
 _ANSWERS: dict[type, type] = {OpenAudio: AudioOpened, Speak: PromptPlayed, FlushAudio: Flushed}
@@ -103,6 +108,9 @@ class CallCore:
         self._wall0: datetime | None = None  # the wall clock at CallStarted (UTC) ...
         self._mono0 = 0.0  # ... and the monotonic time then
         self._zone: Any = None
+        self._held: Transcript | None = None  # a bare "no", waiting for the rest of the answer
+        self._held_until = 0.0  # ... until this much call audio (more speech extends it)
+        self._held_deadline = 0.0  # ... or, when audio stops coming, this wall-clock time
         self._waiting: Routine | None = None  # a routine waiting for the answer to its request
         self._answer: type = type(None)  # ... and the event that answers it
 
@@ -121,6 +129,8 @@ class CallCore:
             wait = min(wait, max(self._start_by - now, 0.0))
         if self.answer_deadline is not None:
             wait = min(wait, max(self.answer_deadline - now, 0.0))
+        if self._held is not None:
+            wait = min(wait, max(self._held_deadline - now, 0.0))
         return wait
 
     def _wall(self) -> datetime:
@@ -193,8 +203,13 @@ class CallCore:
             self._heard_audio = True
             if self._pace is not None:
                 self._check_pace(event.now, event.position)
+        held_due = False
+        if self._held is not None:
+            if event.partial is not None and event.partial.text.strip():
+                self._hold_longer()  # the caller goes on: the rest is coming
+            held_due = event.position >= self._held_until
         due = self.answer_due_audio
-        if (event.outcome is None and not self._typed and not self.ending
+        if (event.outcome is None and not self._typed and not self.ending and not held_due
                 and (self.flow is None or due is None or event.position < due)):
             # The per-frame path: nothing decoded, typed or due.
             if due is not None and self.flow is not None and self.answer_deadline is not None:
@@ -232,6 +247,8 @@ class CallCore:
             if (out is not None and out.audio_seconds > 0) or typed:
                 yield from self._caller_speaks()
             yield from self._converse(finals, typed)
+            if self._held is not None and (self._position >= self._held_until or self.ending):
+                yield from self._release_held()
             if self.answer_due_audio is not None and self._position >= self.answer_due_audio:
                 yield from self._no_input()
             elif self.answer_due_audio is not None and self.answer_deadline is not None:
@@ -244,7 +261,9 @@ class CallCore:
 
     def _tick(self) -> Routine:
         now = self._now
-        if self.answer_deadline is not None and now >= self.answer_deadline:
+        if self._held is not None and now >= self._held_deadline:
+            yield from self._release_held()  # no audio comes any more: the "no" alone is the answer
+        elif self.answer_deadline is not None and now >= self.answer_deadline:
             yield from self._no_input()
         elif self.start is None and self._start_by is not None and now >= self._start_by:
             self.metrics.count_refusal("auth")
@@ -325,10 +344,20 @@ class CallCore:
         """Caller turns (recognized speech, typed text, keypad) go to the call's flow in order."""
         flow = self.flow
         assert flow is not None
+        if typed and self._held is not None:
+            yield from self._release_held()  # typed input is its own answer
         for item in [*finals, *typed]:
             if flow.final_status is not None and flow.dialogue.finished:
                 return
-            if isinstance(item, Transcript):
+            if isinstance(item, Transcript) and self._held is not None:
+                held, self._held = self._held, None  # "不对" + "，电话是…": one answer
+                confidence = min(c for c in (held.confidence, item.confidence, 1.0) if c is not None)
+                step = flow.on_text(f"{held.text} ，{item.text}", confidence, self._wall())
+            elif isinstance(item, Transcript) and not self._caller_gone and flow.expects_more(item.text):
+                self._held = item
+                self._hold_longer()
+                continue
+            elif isinstance(item, Transcript):
                 # n-best alternatives, when the prompt asked for them: a value the caller rejected, heard again
                 step = flow.on_text(item.text, item.confidence, self._wall(),
                                     tuple(a.text for a in item.alternatives[1:]))
@@ -365,6 +394,16 @@ class CallCore:
         if step.end is not None:
             self.end_reason = step.end
             self.ending = True
+
+    def _hold_longer(self) -> None:
+        self._held_until = self._position + HOLD_FOR_REST_S
+        self._held_deadline = self._now + HOLD_FOR_REST_S + WALL_CLOCK_SLACK_S
+
+    def _release_held(self) -> Routine:
+        """No rest came: the bare "no" is the answer."""
+        held, self._held = self._held, None
+        if held is not None and self.flow is not None:
+            yield from self._flow_step(self.flow.on_text(held.text, held.confidence, self._wall()))
 
     def _caller_speaks(self) -> Routine:
         """Caller speech (or input) arrived: it answers the prompt, and barges in on playback."""
@@ -437,6 +476,8 @@ class CallCore:
         if self.flow is not None:
             if out.finals and self.flow.final_status is None:
                 yield from self._converse(out.finals, ())  # the caller is gone; their last words still count
+            if self._held is not None and self.flow.final_status is None:
+                yield from self._release_held()
             yield from self.flow.on_hangup(self._wall())
         yield EndCallRow(self.end_reason, event.position)
         yield from self._publish({"type": "call.ended", "reason": self.end_reason,

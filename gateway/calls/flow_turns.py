@@ -64,6 +64,10 @@ class FlowTurns:
         self._note("caller", text, at)
         return self._apply(self.dialogue.on_text(text, confidence, alternatives), at, save=True)
 
+    def expects_more(self, text: str) -> bool:
+        """A bare "no" at the read-back, which the caller mostly goes on from (`Dialogue.expects_more`)."""
+        return self.final_status is None and self.dialogue.expects_more(text)
+
     def on_dtmf(self, digits: str, at: datetime) -> FlowStep:
         self._note("caller", f"[keypad] {digits}", at)
         return self._apply(self.dialogue.on_dtmf(digits), at, save=True)

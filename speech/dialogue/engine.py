@@ -37,7 +37,7 @@ from typing import Callable, Literal, Protocol, Sequence
 from speech.dialogue.actions import Action, Hangup, Prompt, Report, ReportStatus, SlotDetail, Source, Transfer
 from speech.dialogue.flow import Flow, holds, pick, render
 from speech.dialogue.records import PolicyRecord, RecordLookup, edit_distance
-from speech.understanding.phonetic import best_match, name_similarity, same_person
+from speech.understanding.phonetic import best_match, given_name_similarity, name_similarity, same_person
 from speech.understanding.types import CallContext, Extraction, SlotProblem, SlotValue
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,10 @@ CONFIRM = "confirm"
 # among them when the best is the same wrong one again (names under the name grammar: the spoken
 # name is the best reading in 13% of takes, among the first eight in 30%)
 REPAIR_ALTERNATIVES = 8
+# How alike (speech.understanding.phonetic) a heard name must sound to the record holder's to be
+# that name: the given names clearly, the whole name half (a garbled surname and a right given name)
+HOLDER_GIVEN_NAME_ALIKE = 0.75
+HOLDER_NAME_ALIKE = 0.5
 Phase = Literal["new", "collect", "confirm", "done"]
 Reason = Literal["start", "progress", "no_match", "no_input", "problem"]
 
@@ -163,6 +167,21 @@ class Dialogue:
         self._buffer = ""
         # A recognizer gives a confidence; text without one was typed (chat channel, `text` event).
         return self._utterance(text, "speech" if confidence is not None else "text", confidence, tuple(alternatives))
+
+    def expects_more(self, text: str) -> bool:
+        """Is `text`, recognized at the read-back, a bare "no" ("不对", "有个地方不对") that callers
+        mostly go on from after a pause ("不对，电话是…")? A shell may then wait a moment for the rest
+        and give both as one utterance: the correction is heard with the read-back's vocabulary
+        and answered once, instead of "which one?" while the caller is still saying it."""
+        if self._phase != "confirm" or not text.strip():
+            return False
+        context = replace(self._context, expected_slot=self._expected, recognized=True, current=None)
+        try:
+            extraction = self._extractor.extract(text, context)
+        except Exception:  # answered as not understood when it is given on
+            return False
+        return (extraction.affirm is False and not extraction.values and not extraction.problems
+                and not extraction.wants_human and self._named_slot(text) is None)
 
     def on_dtmf(self, digits: str) -> list[Action]:
         """Keypad: digits (one per event or several), '*' = the slot's star (X in an ID), '#' ends the entry."""
@@ -403,6 +422,14 @@ class Dialogue:
         self._no_match[CONFIRM] = self._no_match.get(CONFIRM, 0) + 1
         if self._no_match[CONFIRM] >= self.flow.confirm.limit:
             return self._give_up_rejected("no_match")
+        if recognized and asked_which and extraction.affirm is None and not extraction.values:
+            # "which" answered with words we cannot place (by voice: mostly a name said in free
+            # speech): the whole read-back again would get the same answer; ask again, with its
+            # own vocabulary, what we are least sure of
+            doubt = self._most_doubtful()
+            if doubt is not None:
+                self._doubted.add(doubt)
+                return self._recheck(doubt, correcting=True)
         if negative and asked_which and self.flow.confirm.item:
             # "which" did not help either: a third try the same way would not; go item by item
             return self._start_items()
@@ -697,17 +724,20 @@ class Dialogue:
 
     def _spell_by_record(self) -> None:
         """Names the caller said that sound like the record's (homophones: 假钞 for 贾超) take the
-        record's spelling; never a name the caller corrected."""
+        record's spelling; a correction too (by voice it carries only the sound: 巫泽 for 邬泽),
+        unless the caller said no to that spelling."""
         spec = self.flow.records
         record = self._record
         if spec is None or record is None:
             return
         for slot, rec_fields in spec.sounds_like.items():
             current = self._values.get(slot)
-            if current is None or current.source not in (*SAID, "derived") or slot in self._corrected:
+            if current is None or current.source not in (*SAID, "derived"):
                 continue
+            if slot in self._corrected and not self._voice:
+                continue  # typed: the caller wrote the characters they meant
             match = best_match(current.value, [getattr(record, f) for f in rec_fields])
-            if match is not None:
+            if match is not None and match not in self._rejected.get(slot, set()):
                 self._values[slot] = replace(current, value=match, source="record", confidence=1.0, checked=True)
 
     def _apply_self_rule(self) -> None:
@@ -730,7 +760,8 @@ class Dialogue:
         )
         if not is_self:
             is_holder = (holder is not None and record is not None and record.holder_name != record.insured_name
-                         and all(slot in values and getattr(record, f) == values[slot]
+                         and all(slot in values and (getattr(record, f) == values[slot]
+                                                     or self._holder_by_sound(slot, getattr(record, f)))
                                  for f, slot in holder.same_person.items()))
             keep = holder.suggest if holder is not None and is_holder else {}
             for slot in list(self._suggested):
@@ -749,6 +780,20 @@ class Dialogue:
             self._from_record(slot, getattr(record, field_name), override=True)
         for slot, field_name in rule.suggest.items():
             self._suggest(slot, getattr(record, field_name))
+
+    def _holder_by_sound(self, slot: str, name: str) -> bool:
+        """By voice, is the caller's name as heard (`slot`) the record holder's `name`, the given
+        names alike even if the surname is garbled (聂明磊 heard as 建明伟)? The holder of a policy
+        on someone else is the likeliest caller about it, so less likeness is asked of that name
+        than of any other; it then takes the holder's spelling (the read-back lets the caller
+        say no, and a spelling they said no to is not taken again)."""
+        current = self._values.get(slot)
+        if (current is None or current.source != "speech" or not name or name in self._rejected.get(slot, set())
+                or given_name_similarity(current.value, name) < HOLDER_GIVEN_NAME_ALIKE
+                or name_similarity(current.value, name) < HOLDER_NAME_ALIKE):
+            return False
+        self._values[slot] = replace(current, value=name, source="record", confidence=1.0, checked=True)
+        return True
 
     def _suggest(self, slot: str, value: str) -> None:
         """A record's value for an empty or merely defaulted slot (withdrawn if the rule stops holding)."""
