@@ -211,6 +211,10 @@ def test_the_shipped_claim_flow_listens_with_grammars() -> None:
     assert "十" not in digits and "一一" in digits and any(len(h) > 100 for h in digits)
     assert claim.records.sounds_like == {"reporter_name": ("insured_name", "holder_name"),
                                          "insured_name": ("insured_name",)}
+    incident = claim.slot("incident_type").hints
+    assert incident is not None and {"去世", "过世", "住院", "骨折", "爱人", "医生"} <= set(incident)
+    assert not any("(" in h or "|" in h for h in incident)  # incident_types.yaml's patterns are no phrases
+    assert claim.slot("diagnosis").hints == incident
     assert claim.records.holder_rule is not None
     assert claim.records.holder_rule.same_person == {"holder_name": "reporter_name"}
     assert claim.records.holder_rule.suggest == {"reporter_phone": "phone"}

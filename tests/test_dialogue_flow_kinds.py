@@ -92,7 +92,7 @@ def test_the_claim_flows_are_read_by_the_joint_reader_in_their_roles() -> None:
     callback_flow, callback = bound["claim_status_callback"]
     assert callback.claim is not None and set(callback.claim.roles.values()) == set(callback_flow.slot_names)
     # their hints are their own, as before kinds: none added where the flow had none
-    assert callback_flow.slot("reporter_name").hints is None and claim_flow.slot("diagnosis").hints is None
+    assert callback_flow.slot("reporter_name").hints is None
     one = claim.extract("我爸张建国昨天因为肺炎住进了华西医院", CallContext(started_at=STARTED))
     assert {"relationship", "insured_name", "incident_date", "incident_type", "hospital", "diagnosis"} <= set(one.values)
 

@@ -117,3 +117,14 @@ def test_near_id_prefers_the_exact_name_or_phone() -> None:
 def test_phone_narrowed_by_a_name_that_sounds_alike() -> None:
     shared = RecordIndex([LI, rec("P4", "李父", "110101195001010011", "13800002222", holder="李明")])
     assert [r.policy_number for r in shared.find(None, "13800002222", "李福")] == ["P4"]
+
+
+def test_an_id_with_a_repeated_digit_heard_once_finds_its_record_exactly() -> None:
+    index = RecordIndex([rec("P1", "许伟芳", "510107199408115583", "13476525555"),
+                         rec("P2", "别人", "510107199408115538", "13900000000")])
+    heard = "51010719940811583"  # 五五 heard as 五
+    assert [r.policy_number for r in index.said_twice(heard)] == ["P1"]
+    assert [r.policy_number for r in index.said_twice("5101071994081583")] == ["P1"]  # and 一一 as 一
+    assert [r.policy_number for r in index.said_twice("5101071994081155583")] == ["P1"]  # 五 heard twice
+    assert index.said_twice("51010719940811584") == []  # another slip: not this way
+    assert index.said_twice("510107199408115583") == []  # a whole ID is looked up as it is

@@ -82,10 +82,18 @@ def test_the_reporter_sounding_like_the_holder_is_the_holder() -> None:
     assert "relationship" not in call.d.slots  # the holder is not the insured: still asked
 
 
-def test_an_id_with_dropped_digits_is_found_with_the_insureds_name_asked_next() -> None:
+def test_an_id_with_repeated_digits_heard_once_is_found_at_once() -> None:
     call = Call()
     call.say("我 叫 钟 勇")
     call.say("身 份 证 号 是 三 一 零 一 五 一 九 四 五 一 二 八 四 四 五 九")  # two digits said twice, heard once
+    assert call.d.slots["insured_id_number"] == ZHONG.insured_id_number and call.d.slots["insured_name"] == "钟明"
+    assert call.prompt.slot == "relationship"
+
+
+def test_an_id_with_dropped_digits_is_found_with_the_insureds_name_asked_next() -> None:
+    call = Call()
+    call.say("我 叫 钟 勇")
+    call.say("身 份 证 号 是 三 一 零 一 一 五 一 四 五 一 二 二 八 四 四 五 九")  # a 九 lost: no repeat to restore
     assert call.prompt.slot == "insured_name"  # not the ID again at once: the name may find the record
     call.say("我 爸 叫 周 明")  # the surname misheard too
     assert call.d.slots["insured_id_number"] == ZHONG.insured_id_number
@@ -409,3 +417,29 @@ def test_a_greeting_is_no_name() -> None:
     call = Call(records=None)
     call.say("你好 我 要 报案")  # 你 sounds like the surname 倪
     assert "reporter_name" not in call.d.slots and call.prompt.slot == "reporter_name"
+
+
+def test_an_id_with_a_repeated_digit_heard_once_is_the_records_whatever_the_name() -> None:
+    xu = rec("P6", "许伟芳", "510107199408115583", "13476525555")
+    call = Call(records=RecordIndex([xu, NIE]))
+    call.say("我 要 报案")
+    call.say("我 是 齐 伟 峰")  # the name misheard too: it cannot confirm the record
+    call.say("身 份 证 号 是 五 幺 洞 幺 洞 七 一 九 九 四 洞 八 幺 幺 五 八 三")  # 五五 heard as 五
+    assert call.d.slots["insured_id_number"] == "510107199408115583"
+    assert call.d.record is not None and call.d.record.policy_number == "P6"
+    assert call.prompt.slot != "insured_id_number"
+
+
+def test_a_no_that_sounds_like_the_records_name_is_not_about_it() -> None:
+    call = Call(records=RecordIndex([NIE]))
+    call.say("我 要 报案")
+    call.say("我 是 钟 红 梅")
+    call.say("身 份 证 号 是 三 七 零 一 零 二 一 九 九 九 一 一 零 六 九 三 四 四")
+    call.say("我 儿 子")
+    finish_until_readback(call)
+    while call.prompt.slot != "confirm":
+        call.say("对")
+    assert call.d.slots["insured_name"] == "聂荣"
+    call.say("错 了 那个 念 荣 据")  # sounds like the insured's 聂荣, which came from the record, not from us hearing it
+    assert call.prompt.slot != "insured_name"
+    assert call.d.slots["insured_name"] == "聂荣"

@@ -163,3 +163,31 @@ def test_shi_after_a_city_before_a_hospital_kind_is_shi_the_city(u: ClaimReader)
     # 市 heard as 是 in free speech: "在洛阳是第三人民医院"
     assert values(heard(u, "有 个 地方 不对 在 洛阳 是 第三 人民医院", "confirm"))["hospital"] == "洛阳市第三人民医院"
     assert values(heard(u, "襄 阳 市 儿 童 医 院", "hospital"))["hospital"] == "襄阳市儿童医院"
+
+
+@pytest.mark.parametrize("text, name", [
+    ("儿 沙 志 志 是 名 字", "沙志"),  # "嗯，沙志，志是名字": 嗯 heard as 儿
+    ("饿 张 明", "张明"),  # 呃 as 饿
+    ("恩 王 芳", "王芳"),
+])
+def test_a_filler_heard_as_a_character_before_a_name_is_no_part_of_it(u: ClaimReader, text: str, name: str) -> None:
+    assert values(heard(u, text, "reporter_name"))["reporter_name"] == name
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("我 爱人 过 是 为 去 脑出血", "身故"),  # 过世 heard as 过是: not 重疾 for the brain haemorrhage
+    ("出 了 医 外 左 腿 骨 脚", "意外"),  # 意外 as 医外
+])
+def test_incident_words_heard_as_words_that_sound_like_them(u: ClaimReader, text: str, kind: str) -> None:
+    assert values(heard(u, text, "incident_type"))["incident_type"] == kind
+
+
+def test_only_whole_recognized_words_are_read_as_an_incident_word(u: ClaimReader) -> None:
+    assert values(heard(u, "他 不过 是 感冒 看 了 门诊", "incident_type"))["incident_type"] == "门诊"  # 不过 是 ≠ 过世
+    assert "incident_type" not in heard(u, "我 爱人 过 是 为 去 脑出血", "incident_type", recognized=False).values or \
+        values(heard(u, "我 爱人 过 是 为 去 脑出血", "incident_type", recognized=False))["incident_type"] != "身故"
+
+
+def test_digits_in_an_id_answer_are_no_incident_word(u: ClaimReader) -> None:
+    id_answer = heard(u, "身 份 证 号 是 三 拐 洞 幺 零 两 幺 九 六 勾 幺 洞 一 四 六 两 六 洞", "insured_id_number")
+    assert "incident_type" not in id_answer.values  # 勾幺 sounds like 狗咬 (a dog bite)

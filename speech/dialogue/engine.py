@@ -688,6 +688,11 @@ class Dialogue:
                 if len(found) == 1:
                     record = found[0]
                     break
+            if record is None and guessed and self._voice:
+                # an invalid ID that is a record's with a repeated digit heard once (五五 as 五)
+                said_twice = getattr(self._records, "said_twice", None)
+                found = said_twice(query["id_number"]) if said_twice else []
+                record = found[0] if len(found) == 1 else None
             if record is None and "id_number" in query and self._caller_number():
                 # a near-miss ID confirmed by the caller's own number being the policy's phone
                 near_id = getattr(self._records, "near_id", None)
@@ -1068,8 +1073,8 @@ class Dialogue:
         best, best_score = None, 0.0
         for slot in self.flow.slot_names:
             value = self._values.get(slot)
-            if value is None or not self._specs[slot].recheck:
-                continue
+            if value is None or not self._specs[slot].recheck or value.source == "record":
+                continue  # the record's value was not heard: not what we misheard
             target = "".join(ch for ch in value.value if "\u4e00" <= ch <= "\u9fff")
             n = len(target)
             if not n or len(heard) < n:

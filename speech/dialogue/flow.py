@@ -842,6 +842,9 @@ def _parse_slot(r: _Reader, item: dict, key: str, known: set[str], formats: Mapp
     )
 
 
+_PATTERN_CHARS = frozenset("()[]{}|?*+\\^$")
+
+
 def _hint_files(r: _Reader, value: Any, key: str, base: Path) -> tuple[str, ...]:
     """Hint phrases from files, paths relative to the flow file: a text file has one phrase a
     line (`#` comments); a YAML dictionary gives every text in it that is not a key (the names,
@@ -855,7 +858,8 @@ def _hint_files(r: _Reader, value: Any, key: str, base: Path) -> tuple[str, ...]
             raise r.fail(f"{key}[{i}]", f"cannot read {file}: {e.strerror or e}") from None
         if file.suffix in (".yaml", ".yml"):
             try:
-                phrases += _leaf_texts(yaml.safe_load(text))
+                # words, not the patterns a dictionary may also hold (incident_types.yaml's regexes)
+                phrases += [t for t in _leaf_texts(yaml.safe_load(text)) if not _PATTERN_CHARS & set(t)]
             except yaml.YAMLError as e:
                 raise r.fail(f"{key}[{i}]", f"{file} is not valid YAML: {e}") from None
         else:

@@ -142,6 +142,22 @@ class RecordIndex:
         return _agreeing(candidates, name) if name else []
 
 
+    def said_twice(self, id_key: str) -> list[PolicyRecord]:
+        """Records whose ID is `id_key` (heard, invalid) with a repeated digit put right: the
+        recognizer hears a digit said twice as one (二二 as 二; up to two such) or, less often,
+        one as two. The match must be exact: a valid ID in the records one such slip away is
+        evidence enough on its own, unlike an ID a couple of arbitrary edits away (`near_id`)."""
+        heard = _norm_id(id_key)
+        if not heard or len(heard) not in (16, 17, 19):
+            return []
+        candidates = {heard}
+        for _ in range(max(18 - len(heard), 0)):  # a digit said twice, heard once: double it back
+            candidates = {c[:i] + c[i] + c[i:] for c in candidates for i in range(len(c))}
+        if len(heard) == 19:  # one digit heard twice: drop one of a doubled pair
+            candidates = {heard[:i] + heard[i + 1:] for i in range(1, len(heard)) if heard[i] == heard[i - 1]}
+        return _unique(r for c in sorted(candidates) for r in self._by_id.get(c, ()))
+
+
 def _agreeing(records: Iterable[PolicyRecord], name: str) -> list[PolicyRecord]:
     """The records whose insured's or holder's name is `name`, or else sounds like it."""
     records = list(records)

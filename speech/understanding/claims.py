@@ -256,7 +256,14 @@ class ClaimReader:
             surname = self.names.surname_said(rest)
             if surname:
                 out.put(target, self.names.with_surname(context.current, surname), 0.9, rest)
-        self._incident(rest, target, out)
+        incident_text = rest
+        if context.recognized and target in (None, "incident_type"):
+            # incident words heard as words that sound like them (医外 for 意外); not in answers to
+            # other questions, whose digits sound like words too (勾幺 like 狗咬)
+            incident_text = compact_text(self.incidents.respell(text))
+            for h in hospital_mentions:
+                incident_text = incident_text.replace(h.said, "，")
+        self._incident(incident_text, target, out)
         self._diagnosis(rest, target if bare_ok else None, acts, out, context.recognized)
 
         if bare_ok and acts.correction and not out.values and not out.problems and not use_caller_number:

@@ -361,8 +361,14 @@ class NameFinder:
                 best = NameMention(core, ROLE_BARE, start, 0.9)
                 continue
             name = self.name_at(core, 0)
+            rest = core[1:]
+            rest_surname = self.surname_at(rest, 0) if not surname and _sounds_like_filler(core[0]) else None
             if name:
                 best = NameMention(name, ROLE_BARE, start, 0.8)
+            elif (rest_surname and 2 <= len(rest) <= 3 and len(rest) > len(rest_surname)
+                  and not any(c in GIVEN_NAME_STOP_CHARS for c in rest[len(rest_surname):])):
+                # a filler heard as a character before the name ("嗯，沙志" heard 儿沙志)
+                best = NameMention(rest, ROLE_BARE, start + 1, 0.7)
             elif (
                 2 <= len(core) <= 3
                 and best is None
@@ -371,6 +377,14 @@ class NameFinder:
             ):
                 best = NameMention(core, ROLE_BARE, start, 0.5)  # a surname not in the list
         return best
+
+
+# What 嗯 呃 啊 哦 sound like when the recognizer writes them as other characters (儿 饿 阿 恩).
+_FILLER_SOUNDS = frozenset({"a", "e", "o", "en", "er", "ng", "n", "m", "ei", "ai", "ao", "ou"})
+
+
+def _sounds_like_filler(ch: str) -> bool:
+    return any(r.rstrip("012345") in _FILLER_SOUNDS for r in _toned(ch))
 
 
 def _strip_fillers(chunk: str) -> str:
