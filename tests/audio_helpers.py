@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import os
 from pathlib import Path
 
@@ -103,6 +104,13 @@ def load_pcm(path: Path, rate: int = 16000) -> Samples:
         resampler = StreamResampler(file_rate, rate)
         pcm = resampler.process(pcm) + resampler.flush()
     return from_pcm(pcm)
+
+
+def seed_dither(seed: int) -> None:
+    """Restart the C library's rand() stream, which Kaldi (inside Vosk) draws its feature dither
+    from process-wide: a decode that follows is then the same whatever Vosk decoded before it in
+    this process (any thread)."""
+    ctypes.CDLL(None).srand(seed)  # the process's own libc: the one libvosk.so binds rand() to
 
 
 def callers_manifest() -> dict[str, str]:
