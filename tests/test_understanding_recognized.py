@@ -191,3 +191,9 @@ def test_only_whole_recognized_words_are_read_as_an_incident_word(u: ClaimReader
 def test_digits_in_an_id_answer_are_no_incident_word(u: ClaimReader) -> None:
     id_answer = heard(u, "身 份 证 号 是 三 拐 洞 幺 零 两 幺 九 六 勾 幺 洞 一 四 六 两 六 洞", "insured_id_number")
     assert "incident_type" not in id_answer.values  # 勾幺 sounds like 狗咬 (a dog bite)
+
+
+@pytest.mark.parametrize("text", ["友 科 大 方 不 对", "门 铁"])  # 有个地方不对, 没问题 under the hospital grammar
+def test_recognized_words_that_name_no_place_are_no_hospital(u: ClaimReader, text: str) -> None:
+    assert "hospital" not in heard(u, text, "hospital").values
+    assert values(heard(u, "在 社 区 卫 生 服 务 中 心", "hospital"))["hospital"] == "社区卫生服务中心"

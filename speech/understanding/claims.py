@@ -236,7 +236,7 @@ class ClaimReader:
             body = self._city_shi_re.sub(r"\1市", body)
         hospital_mentions = self.hospitals.find(body, self._hospital_stop_re)
         if not hospital_mentions and target == "hospital" and bare_ok:
-            bare = self.hospitals.bare(body, self._hospital_stop_re, last=acts.correction)
+            bare = self.hospitals.bare(body, self._hospital_stop_re, last=acts.correction, recognized=context.recognized)
             hospital_mentions = [bare] if bare else []
         if hospital_mentions:
             h = hospital_mentions[-1] if acts.correction else hospital_mentions[0]

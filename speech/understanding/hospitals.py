@@ -230,11 +230,13 @@ class HospitalDirectory:
         return hit[1] and bool(city) and text[start:i] in (city, f"{city}市")
 
     def bare(
-        self, text: str, stop_re: re.Pattern[str] | None = None, *, last: bool = False
+        self, text: str, stop_re: re.Pattern[str] | None = None, *, last: bool = False, recognized: bool = False
     ) -> HospitalMention | None:
         """The answer to "在哪家医院": a mention, a short name (协和), or the words said.
 
-        With last (a correction, "不是协和，是华西"), the last name said wins.
+        With last (a correction, "不是协和，是华西"), the last name said wins. Recognized speech
+        is kept as said only when it names a kind of place ("仁爱医院", "社区卫生服务中心"): under
+        the hospital grammar "有个地方不对" was heard as 友科大方不对, "没问题" as 门铁.
         """
         found = self.find(text, stop_re)
         if found:
@@ -256,9 +258,15 @@ class HospitalDirectory:
                 return HospitalMention(fuzzy[0], core, start, start + len(core), fuzzy[1], fuzzy[2] / 100)
             if stop_re is not None and stop_re.search(core):
                 continue  # "左骨折", "急性阑尾炎": an illness, not a hospital's name
+            if recognized and not _PLACE_KIND_RE.search(core):
+                continue
             if 2 <= len(core) <= _MAX_LEN and all(_name_char(c) for c in core):
                 return HospitalMention(core, core, text.find(core), text.find(core) + len(core), False, 0.4)
         return None
+
+
+# The words that make a name a place of treatment.
+_PLACE_KIND_RE = re.compile("院|中心|诊所|门诊|卫生室|医务室")
 
 
 def is_local_name(said: str) -> bool:
