@@ -197,3 +197,13 @@ def test_digits_in_an_id_answer_are_no_incident_word(u: ClaimReader) -> None:
 def test_recognized_words_that_name_no_place_are_no_hospital(u: ClaimReader, text: str) -> None:
     assert "hospital" not in heard(u, text, "hospital").values
     assert values(heard(u, "在 社 区 卫 生 服 务 中 心", "hospital"))["hospital"] == "社区卫生服务中心"
+
+
+@pytest.mark.parametrize("text", ["部队", "有 个 地方 部队", "有 个 地方 部队 我 叫 因 呀"])
+def test_at_the_read_back_a_no_heard_as_words_that_sound_like_it_is_a_no(u: ClaimReader, text: str) -> None:
+    assert heard(u, text, "confirm").affirm is False  # 部队 (bu dui) for 不对; it once read as 都对, a yes
+
+
+def test_a_no_by_sound_only_at_the_read_back(u: ClaimReader) -> None:
+    assert heard(u, "在 部 队 医 院", "hospital").affirm is None
+    assert heard(u, "都 对", "confirm").affirm is True

@@ -158,6 +158,7 @@ class ClaimReader:
         self._yes_re = re.compile(f"(?:{yes})(?:，?(?:{yes}))*")
         self._no = sorted({str(w) for w in acts.get("deny") or ()}, key=len, reverse=True)
         self._strong_no = [w for w in self._no if len(w) >= 2 and w not in ("没有", "有问题")]
+        self._no_sounds: dict[tuple[str, ...], str] | None = None  # built on first use (pypinyin)
         self._wrong_re = _alternation(acts.get("wrong_markers") or ())
         human = [str(w) for w in acts.get("human") or ()]
         self._human_re = _alternation([w for w in human if len(w) >= 3])
@@ -215,7 +216,7 @@ class ClaimReader:
         compact = compact_text(text)
         acts = self._acts(compact)
         if context.recognized and acts.affirm is None:
-            acts = self._acts_by_sound(compact) or acts
+            acts = self._acts_by_sound(compact, context.expected_slot == "confirm") or acts
         body = acts.body
         expected = context.expected_slot
         # For a correction that names its slot, that slot is what the value answers.
@@ -326,9 +327,12 @@ class ClaimReader:
                 body = _LEAD_IS_RE.sub("", body)
         return _Acts(affirm, correction, wants_human, hint, body or bare)
 
-    def _acts_by_sound(self, compact: str) -> _Acts | None:
+    def _acts_by_sound(self, compact: str, read_back: bool = False) -> _Acts | None:
         """Recognized speech that misheard the yes/no word: "对等" / "是 等" for 对的 / 是的, "错 出门
-        我叫…" for 错了，我叫…. Only short yeses (a longer answer says something else too)."""
+        我叫…" for 错了，我叫…; at the read-back (`read_back`) also a no heard as words that sound
+        just like it, tones aside ("有个地方部队，我叫…" for 有个地方不对). Only short yeses (a longer
+        answer says something else too), and never one that sounds as much like a no (部队 is
+        nearer 不对 than 都对)."""
         from .phonetic import name_similarity
 
         bare = compact.strip("，")
@@ -337,11 +341,36 @@ class ClaimReader:
             body = stripped[1:].lstrip("了，")
             acts = self._acts(f"错了，{body}" if body else "错了")
             return acts if acts.affirm is False else None
+        if read_back:
+            respelled = self._deny_by_sound(bare)
+            if respelled != bare:
+                acts = self._acts(respelled)
+                if acts.affirm is False:
+                    return acts
         if 2 <= len(stripped) <= 3 and not any(ch in stripped for ch in "不没错否"):
+            nearest_no = max((name_similarity(stripped, w) for w in self._no if len(w) == len(stripped)), default=0.0)
             for word in self._yes:
-                if len(word) == len(stripped) and len(word) >= 2 and name_similarity(stripped, word) >= 0.75:
+                if (len(word) == len(stripped) and len(word) >= 2 and name_similarity(stripped, word) >= 0.75
+                        and name_similarity(stripped, word) > nearest_no):
                     return _Acts(True, False, False, None, bare)
         return None
+
+    def _deny_by_sound(self, text: str) -> str:
+        """`text` with a run of characters that sounds exactly like a no word of two syllables or
+        more (tones aside) written as that word: 部队 → 不对, 有个地方部队 → 有个地方不对."""
+        from pypinyin import lazy_pinyin
+
+        if self._no_sounds is None:
+            self._no_sounds = {tuple(lazy_pinyin(w)): w for w in sorted(self._no, key=len) if len(w) >= 2}
+        sounds = lazy_pinyin(text)
+        if len(sounds) != len(text):  # not one syllable per character (digits, letters): leave it
+            return text
+        for n in sorted({len(k) for k in self._no_sounds}, reverse=True):
+            for i in range(len(text) - n + 1):
+                word = self._no_sounds.get(tuple(sounds[i:i + n]))
+                if word is not None and text[i:i + n] != word:
+                    return text[:i] + word + text[i + n:]
+        return text
 
     def _is_yes(self, stripped: str) -> bool:
         # "对", "对对对", "嗯对没错", "是的是的": nothing but yes words
