@@ -275,7 +275,8 @@ def persona(rng: random.Random, index: int, policies: list[dict]) -> dict:
         opening = spaced(rng, opening)
     policies.append({"policy_number": f"G{index:06d}{rng.randint(100000, 999999)}", "product": "综合医疗保险",
                      "holder_name": reporter.name if relationship != "其他" else insured.name,
-                     "insured_name": insured.name, "insured_id_number": idn, "phone": phone,
+                     "insured_name": insured.name, "insured_id_number": idn,
+                     "phone": phone if relationship == "本人" else insured_phone(idn),
                      "start_date": (today - timedelta(days=rng.randint(60, 700))).isoformat(),
                      "expiry_date": (today + timedelta(days=rng.randint(30, 300))).isoformat()})
     return {"id": f"gen-{index:04d}", "started_at": started.isoformat(), "caller_number": caller_number,
@@ -283,6 +284,13 @@ def persona(rng: random.Random, index: int, policies: list[dict]) -> dict:
             "opening": opening, "spaced": is_spaced,
             "yes": rng.choice(["对", "对的", "是的", "没错", "嗯，对", "没问题"]),
             "no": rng.choice(["不对", "不是", "错了", "有个地方不对"])}
+
+
+def insured_phone(id_number: str) -> str:
+    """The insured's own phone, which the policy records carry (as the dev records do: never the
+    holder's who calls for them); from its own generator, so the callers stay as they were."""
+    own = random.Random(id_number)
+    return own.choice(["13", "15", "18"]) + "".join(str(own.randint(0, 9)) for _ in range(9))
 
 
 def distractor(rng: random.Random, index: int) -> dict:

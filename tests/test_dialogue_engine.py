@@ -617,13 +617,25 @@ def test_record_phone_suggestion_is_withdrawn_when_the_caller_is_not_the_insured
     assert p.slot == "reporter_phone"
 
 
-def test_record_holder_reporting_for_another_gets_the_policy_phone_not_the_calling_number() -> None:
-    # a mother, the policy holder, reports for her son: the policy's phone is hers
-    index = RecordIndex([record(insured_name="韦小明", holder_name="韦文博", insured_id_number="110101201005157703",
-                                phone="13900001111")])
+HOLDER_PHONE_FLOW = dataclasses.replace(FLOW, records=dataclasses.replace(
+    FLOW.records, holder_rule=dataclasses.replace(FLOW.records.holder_rule, suggest={"reporter_phone": "phone"})))
+SON = dict(insured_name="韦小明", holder_name="韦文博", insured_id_number="110101201005157703", phone="13900001111")
+
+
+def test_the_shipped_holder_rule_suggests_nothing_the_records_phone_is_the_insureds() -> None:
+    d, _ = dialogue({"韦文博": ex(reporter_name="韦文博"), "身份证": ex(insured_id_number=SON["insured_id_number"])},
+                    RecordIndex([record(**SON)]))
+    d.start()
+    d.on_text("韦文博")
+    d.on_text("身份证")
+    assert d.slots["insured_name"] == "韦小明" and "reporter_phone" not in d.slots  # the calling number, at the read-back
+
+
+def test_a_holder_rule_with_suggest_fills_from_the_record_for_the_holder_reporting_for_another() -> None:
+    # a flow whose records' phone is the holder's: a mother, the policy holder, reports for her son
     d, _ = dialogue({"韦文博": ex(reporter_name="韦文博"),
-                     "身份证": ex(insured_id_number="110101201005157703"),
-                     "我儿子": ex(relationship="子女")}, index)
+                     "身份证": ex(insured_id_number=SON["insured_id_number"]),
+                     "我儿子": ex(relationship="子女")}, RecordIndex([record(**SON)]), flow=HOLDER_PHONE_FLOW)
     d.start()
     d.on_text("韦文博")
     p = last_prompt(d.on_text("身份证"))
@@ -634,22 +646,20 @@ def test_record_holder_reporting_for_another_gets_the_policy_phone_not_the_calli
 
 
 def test_record_holder_rule_needs_the_callers_name_to_be_the_holders() -> None:
-    index = RecordIndex([record(insured_name="韦小明", holder_name="韦文博", insured_id_number="110101201005157703",
-                                phone="13900001111")])
     d, _ = dialogue({"韦建国": ex(reporter_name="韦建国"),
-                     "身份证": ex(insured_id_number="110101201005157703")}, index)
+                     "身份证": ex(insured_id_number=SON["insured_id_number"])}, RecordIndex([record(**SON)]),
+                    flow=HOLDER_PHONE_FLOW)
     d.start()
     d.on_text("韦建国")
     d.on_text("身份证")
     assert d.record is not None and "reporter_phone" not in d.slots  # the calling number, at the read-back
 
 
-def test_record_holder_phone_is_withdrawn_when_the_caller_corrects_their_name() -> None:
-    index = RecordIndex([record(insured_name="韦小明", holder_name="韦文博", insured_id_number="110101201005157703",
-                                phone="13900001111")])
+def test_record_holder_suggestion_is_withdrawn_when_the_caller_corrects_their_name() -> None:
     d, _ = dialogue({"韦文博": ex(reporter_name="韦文博"),
-                     "身份证": ex(insured_id_number="110101201005157703"),
-                     "不对，我叫韦建国": ex(affirm=False, correction=True, reporter_name="韦建国")}, index)
+                     "身份证": ex(insured_id_number=SON["insured_id_number"]),
+                     "不对，我叫韦建国": ex(affirm=False, correction=True, reporter_name="韦建国")},
+                    RecordIndex([record(**SON)]), flow=HOLDER_PHONE_FLOW)
     d.start()
     d.on_text("韦文博")
     d.on_text("身份证")

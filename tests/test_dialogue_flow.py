@@ -217,7 +217,7 @@ def test_the_shipped_claim_flow_listens_with_grammars() -> None:
     assert claim.slot("diagnosis").hints == incident
     assert claim.records.holder_rule is not None
     assert claim.records.holder_rule.same_person == {"holder_name": "reporter_name"}
-    assert claim.records.holder_rule.suggest == {"reporter_phone": "phone"}
+    assert claim.records.holder_rule.suggest == {}  # the records' phone is the insured's
 
 
 def test_hints_files_text_and_yaml(tmp_path: Path) -> None:

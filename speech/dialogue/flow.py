@@ -234,8 +234,9 @@ class SelfRule:
 @dataclass(frozen=True)
 class HolderRule:
     """When the caller is the record's policy holder and the holder is not the insured (a parent
-    reporting for a child, a husband for his wife): suggest `suggest` from the record, whose
-    contact fields are the holder's."""
+    reporting for a child, a husband for his wife): by voice the caller's name is known by sound
+    (engine: `_holder_by_sound`), and `suggest` fills from the record - only where the record's
+    fields are the holder's (in the claim records the phone is the insured's: nothing suggested)."""
 
     same_person: Mapping[str, str]  # record field -> slot: equal values mean the caller is the holder
     suggest: Mapping[str, str]  # slot -> record field (fills only an empty or defaulted slot)
@@ -955,10 +956,10 @@ def _parse_records(r: _Reader, value: Any, known: set[str]) -> RecordSpec:
             raise r.fail("records.self.when", "must give one value per slot (they are set when the caller is the insured)")
     holder_rule = None
     if spec.get("holder") is not None:
-        h = r.mapping(spec["holder"], "records.holder", {"same_person", "suggest"}, {"same_person", "suggest"})
+        h = r.mapping(spec["holder"], "records.holder", {"same_person", "suggest"}, {"same_person"})
         holder_rule = HolderRule(
             same_person=_same_person(r, h["same_person"], "records.holder.same_person", known),
-            suggest=_slot_fields(r, h["suggest"], "records.holder.suggest", known),
+            suggest=_slot_fields(r, h.get("suggest", {}), "records.holder.suggest", known),
         )
         if not holder_rule.same_person:
             raise r.fail("records.holder.same_person", "names no record field")
