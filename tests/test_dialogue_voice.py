@@ -443,3 +443,19 @@ def test_a_no_that_sounds_like_the_records_name_is_not_about_it() -> None:
     call.say("错 了 那个 念 荣 据")  # sounds like the insured's 聂荣, which came from the record, not from us hearing it
     assert call.prompt.slot != "insured_name"
     assert call.d.slots["insured_name"] == "聂荣"
+
+
+def test_a_fallen_back_phone_said_wrong_again_in_digits_we_cannot_get_ends_unconfirmed_not_at_an_agent() -> None:
+    call = father_injured_call()
+    call.say("前天")
+    call.say("出 了 意外 骨折")
+    call.say("在 华西 医院")
+    for _ in range(3):  # a digit dropped each time: 10 digits
+        call.say("我 的 手 机 号 是 一 三 五 四 六 八 四 七 四 七")
+    call.past_spelling()
+    assert call.prompt.slot == "confirm" and call.d.slots["reporter_phone"] == "16066907439"
+    out = call.say("错 了 我 的 手机 号 是 一 三 五 四 六 八 四 七 四")  # too few digits again, in free speech
+    report = out[0]
+    assert isinstance(report, Report) and report.status == "complete"
+    assert report.details["reporter_phone"].confirmed is False  # for the claims desk to check
+    assert "核实" in call.prompt.text and not any(isinstance(a, Transfer) for a in out)

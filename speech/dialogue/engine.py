@@ -394,7 +394,13 @@ class Dialogue:
             return self._question(lambda: self._read_back(self.flow.ack, only=mentioned))
         problem_slots = [k for k in extraction.problems if k in self._specs]
         if problem_slots and recognized and problem_slots[0] in self._skipped:
-            return self._transfer("no_match")  # given up on by voice once already: a person takes it
+            # given up on by voice once already (its re-asks and the keypad), and the caller says
+            # the default we fell back on is wrong: it stays, unconfirmed, for a person to check
+            # (the claims desk calls the number the caller called from), or a person takes the call
+            slot = problem_slots[0]
+            self._rejections[slot] = self._rejections.get(slot, 0) + 1
+            self._reject_value(slot)
+            return self._give_up(slot, "no_match")
         if problem_slots:  # e.g. a corrected ID number that fails its check: ask for it again
             self._repairs[problem_slots[0]] = self._repairs.get(problem_slots[0], 0) + 1
             self._problems[problem_slots[0]] = extraction.problems[problem_slots[0]].code
