@@ -171,13 +171,7 @@ def test_a_correction_in_free_speech_does_not_replace_a_name_heard_with_the_gram
 
 
 def test_a_name_rejected_twice_takes_what_the_caller_says_instead() -> None:
-    call = Call(records=None)
-    call.say("我 要 报案")
-    call.say("我 叫 刘 伟")
-    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
-    call.say("是 我 朋 友")
-    call.say("我 朋 友 叫 蔡 金 凤")
-    finish_until_readback(call)
+    call = at_the_read_back("我 叫 刘 伟", "朋 友")
     call.say("不对 我 是 刘磊")
     assert call.prompt.slot == "reporter_name"
     call.say("我 叫 刘 伟")  # the grammar hears the same again
@@ -380,15 +374,21 @@ def test_a_spoken_correction_that_sounds_like_the_records_name_takes_its_spellin
     assert call.d.slots["reporter_name"] == "邬泽"
 
 
-def test_which_answered_with_words_we_cannot_place_asks_again_what_we_are_least_sure_of() -> None:
+def at_the_read_back(name: str = "我 是 钟 红 梅", relation: str = "邻 居") -> Call:
+    """A voice call without policy records, for the caller's `relation` 蔡金凤, up to the read-back."""
     call = Call(records=None)
     call.say("我 要 报案")
-    call.say("我 是 钟 红 梅")
+    call.say(name)
     call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
-    call.say("是 我 邻 居")
-    call.say("我 邻 居 叫 蔡 金 凤")
+    call.say(f"是 我 {relation}")
+    call.say(f"我 {relation} 叫 蔡 金 凤")
     finish_until_readback(call)
     assert call.prompt.slot == "confirm"
+    return call
+
+
+def test_which_answered_with_words_we_cannot_place_asks_again_what_we_are_least_sure_of() -> None:
+    call = at_the_read_back()
     call.say("有 个 地方 不对")
     assert call.prompt.text.startswith("请问哪一项不对")
     call.say("幸运 叫 名 哪")  # a name in free speech: no item of the read-back
@@ -397,15 +397,8 @@ def test_which_answered_with_words_we_cannot_place_asks_again_what_we_are_least_
 
 
 def test_expects_more_only_after_a_bare_no_at_the_read_back() -> None:
-    call = Call(records=None)
-    assert not call.d.expects_more("不 对")  # collecting: "不对" is an answer
-    call.say("我 要 报案")
-    call.say("我 是 钟 红 梅")
-    call.say("身 份 证 号 是 五 一 零 一 零 七 一 九 九 九 零 六 二 三 二 六 四 三")
-    call.say("是 我 邻 居")
-    call.say("我 邻 居 叫 蔡 金 凤")
-    finish_until_readback(call)
-    assert call.prompt.slot == "confirm"
+    assert not Call(records=None).d.expects_more("不 对")  # collecting: "不对" is an answer
+    call = at_the_read_back()
     assert call.d.expects_more("不 对") and call.d.expects_more("有 个 地方 不对") and call.d.expects_more("错 了")
     assert not call.d.expects_more("对")
     assert not call.d.expects_more("电 话 不 对")  # says which: answered at once
