@@ -141,7 +141,6 @@ class RecordIndex:
             return exact
         return _agreeing(candidates, name) if name else []
 
-
     def said_twice(self, id_key: str) -> list[PolicyRecord]:
         """Records whose ID is `id_key` (heard, invalid) with a repeated digit put right: the
         recognizer hears a digit said twice as one (二二 as 二; up to two such) or, less often,

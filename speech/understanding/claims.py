@@ -37,6 +37,7 @@ from .names import (ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, NamePrior, l
                     load_surnames, name_problem)
 from .numbers import DigitRun, digits_by_sound, find_digit_runs
 from .phone import mentions_caller_number, normalize_phone
+from .phonetic import SoundAlikes
 from .types import CallContext, Extraction, SlotProblem, SlotValue
 
 # The contract resolves dates in Asia/Shanghai, which has had no DST since 1991.
@@ -158,7 +159,7 @@ class ClaimReader:
         self._yes_re = re.compile(f"(?:{yes})(?:，?(?:{yes}))*")
         self._no = sorted({str(w) for w in acts.get("deny") or ()}, key=len, reverse=True)
         self._strong_no = [w for w in self._no if len(w) >= 2 and w not in ("没有", "有问题")]
-        self._no_sounds: dict[tuple[str, ...], str] | None = None  # built on first use (pypinyin)
+        self._no_sounds = SoundAlikes(self._no)
         self._wrong_re = _alternation(acts.get("wrong_markers") or ())
         human = [str(w) for w in acts.get("human") or ()]
         self._human_re = _alternation([w for w in human if len(w) >= 3])
@@ -358,19 +359,7 @@ class ClaimReader:
     def _deny_by_sound(self, text: str) -> str:
         """`text` with a run of characters that sounds exactly like a no word of two syllables or
         more (tones aside) written as that word: 部队 → 不对, 有个地方部队 → 有个地方不对."""
-        from pypinyin import lazy_pinyin
-
-        if self._no_sounds is None:
-            self._no_sounds = {tuple(lazy_pinyin(w)): w for w in sorted(self._no, key=len) if len(w) >= 2}
-        sounds = lazy_pinyin(text)
-        if len(sounds) != len(text):  # not one syllable per character (digits, letters): leave it
-            return text
-        for n in sorted({len(k) for k in self._no_sounds}, reverse=True):
-            for i in range(len(text) - n + 1):
-                word = self._no_sounds.get(tuple(sounds[i:i + n]))
-                if word is not None and text[i:i + n] != word:
-                    return text[:i] + word + text[i + n:]
-        return text
+        return "".join(self._no_sounds.respell(list(text)))
 
     def _is_yes(self, stripped: str) -> bool:
         # "对", "对对对", "嗯对没错", "是的是的": nothing but yes words

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from .phonetic import SoundAlikes
+
 RELATIONSHIPS = ("本人", "配偶", "父母", "子女", "其他")
 INCIDENT_TYPES = ("住院", "门诊", "意外", "重疾", "身故")
 
@@ -130,8 +132,7 @@ class IncidentClassifier:
         patterns = {k[: -len("_patterns")]: [str(p) for p in v] for k, v in lexicon.items() if k.endswith("_patterns")}
         for key in patterns:
             words.setdefault(key, [])
-        self._words = sorted({w for ws in words.values() for w in ws})
-        self._by_sound: dict[tuple[str, ...], str] | None = None  # built on first use (pypinyin)
+        self._sound_alikes = SoundAlikes({w for ws in words.values() for w in ws}, max_run=3)
         self._res = {}
         for key, ws in words.items():
             alternatives = [re.escape(w) for w in sorted(set(ws), key=len, reverse=True)] + patterns.get(key, [])
@@ -141,26 +142,7 @@ class IncidentClassifier:
         """Recognizer output (words separated by spaces) with whole words that sound exactly like
         an incident word (two syllables or more, tones aside) written as that word: "过 是" → 过世,
         "医 外" → 意外. Only whole recognized words are joined, so "不过 是" stays as it is."""
-        from pypinyin import lazy_pinyin  # only needed for recognized speech
-
-        if self._by_sound is None:
-            self._by_sound = {tuple(lazy_pinyin(w)): w for w in sorted(self._words, key=len) if len(w) >= 2}
-        tokens = text.split()
-        sounds = [tuple(lazy_pinyin(t)) for t in tokens]
-        out: list[str] = []
-        i = 0
-        while i < len(tokens):
-            for n in (3, 2, 1):  # the longest run of whole words first
-                sound = tuple(x for s in sounds[i:i + n] for x in s)
-                word = self._by_sound.get(sound) if len(tokens[i:i + n]) == n and len(sound) >= 2 else None
-                if word is not None:
-                    out.append(word)
-                    i += n
-                    break
-            else:
-                out.append(tokens[i])
-                i += 1
-        return " ".join(out)
+        return " ".join(self._sound_alikes.respell(text.split()))
 
     def _find(self, key: str, text: str) -> str | None:
         pattern = self._res.get(key)

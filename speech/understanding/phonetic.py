@@ -12,7 +12,7 @@ rapidfuzz when their lengths differ.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from rapidfuzz.distance import Levenshtein
 
@@ -148,5 +148,39 @@ def best_match(heard: str, candidates: Iterable[str], threshold: float = 0.75) -
     return scored[0][1]
 
 
-__all__ = ["best_match", "given_name_similarity", "name_similarity", "same_person", "sound_key", "sounds",
+class SoundAlikes:
+    """Words of two syllables or more, found again where a recognizer wrote other characters of
+    the same sounds, tones aside (部队 for 不对, 过 是 for 过世)."""
+
+    def __init__(self, words: Iterable[str], max_run: int | None = None) -> None:
+        self._words = sorted({w for w in words if len(w) >= 2}, key=len)
+        self._max_run = max_run  # units joined at most (default: the longest word's characters)
+        self._by_sound: dict[tuple[str, ...], str] | None = None  # built on first use (pypinyin)
+
+    def respell(self, units: Sequence[str]) -> list[str]:
+        """`units` (characters, or a recognizer's words) with each run of whole units that sounds
+        exactly like one of the words written as that word; at each place the longest run first."""
+        from pypinyin import lazy_pinyin
+
+        if self._by_sound is None:
+            self._by_sound = {tuple(lazy_pinyin(w)): w for w in self._words}
+        longest = self._max_run or max((len(w) for w in self._words), default=0)
+        sounds_of = [tuple(lazy_pinyin(u)) for u in units]
+        out: list[str] = []
+        i = 0
+        while i < len(units):
+            for n in range(min(longest, len(units) - i), 0, -1):
+                sound = tuple(x for s in sounds_of[i:i + n] for x in s)
+                word = self._by_sound.get(sound) if len(sound) >= 2 else None
+                if word is not None:
+                    out.append(word)
+                    i += n
+                    break
+            else:
+                out.append(units[i])
+                i += 1
+        return out
+
+
+__all__ = ["SoundAlikes", "best_match", "given_name_similarity", "name_similarity", "same_person", "sound_key", "sounds",
            "split_syllable", "syllable_similarity"]
