@@ -452,3 +452,24 @@ def test_a_fallen_back_phone_said_wrong_again_in_digits_we_cannot_get_ends_uncon
     assert isinstance(report, Report) and report.status == "complete"
     assert report.details["reporter_phone"].confirmed is False  # for the claims desk to check
     assert "核实" in call.prompt.text and not any(isinstance(a, Transfer) for a in out)
+
+
+def test_a_no_we_cannot_place_to_the_end_of_the_turns_leaves_what_we_doubted_unconfirmed() -> None:
+    call = father_injured_call()
+    call.say("前天")
+    call.say("出 了 意外 骨折")
+    call.say("在 华西 医院")
+    for _ in range(3):  # a digit dropped each time: the phone falls back to the calling number
+        call.say("我 的 手 机 号 是 一 三 五 四 六 八 四 七 四 七")
+    call.past_spelling()
+    assert call.prompt.slot == "confirm"
+    call.say("不对 这 个 那 个 不 行")  # a no, and words that are no item of the read-back
+    assert call.prompt.slot == "reporter_phone"  # the assumed number is what we are least sure of
+    out = call.say("一 三 五 四 六 八 四 七 四 七")  # still ten digits: the turns are spent
+    # the caller never said which item is wrong, but every slot has a value: the report is
+    # stored with the item we doubted unconfirmed, for the claims desk, not sent to an agent
+    report = out[0]
+    assert isinstance(report, Report) and report.status == "complete"
+    assert not report.details["reporter_phone"].confirmed
+    assert all(d.confirmed for slot, d in report.details.items() if slot != "reporter_phone")
+    assert "核实" in call.prompt.text and not any(isinstance(a, Transfer) for a in out)

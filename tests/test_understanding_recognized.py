@@ -174,6 +174,17 @@ def test_a_filler_heard_as_a_character_before_a_name_is_no_part_of_it(u: ClaimRe
     assert values(heard(u, text, "reporter_name"))["reporter_name"] == name
 
 
+def test_mian_gui_is_never_part_of_a_name(u: ClaimReader) -> None:
+    # "嗯，免贵姓张，叫张文淑" heard with 嗯 as 鹏 and 叫张 as 秀珍: no 彭免贵; asked again instead
+    assert values(heard(u, "嗯 免 贵 姓 张 叫 张 文 淑", "reporter_name"))["reporter_name"] == "张文淑"
+    assert "reporter_name" not in heard(u, "鹏 免 贵 姓 章 秀 珍 文 叔", "reporter_name").values
+
+
+def test_the_last_character_explained_after_a_misheard_surname_is_no_surname(u: ClaimReader) -> None:
+    # "党海，大海的海" heard 导海: 大海的海 explains 海, not a surname 海 before the name (海导海)
+    assert values(heard(u, "导 海 大 海 的 海", "reporter_name"))["reporter_name"] == "导海"
+
+
 @pytest.mark.parametrize("text, kind", [
     ("我 爱人 过 是 为 去 脑出血", "身故"),  # 过世 heard as 过是: not 重疾 for the brain haemorrhage
     ("出 了 医 外 左 腿 骨 脚", "意外"),  # 意外 as 医外

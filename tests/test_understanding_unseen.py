@@ -30,6 +30,9 @@ def reader() -> ClaimReader:
         ("曾，曾亮", "曾亮"),  # the surname alone, then the full name
         ("曾 曾珍娟", "曾珍娟"),  # the same, recognizer-spaced
         ("欧阳，欧阳娜娜", "欧阳娜娜"),
+        ("啊 杨 杨冬", "杨冬"),  # the same after a filler, spaced: was 杨杨冬
+        ("呃 曾 曾珍娟", "曾珍娟"),
+        ("嗯，我叫曾，曾亮", "曾亮"),
         ("就是，徐平卫，平卫是名字", "徐平卫"),  # the given name explained
         ("段 诗 诗是 名字", "段诗"),  # spaced: the given name said twice, glued to 是名字
         ("边晨，晨是名字", "边晨"),

@@ -1256,10 +1256,16 @@ class Dialogue:
         for a person to check with the caller, rather than the caller waiting for an agent to ask
         everything again; without it, a person takes the call."""
         unresolved = self.flow.confirm.unresolved
-        if (not unresolved or slot not in self.slots or not self._rejections.get(slot)
+        if not self._rejections.get(slot):
+            # asked again only because we doubted it: the item the caller did reject, if any, is
+            # the one to leave for a person
+            rejected = [s for s in self.flow.confirm.order if self._rejections.get(s)]
+            slot = max(rejected, key=lambda s: self._rejections[s]) if rejected else slot
+        if (not unresolved or slot not in self.slots or not (self._rejections.get(slot) or slot in self._doubted)
                 or any(self._needed(name) for name in self.flow.slot_names)):
             return self._transfer(reason)  # (a slot never got a value: that report needs a person)
-        self._unresolved.add(slot)
+        # what we asked again after a "no" we could not place stays unconfirmed with it
+        self._unresolved.update({slot} | (self._doubted & set(self.slots)))
         actions = self._complete()
         said = render(unresolved, self.slots, self.flow.formats, self._today())
         return [replace(a, text=said + a.text) if isinstance(a, Prompt) else a for a in actions]
@@ -1267,11 +1273,16 @@ class Dialogue:
     def _give_up_rejected(self, reason: str) -> list[Action]:
         """The read-back keeps being rejected in words we cannot place: the item the caller already
         rejected most (asked again every way and still wrong) is the one they mean; give up on it as
-        `_give_up` does. Nothing rejected yet: a person takes the call."""
+        `_give_up` does. Nothing rejected, but an item asked again because we doubted it: that one.
+        Neither: a person takes the call."""
         rejected = [s for s in self.flow.confirm.order if self._rejections.get(s)]
-        if not rejected:
+        if rejected:
+            return self._give_up(max(rejected, key=lambda s: self._rejections[s]), reason)
+        # nothing placed, but asked again what we doubted and still told no: that item
+        doubted = [s for s in self.flow.confirm.order if s in self._doubted]
+        if not doubted:
             return self._transfer(reason)
-        return self._give_up(max(rejected, key=lambda s: self._rejections[s]), reason)
+        return self._give_up(doubted[0], reason)
 
     def _transfer(self, reason: str) -> list[Action]:
         self._phase = "done"

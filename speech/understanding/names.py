@@ -59,8 +59,12 @@ _NOT_A_NAME_RE = re.compile(
 _HAN_RE = re.compile(r"[\u4e00-\u9fff]+")
 # "…，平卫是名字", "诗是名", "名字是平卫" said after the full name.
 _EXPLAINED_GIVEN_RE = re.compile(r"，?([\u4e00-\u9fff]{1,2})是(?:我的)?名(?:字)?(?=，|$)")
-# A surname said alone, then the full name: "曾，曾亮", "曾曾亮" (spaces dropped).
-_REPEATED_SURNAME_RE = re.compile(r"^(?:(?:我叫|我是|叫|就是)，?)?([\u4e00-\u9fff]{1,2})，?(\1[\u4e00-\u9fff]{1,2})(?=，|$)")
+# A surname said alone, then the full name: "曾，曾亮", "曾曾亮" (spaces dropped), after any of
+# the words an answer opens with ("啊 杨 杨冬", "嗯，我叫曾，曾亮").
+_REPEATED_SURNAME_RE = re.compile(
+    "^(?:(?:" + "|".join(sorted(_BARE_PREFIXES, key=len, reverse=True)) + ")，?)*"
+    r"([\u4e00-\u9fff]{1,2})，?(\1[\u4e00-\u9fff]{1,2})(?=，|$)"
+)
 # "芳是芬芳的芳": one character of the name said, explained by a word it is in.
 _EXPLAINED_CHAR_RE = re.compile(r"，?([\u4e00-\u9fff])是[\u4e00-\u9fff]{0,3}\1[\u4e00-\u9fff]{0,3}的\1(?=，|$)")
 # A surname alone: "姓章", "我姓章", "是姓章的".
@@ -175,8 +179,10 @@ class NameFinder:
             word, char = m.group(1), m.group(2)
             for k in range(len(word) - 1):  # the word may have swallowed the name's last character
                 before, spelt = text[:m.start() + k].rstrip("，"), word[k:]
-                if char in spelt and before.endswith(char) and len(before) >= 2 and self.surname_at(before, 0):
-                    text = before + text[m.end():]  # "商莉平，平安的平": the last character explained
+                # "商莉平，平安的平": the last character explained (whatever the first: a surname
+                # misheard as another character is still a name, 导海 for 党海 in "导海，大海的海")
+                if char in spelt and before.endswith(char) and len(before) >= 2 and _is_cjk(before[-2]):
+                    text = before + text[m.end():]
                     break
             else:
                 continue
