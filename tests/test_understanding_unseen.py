@@ -52,6 +52,8 @@ def test_a_name_said_with_its_explanation_is_the_name_once(reader: ClaimReader, 
 def test_just_me_before_a_name_is_not_the_relationship() -> None:
     relationships = RelationshipClassifier(load_yaml(DICTS / "relationships.yaml"))
     assert relationships.classify(compact_text("就是 我姓 汤 叫 汤婷浩")) is None
+    assert relationships.classify(compact_text("错了，就是 我 是 蒋秋")) is None  # "就是，我是蒋秋": a name
+    assert relationships.classify(compact_text("就是我，是我出的事")).value == "本人"
     assert relationships.classify("就是我").value == "本人"
 
 

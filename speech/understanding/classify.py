@@ -21,7 +21,7 @@ INCIDENT_TYPES = ("住院", "门诊", "意外", "重疾", "身故")
 _INVERSE = {"子女": "父母", "父母": "子女", "配偶": "配偶", "其他": "其他"}
 
 
-_OWNING_RE = re.compile(r"的|现在|这个|这部|用|打|手机|电话|号|姓|叫|名字")  # also "就是我姓汤…": a name follows
+_OWNING_RE = re.compile(r"的|现在|这个|这部|用|打|手机|电话|号|姓|叫|名字|是(?!我)")  # also "就是我姓汤…", "就是我是蒋秋": a name follows
 
 
 # "确诊了…", "查出来是…": the caller says the illness was diagnosed, not only named
