@@ -1259,8 +1259,7 @@ class Dialogue:
         if not self._rejections.get(slot):
             # asked again only because we doubted it: the item the caller did reject, if any, is
             # the one to leave for a person
-            rejected = [s for s in self.flow.confirm.order if self._rejections.get(s)]
-            slot = max(rejected, key=lambda s: self._rejections[s]) if rejected else slot
+            slot = self._most_rejected() or slot
         if (not unresolved or slot not in self.slots or not (self._rejections.get(slot) or slot in self._doubted)
                 or any(self._needed(name) for name in self.flow.slot_names)):
             return self._transfer(reason)  # (a slot never got a value: that report needs a person)
@@ -1275,14 +1274,16 @@ class Dialogue:
         rejected most (asked again every way and still wrong) is the one they mean; give up on it as
         `_give_up` does. Nothing rejected, but an item asked again because we doubted it: that one.
         Neither: a person takes the call."""
-        rejected = [s for s in self.flow.confirm.order if self._rejections.get(s)]
-        if rejected:
-            return self._give_up(max(rejected, key=lambda s: self._rejections[s]), reason)
-        # nothing placed, but asked again what we doubted and still told no: that item
-        doubted = [s for s in self.flow.confirm.order if s in self._doubted]
-        if not doubted:
+        # nothing rejected, but asked again what we doubted and still told no: that item
+        slot = self._most_rejected() or next((s for s in self.flow.confirm.order if s in self._doubted), None)
+        if slot is None:
             return self._transfer(reason)
-        return self._give_up(doubted[0], reason)
+        return self._give_up(slot, reason)
+
+    def _most_rejected(self) -> str | None:
+        """The read-back item the caller said is wrong most often, if any."""
+        rejected = [s for s in self.flow.confirm.order if self._rejections.get(s)]
+        return max(rejected, key=lambda s: self._rejections[s]) if rejected else None
 
     def _transfer(self, reason: str) -> list[Action]:
         self._phase = "done"
