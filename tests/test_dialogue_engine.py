@@ -375,6 +375,37 @@ def test_when_the_read_back_and_which_both_fail_items_are_confirmed_one_by_one()
     assert actions[-1] == Hangup("completed")
 
 
+def test_a_correction_that_repeats_the_read_back_is_never_answered_the_same_way_a_third_time() -> None:
+    # "不对，是我女儿" when the read-back said 子女: that part is read back once; said again, the
+    # caller is asked which item is wrong; said again, the items are confirmed one by one
+    d = at_confirm({"不对，是我女儿": ex(affirm=False, correction=True, relationship="子女")})
+    texts = []
+    for _ in range(3):
+        p = last_prompt(d.on_text("不对，是我女儿"))
+        texts.append(p.text)
+    assert texts[0] == "好的，出险人是您的子女。其他信息都对吗？"
+    assert texts[1] == FLOW.confirm.which
+    assert texts[2] == "我们一项一项确认：报案人谢晓明，对吗？"
+    assert not d.finished
+
+
+def test_a_greeting_alone_is_acknowledged_and_costs_no_try() -> None:
+    d, _ = dialogue({"李明": ex(reporter_name="李明")})
+    first = last_prompt(d.start())
+    p = last_prompt(d.on_text("喂，你好，我要报案"))
+    assert p.slot == "reporter_name" and p.text == FLOW.ack + FLOW.slot("reporter_name").prompts[0]
+    p = last_prompt(d.on_text("我 想 报 个案"))  # the recognizer's spacing, a second greeting
+    assert p.text == FLOW.ack + FLOW.slot("reporter_name").prompts[0] and p.text != first.text
+    # the first answer we cannot place is the name's first failure, not its third
+    p = last_prompt(d.on_text("这个怎么说呢"))
+    assert p.slot == "reporter_name" and p.text.startswith(FLOW.no_match_prefix[0]) and not d.finished
+    p = last_prompt(d.on_text("李明"))
+    assert p.slot == "insured_id_number"
+    # once anything is filled, a greeting is no answer to the question asked
+    p = last_prompt(d.on_text("你好"))
+    assert p.slot == "insured_id_number" and p.text.startswith(FLOW.no_match_prefix[0])
+
+
 def test_an_item_answered_with_a_new_value_takes_it_and_goes_on() -> None:
     d = at_confirm({"不对": ex(affirm=False), "嗯？": Extraction(), "谢晓鸣": ex(reporter_name="谢晓鸣")})
     d.on_text("不对")
@@ -692,7 +723,7 @@ def test_a_failing_extractor_counts_as_not_understood() -> None:
 
     d = Dialogue(FLOW, Broken(), context())
     d.start()
-    p = last_prompt(d.on_text("你好"))
+    p = last_prompt(d.on_text("我叫李明"))
     assert p.slot == "reporter_name" and p.text.startswith(FLOW.no_match_prefix[0])
 
 

@@ -303,9 +303,9 @@ SET_ASIDE_ANSWERS = {
 
 def name_set_aside_until_asked_again() -> Call:
     call = Call(records=None)
-    for _ in range(3):  # the opening, then two answers no name can be read from
+    for _ in range(3):  # three answers no name can be read from
         assert call.prompt.slot == "reporter_name" and not call.d.finished
-        call.say("嗯 嗯")
+        call.say("这 个 这 个")
     # not an agent at the second question with nothing collected: the other questions first
     assert not call.d.finished and call.prompt.slot == "insured_id_number"
     for _ in range(10):
@@ -319,7 +319,7 @@ def name_set_aside_until_asked_again() -> Call:
 
 def test_a_name_not_understood_is_set_aside_and_asked_again_at_the_end() -> None:
     call = name_set_aside_until_asked_again()
-    call.say("嗯 嗯")
+    call.say("这 个 这 个")
     assert call.d.finished and isinstance(call.out[-1], Transfer)
     report = next(a for a in call.out if isinstance(a, Report))
     assert report.status == "transferred" and report.slots["hospital"] and report.slots["insured_name"] == "蔡金凤"

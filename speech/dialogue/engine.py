@@ -30,6 +30,7 @@ surname, the keypad, a choice list), never the same question the same way a thir
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Callable, Literal, Protocol, Sequence
@@ -51,6 +52,8 @@ REPAIR_ALTERNATIVES = 8
 # that name: the given names clearly, the whole name half (a garbled surname and a right given name)
 HOLDER_GIVEN_NAME_ALIKE = 0.75
 HOLDER_NAME_ALIKE = 0.5
+# What a preamble phrase is matched without: the recognizer's spaces, typed punctuation
+_PREAMBLE_GAPS_RE = re.compile(r"[\s，。、！？,.!?~…]+")
 Phase = Literal["new", "collect", "confirm", "done"]
 Reason = Literal["start", "progress", "no_match", "no_input", "problem"]
 
@@ -110,6 +113,8 @@ class Dialogue:
         self._rejections: dict[str, int] = {}  # slot -> times the caller said at the read-back it is wrong
         self._unresolved: set[str] = set()  # rejected, every way of asking it spent: reported unconfirmed
         self._asked_which = False  # the last prompt asked which item of the read-back is wrong
+        self._which_asked = False  # ... at any time in this call
+        self._partials: dict[frozenset[str], int] = {}  # items read back alone after "不对，<the same>"
         # item-by-item confirmation, once the whole read-back and "which" failed: the items left
         self._items: list[str] | None = None
         self._item: str | None = None  # the item the last prompt asked to confirm
@@ -262,7 +267,7 @@ class Dialogue:
             return self._on_item(extraction, source, asr_confidence)
         if self._phase == "confirm":
             return self._on_confirm(extraction, source, asr_confidence, text)
-        return self._on_answer(extraction, source, asr_confidence)
+        return self._on_answer(extraction, source, asr_confidence, preamble=self._preamble_only(text))
 
     def _not_rejected(self, extraction: Extraction, alternatives: tuple[str, ...], context: CallContext) -> Extraction:
         """The slot asked again because the caller said its value is wrong, heard as that wrong value
@@ -305,7 +310,19 @@ class Dialogue:
             return self._on_answer(Extraction(), "dtmf", None)
         return self._utterance(entry, "dtmf", None)
 
-    def _on_answer(self, extraction: Extraction, source: Source, asr_confidence: float | None) -> list[Action]:
+    def _preamble_only(self, text: str) -> bool:
+        """Nothing but the flow's `preamble` ("喂，你好，我要报案"), before any slot is filled."""
+        if not self.flow.preamble or self._values:
+            return False
+        rest = _PREAMBLE_GAPS_RE.sub("", text)
+        if not rest:
+            return False
+        for phrase in sorted(self.flow.preamble, key=len, reverse=True):
+            rest = rest.replace(_PREAMBLE_GAPS_RE.sub("", phrase), "")
+        return not rest
+
+    def _on_answer(self, extraction: Extraction, source: Source, asr_confidence: float | None,
+                   preamble: bool = False) -> list[Action]:
         expected = self._expected
         before = self.slots
         answered = self._take(extraction, source, asr_confidence, overwrite={expected} if expected else set())
@@ -334,8 +351,8 @@ class Dialogue:
                 return self._proceed("progress")
             if expected in fresh:
                 reason = "problem"
-            elif not changed and not extraction.use_caller_number:
-                reason = "no_match"
+            elif not changed and not extraction.use_caller_number and not preamble:
+                reason = "no_match"  # (a greeting alone is no failed answer: asked again, with 好的)
             if reason != "progress":
                 self._no_match[expected] = self._no_match.get(expected, 0) + 1
         elif fresh:
@@ -391,6 +408,13 @@ class Dialogue:
                 if self._no_match[CONFIRM] >= self.flow.confirm.limit:
                     return self._give_up_rejected("no_match")
             # said again what the read-back had ("就用这个号码"): repeat that part, ask about the rest
+            if negative and self._partials.get(frozenset(mentioned), 0) >= 1:
+                # ... and again: that part read back a second time would get the same answer
+                if not self._which_asked:
+                    return self._ask_which()
+                if self.flow.confirm.item:
+                    return self._start_items()
+            self._partials[frozenset(mentioned)] = self._partials.get(frozenset(mentioned), 0) + 1
             return self._question(lambda: self._read_back(self.flow.ack, only=mentioned))
         problem_slots = [k for k in extraction.problems if k in self._specs]
         if problem_slots and recognized and problem_slots[0] in self._skipped:
@@ -440,11 +464,14 @@ class Dialogue:
             # "which" did not help either: a third try the same way would not; go item by item
             return self._start_items()
         if negative:
-            which = render(self.flow.confirm.which, self.slots, self.flow.formats, self._today())
-            self._asked_which = True
-            return self._question(lambda: self._prompt(which, CONFIRM, self.flow.confirm.hints, dtmf=False))
+            return self._ask_which()
         prefix = self.flow.no_match_prefix[min(self._no_match[CONFIRM], len(self.flow.no_match_prefix)) - 1]
         return self._question(lambda: self._read_back(prefix))
+
+    def _ask_which(self) -> list[Action]:
+        which = render(self.flow.confirm.which, self.slots, self.flow.formats, self._today())
+        self._asked_which = self._which_asked = True
+        return self._question(lambda: self._prompt(which, CONFIRM, self.flow.confirm.hints, dtmf=False))
 
     def _on_spelling(self, slot: str, extraction: Extraction, answered: set[str]) -> list[Action]:
         """The answer to a value read back alone: yes, the value again or a new one (taken), or a

@@ -278,6 +278,10 @@ class Flow:
     # Values the call must bring (an outbound reminder's product, expiry date…): `{name}` in the
     # intro, greeting, questions and endings, filled per call by `with_params`.
     params: tuple[str, ...] = ()
+    # What callers say before they answer anything: a greeting, what they call about ("喂，你好，
+    # 我要报案"). Heard with nothing else before any slot is filled, it is acknowledged and the
+    # question asked again, not taken for an answer that failed ("抱歉，我没听清楚").
+    preamble: tuple[str, ...] = ()
     # The call's values of `params` (set by `with_params`): what `ask_if` and `expect` look at.
     values: Mapping[str, str] = field(default_factory=dict)
 
@@ -467,7 +471,7 @@ def _kind(value: Any) -> str:
 TOP_KEYS = {
     "name", "description", "greeting", "ack", "no_match_prefix", "no_input_prefix", "limits",
     "formats", "slots", "confirm", "closing", "transfer", "records", "start_hints",
-    "intro", "result", "outcomes", "refused", "params",
+    "intro", "result", "outcomes", "refused", "params", "preamble",
 }
 SLOT_KEYS = {
     "name", "prompts", "prompts_when", "problems", "hints", "dtmf", "optional", "derive", "default",
@@ -565,6 +569,7 @@ def parse_flow(raw: Any, source: str = "<flow>", path: Path | None = None) -> Fl
         refused=(_parse_variants(r, top["refused"], "refused", known, formats, extra=set(params))
                  if top.get("refused") is not None else ()),
         params=params,
+        preamble=r.texts(top["preamble"], "preamble") if top.get("preamble") is not None else (),
     )
     variant_keys = [("closing", flow.closing), ("transfer", flow.transfer)] + ([("refused", flow.refused)] if flow.refused else [])
     for key, variants in variant_keys:
