@@ -76,6 +76,27 @@ def test_a_misheard_word_before_a_hospital_name(u: ClaimReader, text: str, hospi
     assert values(heard(u, text, "hospital"))["hospital"] == hospital
 
 
+@pytest.mark.parametrize("text, hospital", [
+    ("大 江苏省 人民 医院", "江苏省人民医院"),  # 在 heard as 大, before a province
+    ("大 无锡市 骨科 医院", "无锡市骨科医院"),  # ... before a city
+    ("市 浙 阳 本 苏州市 中心 医院", "苏州市中心医院"),  # 是这样的 heard as words
+    ("在 暨南市 骨科 医院", "济南市骨科医院"),  # no city 暨南: the city that sounds the same
+])
+def test_misheard_words_before_a_place_are_not_the_hospitals_name(u: ClaimReader, text: str, hospital: str) -> None:
+    assert values(heard(u, text, "hospital"))["hospital"] == hospital
+
+
+@pytest.mark.parametrize("text, hospital", [
+    ("江苏省 苏州市 中心 医院", "江苏省苏州市中心医院"),  # a province before its city is part of the name
+    ("大连市 中心 医院", "大连市中心医院"),  # a city that begins with 大
+    ("复旦 大学 附属 中山 医院", "复旦大学附属中山医院"),  # a university before a city's name
+    ("在 暨南 大学 附属 第一 医院", "暨南大学附属第一医院"),  # 暨南 without 市 is the university
+])
+def test_a_place_inside_a_hospitals_name_is_kept(u: ClaimReader, text: str, hospital: str) -> None:
+    assert values(heard(u, text, "hospital"))["hospital"] == hospital
+    assert values(heard(u, text.replace(" ", ""), "hospital", recognized=False))["hospital"] == hospital
+
+
 def test_a_name_said_by_sound_keeps_its_own_first_characters(u: ClaimReader) -> None:
     assert values(heard(u, "第 六 人 民 医 院", "hospital"))["hospital"] == "第六人民医院"  # not 人民医院
 

@@ -37,7 +37,7 @@ from .names import (ROLE_BARE, ROLE_INSURED, ROLE_SELF, NameFinder, NamePrior, l
                     load_surnames, name_problem)
 from .numbers import DigitRun, digits_by_sound, find_digit_runs
 from .phone import mentions_caller_number, normalize_phone
-from .phonetic import SoundAlikes
+from .phonetic import SoundAlikes, sound_key
 from .types import CallContext, Extraction, SlotProblem, SlotValue
 
 # The contract resolves dates in Asia/Shanghai, which has had no DST since 1991.
@@ -149,6 +149,18 @@ class ClaimReader:
         cities_file = dictionaries / "cities.txt"
         cities = [line.strip() for line in cities_file.read_text(encoding="utf-8").splitlines()
                   if line.strip() and not line.startswith("#")] if cities_file.exists() else []
+        provinces_file = dictionaries / "provinces.txt"
+        provinces = [line.strip() for line in provinces_file.read_text(encoding="utf-8").splitlines()
+                     if line.strip() and not line.startswith("#")] if provinces_file.exists() else []
+        self._places = frozenset(cities) | frozenset(provinces)
+        # a place as said before a hospital's kind: a city with 市, a province with 省
+        place_forms = [f"{city}市" for city in cities] + [f"{province}省" for province in provinces]
+        self._place_re = _alternation(place_forms)
+        # a city by its sound, for one heard as a homophone before 市 (暨南市): only sounds one city has
+        by_sound: dict[str, list[str]] = {}
+        for city in cities:
+            by_sound.setdefault(sound_key(city), []).append(city)
+        self._city_by_sound = {key: found[0] for key, found in by_sound.items() if len(found) == 1}
         # "洛阳是第三人民医院": 市 heard as 是 after a city, before a name every city's hospitals have
         self._city_shi_re = re.compile(
             f"({'|'.join(map(re.escape, sorted(cities, key=len, reverse=True)))})是(?=第|人民|中心|中医|儿童|妇幼|妇产|骨科|肿瘤|口腔|眼科)"
@@ -234,6 +246,8 @@ class ClaimReader:
             if number:
                 out.put("reporter_phone", number, 0.95, body)
 
+        if context.recognized and target in (None, "hospital", "confirm"):
+            body = self._respell_cities(body)
         if context.recognized and self._city_shi_re is not None:
             body = self._city_shi_re.sub(r"\1市", body)
         hospital_mentions = self.hospitals.find(body, self._hospital_stop_re)
@@ -431,10 +445,44 @@ class ClaimReader:
             else:
                 out.problem(slot, "phone_format", span, digits)
 
+    def _respell_cities(self, text: str) -> str:
+        """A place before 市 that is no city but sounds like exactly one (暨南市 → 济南市)."""
+        out = text
+        for i in [m.start() for m in re.finditer("市", text)]:
+            for n in (3, 2):
+                heard = text[i - n:i] if i >= n else ""
+                if not heard or not all("\u4e00" <= ch <= "\u9fff" for ch in heard):
+                    continue
+                if any(heard[k:] in self._places for k in range(len(heard))):
+                    break  # a city said right (or ending one: 在苏州)
+                city = self._city_by_sound.get(sound_key(heard))
+                if city and len(city) == n:
+                    out = out[:i - n] + city + out[i:]
+                    break
+        return out
+
+    def _after_misheard_lead(self, said: str) -> str | None:
+        """What follows a misheard word or two before a place ("大无锡市骨科医院", "市浙阳本苏州市…",
+        for 在… / 是这样的…): the name from the place on; None when what is before it is a place
+        itself (江苏省苏州市) or part of a name (复旦大学附属…)."""
+        place = self._place_re.search(said, 1)
+        if place is None or place.start() > 4:
+            return None
+        lead = said[:place.start()]
+        if lead[-1] in "省市县区" or any(lead[k:] in self._places for k in range(len(lead))) \
+                or re.search("大学|学院|附属|医|院", lead):
+            return None
+        return said[place.start():]
+
     def _hospital_after_noise(self, h: HospitalMention) -> HospitalMention:
         """A name not found as said whose first character or two are a misheard word ("战省人民医院",
         "大瑞金医院" for 在省人民医院 / 在瑞金医院): the directory name that follows, if one does -
         said exactly, or (for a name otherwise kept as said) by sound."""
+        if not h.canonical and (rest := self._after_misheard_lead(h.said)) is not None:
+            hit = self.hospitals.lookup(rest)
+            if hit:
+                return HospitalMention(hit[0], rest, h.end - len(rest), h.end, hit[1], 0.8)
+            return HospitalMention(rest, rest, h.end - len(rest), h.end, False, min(h.confidence, 0.8))
         if is_local_name(h.said):
             return h  # "南宁市中心医院" is not a misheard word before 市中心医院
         cuts = [h.said[cut:] for cut in (1, 2) if len(h.said) - cut >= 4]
