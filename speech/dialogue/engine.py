@@ -86,6 +86,7 @@ class Dialogue:
         self._context = context
         self._records = records if flow.records is not None else None
         self._specs = {spec.name: spec for spec in flow.slots}
+        self._preamble = sorted((_PREAMBLE_GAPS_RE.sub("", p) for p in flow.preamble), key=len, reverse=True)
         self._values: dict[str, _Value] = {}
         self._phase: Phase = "new"
         self._expected: str | None = None  # what the last prompt asked for (a slot or CONFIRM)
@@ -312,13 +313,13 @@ class Dialogue:
 
     def _preamble_only(self, text: str) -> bool:
         """Nothing but the flow's `preamble` ("喂，你好，我要报案"), before any slot is filled."""
-        if not self.flow.preamble or self._values:
+        if not self._preamble or self._values:
             return False
         rest = _PREAMBLE_GAPS_RE.sub("", text)
         if not rest:
             return False
-        for phrase in sorted(self.flow.preamble, key=len, reverse=True):
-            rest = rest.replace(_PREAMBLE_GAPS_RE.sub("", phrase), "")
+        for phrase in self._preamble:
+            rest = rest.replace(phrase, "")
         return not rest
 
     def _on_answer(self, extraction: Extraction, source: Source, asr_confidence: float | None,
@@ -408,13 +409,14 @@ class Dialogue:
                 if self._no_match[CONFIRM] >= self.flow.confirm.limit:
                     return self._give_up_rejected("no_match")
             # said again what the read-back had ("就用这个号码"): repeat that part, ask about the rest
-            if negative and self._partials.get(frozenset(mentioned), 0) >= 1:
+            part = frozenset(mentioned)
+            if negative and self._partials.get(part, 0) >= 1:
                 # ... and again: that part read back a second time would get the same answer
                 if not self._which_asked:
                     return self._ask_which()
                 if self.flow.confirm.item:
                     return self._start_items()
-            self._partials[frozenset(mentioned)] = self._partials.get(frozenset(mentioned), 0) + 1
+            self._partials[part] = self._partials.get(part, 0) + 1
             return self._question(lambda: self._read_back(self.flow.ack, only=mentioned))
         problem_slots = [k for k in extraction.problems if k in self._specs]
         if problem_slots and recognized and problem_slots[0] in self._skipped:

@@ -120,6 +120,14 @@ def compact_text(text: str) -> str:
     return text.strip("，")
 
 
+def _word_list(path: Path) -> list[str]:
+    """One word a line, `#` comments; none when the file is absent."""
+    if not path.exists():
+        return []
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def _alternation(words: Any) -> re.Pattern[str]:
     words = sorted({str(w) for w in words if w}, key=len, reverse=True)
     return re.compile("|".join(re.escape(w) for w in words)) if words else re.compile(r"(?!x)x")
@@ -146,12 +154,8 @@ class ClaimReader:
             disease_endings=[str(t) for t in diag.get("disease_endings") or ()],
         )
         self.hospitals = HospitalDirectory.from_yaml(dictionaries / "hospitals.yaml")
-        cities_file = dictionaries / "cities.txt"
-        cities = [line.strip() for line in cities_file.read_text(encoding="utf-8").splitlines()
-                  if line.strip() and not line.startswith("#")] if cities_file.exists() else []
-        provinces_file = dictionaries / "provinces.txt"
-        provinces = [line.strip() for line in provinces_file.read_text(encoding="utf-8").splitlines()
-                     if line.strip() and not line.startswith("#")] if provinces_file.exists() else []
+        cities = _word_list(dictionaries / "cities.txt")
+        provinces = _word_list(dictionaries / "provinces.txt")
         self._places = frozenset(cities) | frozenset(provinces)
         # a place as said before a hospital's kind: a city with 市, a province with 省
         place_forms = [f"{city}市" for city in cities] + [f"{province}省" for province in provinces]
@@ -453,13 +457,16 @@ class ClaimReader:
                 heard = text[i - n:i] if i >= n else ""
                 if not heard or not all("\u4e00" <= ch <= "\u9fff" for ch in heard):
                     continue
-                if any(heard[k:] in self._places for k in range(len(heard))):
+                if self._ends_with_place(heard):
                     break  # a city said right (or ending one: 在苏州)
                 city = self._city_by_sound.get(sound_key(heard))
                 if city and len(city) == n:
                     out = out[:i - n] + city + out[i:]
                     break
         return out
+
+    def _ends_with_place(self, text: str) -> bool:
+        return any(text[k:] in self._places for k in range(len(text)))
 
     def _after_misheard_lead(self, said: str) -> str | None:
         """What follows a misheard word or two before a place ("大无锡市骨科医院", "市浙阳本苏州市…",
@@ -469,8 +476,7 @@ class ClaimReader:
         if place is None or place.start() > 4:
             return None
         lead = said[:place.start()]
-        if lead[-1] in "省市县区" or any(lead[k:] in self._places for k in range(len(lead))) \
-                or re.search("大学|学院|附属|医|院", lead):
+        if lead[-1] in "省市县区" or self._ends_with_place(lead) or re.search("大学|学院|附属|医|院", lead):
             return None
         return said[place.start():]
 
