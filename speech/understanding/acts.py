@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-_PARTICLES_RE = re.compile(r"[啊呀吧哈呢嘛哦喔了]+$")
+# Sentence-final particles, spoken and typed (对滴, 好哒, 是啦: 滴/哒 for 的 in chat).
+PARTICLES = "啊呀吧哈呢嘛哦喔啦咯呗滴哒哟嗷"
+_PARTICLES_RE = re.compile(f"[{PARTICLES}了]+$")
 _NO_PROBLEM_RE = re.compile(r"没有?问题")
 # What may stand around a short word for a person ("人工", "真人") in a request for one: "我要人工",
 # "转个人工吧". Anything else and it is part of other words: a name heard as "人工庆" (栾光庆).
@@ -64,7 +66,7 @@ class DialogueActs:
     def read(self, compact: str) -> Acts:
         """`compact`: the utterance without spaces, punctuation reduced to '，'."""
         bare = compact.strip("，")
-        stripped = _PARTICLES_RE.sub("", bare.replace("，", ""))
+        stripped = _PARTICLES_RE.sub("", bare.replace("，", "")).lower()
         affirm: bool | None = None
         if stripped in self._no:
             affirm = False

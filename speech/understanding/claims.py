@@ -17,6 +17,7 @@ first: full-width folded, spaces dropped, punctuation reduced to "，".
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import unicodedata
@@ -28,7 +29,7 @@ from typing import Any
 import yaml
 
 from . import dates as dates_mod
-from .acts import asks_for_person
+from .acts import PARTICLES, asks_for_person
 from .classify import IncidentClassifier, RelationshipClassifier
 from .diagnosis import DiagnosisFinder
 from .hospitals import HospitalDirectory, HospitalMention, is_local_name
@@ -76,7 +77,12 @@ _SELF_EVENT_RE = re.compile(
 _CALLER_IS_INSURED_RE = re.compile(r"^(?:是|就是)?(?:我|是我|我啊|就我)$")
 _NUMBER_PUNCT_RE = re.compile(r"(?<=\d)[./\-](?=\d)")  # 2026-03-17, 11/20, 3.5: not boundaries
 _PROTECT = {".": "\0", "/": "\1", "-": "\2"}
-_PARTICLES_RE = re.compile(r"[啊呀吧哈呢嘛哦喔]+$")
+_PARTICLES_RE = re.compile(f"[{PARTICLES}]+$")  # not 了: 错了 is a no
+# Interjections and fillers an answer opens with, before its yes or no ("哎 不对", "那个不对").
+_LEAD_FILLER_RE = re.compile(r"(?:(?:哎呀|哎哟|哎|唉|诶|欸|呃|嗯|哦|噢|喔|啊|那个|这个|就是说|喂)，?)+")
+# A caller correcting themself inside one answer ("五号，哦不对，六号").
+_SELF_FIX_RE = re.compile(r"不对|不是|说错了|错了|哦不|啊不")
+_RENAMED_RE = re.compile(r"，?(?:叫|叫做|名字叫|全名叫|全名是|全称是|全称叫|就是)，?")
 _LEAD_IS_RE = re.compile(r"^(?:应该是|应该|是)(?=.)")  # "不对，应该是…"
 _INSURED_HINT_RE = re.compile(r"他|她|出险|被保|患者|病人")
 _NUMBER_LEAD_RE = re.compile(r"身份证号码|身份证号|身份证|号码|手机号|手机|电话|是")
@@ -99,6 +105,7 @@ class _Collector:
     def __init__(self) -> None:
         self.values: dict[str, SlotValue] = {}
         self.problems: dict[str, SlotProblem] = {}
+        self.introduced: set[str] = set()  # slots whose value was said with whose it is
 
     def put(self, slot: str, value: str, confidence: float, span: str) -> None:
         if slot not in self.values:
@@ -198,6 +205,8 @@ class ClaimReader:
             stop_words=[
                 *self.diagnoses.term_words(), *incident_words, *self.hospitals.names(), *_NAME_STOP_WORDS,
                 *(str(w) for w in diag.get("body_parts") or ()),
+                # "支原体肺炎" is no name 支原体 (one-character ones, 左 右, start names too)
+                *(str(w) for w in diag.get("modifiers") or () if len(str(w)) >= 2),
             ],
             relation_words=relation_words,
         )
@@ -260,6 +269,9 @@ class ClaimReader:
             hospital_mentions = [bare] if bare else []
         if hospital_mentions:
             h = hospital_mentions[-1] if acts.correction else hospital_mentions[0]
+            for said, named in zip(hospital_mentions, hospital_mentions[1:]):
+                if said is h and _RENAMED_RE.fullmatch(body[said.end:named.start]):
+                    h = named  # "社区医院，叫玉林社区卫生服务中心": the name it goes by
             if context.recognized and h.confidence < 1.0:
                 h = self._hospital_after_noise(h)
             out.put("hospital", h.value, h.confidence, h.said)
@@ -303,13 +315,17 @@ class ClaimReader:
             use_caller_number=use_caller_number,
             wants_human=acts.wants_human,
             about=acts.hint if acts.hint in ROLES else None,
+            introduced=frozenset(out.introduced),
         )
 
     # -- dialogue acts ---------------------------------------------------------------
 
     def _acts(self, compact: str) -> _Acts:
         bare = compact.strip("，")
-        stripped = _PARTICLES_RE.sub("", bare)
+        lead = _LEAD_FILLER_RE.match(bare)
+        if lead and lead.end() < len(bare):
+            bare = bare[lead.end():]  # "哎，不对，…", "那个不对": the no after the filler
+        stripped = _PARTICLES_RE.sub("", bare).lower()
         wants_human = bool(self._human_re.search(bare)) or asks_for_person(bare, self._human_short)
         affirm: bool | None = None
         correction = False
@@ -394,7 +410,7 @@ class ClaimReader:
     # -- slots -----------------------------------------------------------------------
 
     def _numbers(self, body: str, target: str | None, now: datetime, out: _Collector) -> None:
-        runs = find_digit_runs(body)
+        runs = _self_corrected(body, find_digit_runs(body))
         candidates = [r for r in runs if len(r.digits) >= 6] or (
             [max(runs, key=lambda r: len(r.digits))] if runs and target in NUMBER_SLOTS else []
         )
@@ -507,7 +523,11 @@ class ClaimReader:
         found = dates_mod.find_dates(text, now)
         if not found:
             return
-        mention = found[-1] if acts.correction else found[0]  # "不是前天，是昨天"
+        # "不是前天，是昨天"; "上个月五号，哦不对，六号": the caller's last word on it
+        fixed = len(found) > 1 and any(_SELF_FIX_RE.search(text, a.end, b.start) for a, b in zip(found, found[1:]))
+        mention = found[-1] if acts.correction or fixed else found[0]
+        if fixed and not acts.correction:
+            mention = _within(found[-2], mention, now)
         if mention.value is not None:
             confidence = 0.95 if target == "incident_date" else 0.85
             out.put("incident_date", mention.value.isoformat(), confidence, mention.span)
@@ -558,6 +578,8 @@ class ClaimReader:
             if problem:  # "我叫公元前一万年": a date, not a name; the flow can ask again
                 out.problem(slot_of(m.role), problem, m.name, name)
                 continue
+            if m.role != ROLE_BARE and slot_of(m.role) not in out.values:
+                out.introduced.add(slot_of(m.role))
             out.put(slot_of(m.role), name, confidence, m.name)
         # The caller reporting for themself: the insured is the reporter.
         rel = out.values.get("relationship")
@@ -578,6 +600,9 @@ class ClaimReader:
         found = self.diagnoses.find(text)
         if found:
             d = found[-1] if acts.correction else found[0]
+            if (target in ("diagnosis", "incident_type") or acts.correction) and not recognized:
+                # typed: the words right before a term are the caller's (heard ones mostly noise)
+                d = self.diagnoses.as_answered(text, d)
             out.put("diagnosis", d.value, d.confidence, d.span)
             return
         framed = self.diagnoses.framed(text)  # "诊断是胆管细胞癌": not in the lexicon
@@ -587,6 +612,39 @@ class ClaimReader:
             bare = self.diagnoses.bare(text, recognized)
             if bare:
                 out.put("diagnosis", bare.value, bare.confidence, bare.span)
+
+
+_BARE_DAY_RE = re.compile(r"[^月]+[号日]")
+_BARE_WEEKDAY_RE = re.compile(r"(?:周|星期|礼拜)[一二三四五六日天七]")
+_WEEKDAY_OF = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
+
+
+def _within(said: dates_mod.DateMention, fix: dates_mod.DateMention, now: datetime) -> dates_mod.DateMention:
+    """A self-correction of the day alone keeps the month or week said first: "上个月五号，哦不对，
+    六号" is last month's 6th, "上礼拜二，不对，礼拜三" last week's Wednesday."""
+    if said.value is None or fix.value is None:
+        return fix
+    value = None
+    if _BARE_DAY_RE.fullmatch(fix.span):
+        with contextlib.suppress(ValueError):
+            value = said.value.replace(day=fix.value.day)
+    elif _BARE_WEEKDAY_RE.fullmatch(fix.span):
+        value = said.value + timedelta(days=_WEEKDAY_OF[fix.span[-1]] - said.value.weekday())
+    if value is None or value > now.date():
+        return fix
+    return dates_mod.DateMention(value, None, fix.span, fix.start, fix.end)
+
+
+def _self_corrected(text: str, runs: list[DigitRun]) -> list[DigitRun]:
+    """Digit runs with a caller's own fix applied: "一八六二六零幺零三六八，哦不对，最后是零三六零"
+    is 18626010360 (a shorter run after a no replaces the end of the run before it)."""
+    out: list[DigitRun] = []
+    for run in runs:
+        if out and len(run.digits) < len(out[-1].digits) and _SELF_FIX_RE.search(text, out[-1].end, run.start):
+            before = out.pop()
+            run = DigitRun(before.digits[:-len(run.digits)] + run.digits, before.start, run.end)
+        out.append(run)
+    return out
 
 
 def shanghai(started_at: datetime) -> datetime:

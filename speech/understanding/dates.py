@@ -22,10 +22,13 @@ _WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 
 
 # Order matters only for readability: overlapping matches are resolved by length.
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("ymd", re.compile(rf"(?:(?P<y>{_YEAR})年|(?P<y2>今年|去年|前年))(?P<m>{_NUM})月份?(?P<d>{_NUM})(?:日|号)?")),
+    ("ymd", re.compile(rf"(?:(?P<y>{_YEAR})年|(?P<y2>今年|去年|前年))(?P<m>{_NUM})月(?:份的?)?(?P<d>{_NUM})(?:日|号)?")),
     ("iso", re.compile(r"(?P<y>\d{4})[-/.](?P<m>\d{1,2})[-/.](?P<d>\d{1,2})")),
-    ("md", re.compile(rf"(?P<m>{_NUM})月份?(?P<d>{_NUM})(?:日|号)?")),
+    ("md", re.compile(rf"(?P<m>{_NUM})月(?:份的?)?(?P<d>{_NUM})(?:日|号)?")),  # 四月份的三十号
     ("slash", re.compile(r"(?<![\d/])(?P<m>\d{1,2})/(?P<d>\d{1,2})(?![\d/])")),
+    # typed month.day (7.11, 10.24): not a quantity (3.5天, 38.5度, 1.5万)
+    ("dotted", re.compile(r"(?<![\d.])(?P<m>1[0-2]|0?[1-9])\.(?P<d>3[01]|[12]\d|0?[1-9])"
+                          r"(?![\d.]|个|天|日|周|月|年|岁|度|万|千|元|块|米|公|斤|克|升|小时|分|倍|%|cm|kg)")),
     ("month_rel", re.compile(rf"(?P<rel>上上个?月|上个?月|这个?月|本月|当月)(?P<d>{_NUM})(?:日|号)")),
     ("day", re.compile(rf"(?<![月\d一二两三四五六七八九十])(?P<d>{_NUM})(?:号|日)(?![码线楼床机])")),
     ("ago", re.compile(rf"(?P<n>{_NUM}|半)(?P<unit>天|日|个?星期|个?礼拜|周|个月)(?:前|之前|以前|钱)")),
@@ -104,7 +107,7 @@ def _resolve(kind: str, m: re.Match[str], today: date) -> tuple[date | None, str
         if value is None:
             return None, "date_invalid"
         return (value, None) if value <= today else (None, "date_future")
-    if kind in ("md", "slash"):
+    if kind in ("md", "slash", "dotted"):
         month, day = _num(g["m"]), _num(g["d"])
         if month is None or day is None or not 1 <= month <= 12 or not 1 <= day <= 31:
             return None, "date_invalid"

@@ -21,6 +21,8 @@ _FRAMES = (
 # Where a framed diagnosis ends.
 _END_RE = re.compile(r"，|在|住院|去世|过世|了|的|住进|入院|看的|做了|需要|要|还|而且|并且|然后|所以|因为|医院")
 _FILLER_PREFIXES = ("就是", "是", "那个", "嗯", "呃", "一个", "有点", "有些", "说是", "得了", "患了")
+# Characters of grammar, not of a diagnosis: words before a term holding one are no part of it.
+_GRAMMAR_CHARS = frozenset("我你他她它的了在是和因为得被说就还都也很太又给把让从到去来这那个么吗呢吧啊呀嗯哦")
 _FILLER_SUFFIXES = ("吧", "啊", "呀", "了", "的", "呢", "哈")
 
 
@@ -91,6 +93,23 @@ class DiagnosisFinder:
             span = text[start:end]
             mentions.append(DiagnosisMention(self._normalize(span), span, start))
         return mentions
+
+    def as_answered(self, text: str, mention: DiagnosisMention) -> DiagnosisMention:
+        """`mention` with the words said right before it in the same clause, when the caller answers
+        the diagnosis question with a little more than the lexicon knows ("左手食指切割伤吧" →
+        左手食指切割伤, not 割伤): up to six characters of one word, no filler, framing or grammar."""
+        clause_start = text.rfind("，", 0, mention.start) + 1
+        before = text[clause_start:mention.start]
+        for frame in _FRAMES:
+            if before.startswith(frame):
+                before = before[len(frame):]
+                break
+        before = _strip_front(before)
+        if (not before or len(before) > 6 or not _all_cjk(before) or any(c in _GRAMMAR_CHARS for c in before)
+                or mention.value != mention.span):
+            return mention
+        span = before + mention.span
+        return DiagnosisMention(span, span, mention.start - len(before), mention.confidence)
 
     def term_by_sound(self, chunk: str) -> str | None:
         """A bare answer heard as words that only sound like a term ("手指歌声" for 手指割伤, "该爱" for
@@ -164,6 +183,18 @@ class DiagnosisFinder:
 
 def _all_cjk(text: str) -> bool:
     return all("\u4e00" <= c <= "\u9fff" for c in text)
+
+
+def _strip_front(text: str) -> str:
+    """`text` without the fillers it starts with ("就是", "那个")."""
+    changed = True
+    while changed and text:
+        changed = False
+        for prefix in _FILLER_PREFIXES:
+            if text.startswith(prefix):
+                text = text[len(prefix):]
+                changed = True
+    return text
 
 
 def _strip(text: str) -> str:

@@ -21,11 +21,11 @@ SUFFIX_RE = re.compile(
     r"医院|卫生院|卫生服务中心|医学中心|医疗中心|防治中心|保健院|诊所|门诊部|附[一二三]院|附院|[一二三四五六七八九十]院|总院"
 )
 # Left of a hospital name: 在 / 到 / 去 / 住进了 … (hard), 是 / 的 (soft: "去的是华西医院").
-_HARD_LEFT = frozenset("，在到去进于往送转了")
+_HARD_LEFT = frozenset("，在到去进于往送转了叫")  # 叫: "就社区医院，叫…卫生服务中心"
 _SOFT_LEFT = frozenset("是的")
 _LEADING_FILLERS = (
     "就是", "那个", "一家", "一个", "我们这的", "我们这边的", "我们那的", "我们这", "我们那", "我们", "咱们", "俺们",
-    "当地的", "附近的", "本地的", "市里的", "当地",
+    "当地的", "附近的", "本地的", "市里的", "当地", "就在", "就",
 )
 _NUMERALS = frozenset("一二三四五六七八九十零〇0123456789")
 # A place said first ("郑州市…", "萧山区…"), and the kinds of hospital every place has.

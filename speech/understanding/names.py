@@ -41,11 +41,13 @@ _BARE_PREFIXES = (
     "是这样的", "这样的", "你好", "您好", "喂", "啊", "呀", "哎", "唉", "这个", "好的", "好",
 )
 _SURNAME_MARK_RE = re.compile("姓")
-_AFTER_SURNAME_RE = re.compile(r"，?(?:名字叫|名字是|名叫|全名叫|全名是|叫做|叫|是)?，?")  # 姓韦，叫…
+_AFTER_SURNAME_RE = re.compile(r"，?(?:名字叫|名字是|名叫|全名叫|全名是|叫做|叫|是|名)?，?")  # 姓韦，叫…
 _AFTER_RELATION_RE = re.compile(r"(?:的名字|名字)?(?:叫做|叫|是)?，?")  # 我爸(的名字)(叫)…
 _SURNAME_BEFORE_RE = re.compile(r"姓[\u4e00-\u9fff]{1,2}，?$")
 _THIRD_PERSON_BEFORE_RE = re.compile(r"(?:他|她)(?:的)?(?:名字)?$")
 _FIRST_PERSON_BEFORE_RE = re.compile(r"我(?:的)?(?:名字)?$")
+# What may lead a name told character by character in ("我叫刘洋，刘备的刘…").
+_TOLD_LEADS = tuple(sorted({*_SELF_TRIGGERS, *_INSURED_TRIGGERS, "就是", "是", "叫"}, key=len, reverse=True))
 _BARE_SUFFIXES = ("就是我", "是我", "吧", "啊", "呀", "哈", "的", "了", "呢")
 
 
@@ -156,14 +158,70 @@ class NameFinder:
             return text[pos:pos + 1]
         return None
 
+    def told_by_characters(self, text: str) -> str | None:
+        """A name told character by character, written as the name (with what led it in):
+        "言午许，文化的文，气宇轩昂的轩" → 许文轩, "耳东陈，早晨的晨" → 陈晨, "我叫刘洋，刘备的刘，海洋的
+        洋" → 我叫刘洋. After the full name, a surname alone (姓许, 许) or nothing, each clause
+        explains one character by its parts (言午许) or by a word it is in (文化的文); a name said
+        first must hold every character explained. None when the text is not such a name."""
+        for pos, chars in self._explanations(text.rstrip("，")):
+            name = self._told_name(text[:pos].rstrip("，"), chars)
+            if name is not None:
+                return name
+        return None
+
+    def _explanations(self, body: str, depth: int = 0) -> Iterable[tuple[int, list[str]]]:
+        """Ways to read the end of `body` as explained characters: (where they start, the chars)."""
+        if depth > 4 or not body:
+            return
+        ends: list[tuple[int, str]] = []
+        spelling = next((w for w in self.spellings if body.endswith(w)), None)
+        if spelling:
+            ends.append((len(body) - len(spelling), self.spellings[spelling]))
+        elif len(body) >= 3 and body[-2] == "的" and _is_cjk(body[-1]):
+            char, clause = body[-1], body[:-2].rsplit("，", 1)
+            sizes = [len(clause[1])] if len(clause) == 2 else range(1, 7)  # said apart: the whole clause
+            for size in sizes:
+                word = body[-2 - size:-2]
+                if len(word) == size and 0 < size <= 6 and all(_is_cjk(c) for c in word) and char in word \
+                        and word != char:
+                    ends.append((len(body) - 2 - size, char))
+        for pos, char in ends:
+            for before, chars in self._explanations(body[:pos].rstrip("，"), depth + 1):
+                yield before, [*chars, char]
+            yield pos, [char]
+
+    def _told_name(self, head: str, chars: list[str]) -> str | None:
+        """The name a head ("我叫刘洋", "姓许", "", …) and the characters explained after it tell."""
+        lead = next((t for t in _TOLD_LEADS if head.startswith(t)), "")
+        said = head[len(lead):].lstrip("，")
+        if said.startswith("姓"):
+            said = said[1:]
+        if not said:
+            name = "".join(chars)
+        elif said in self.surnames and chars[0] != said:
+            name = said + "".join(chars)
+        elif len(said) >= 2 and all(c in said for c in chars) and self.surname_at(said, 0):
+            name = said
+        else:
+            return None
+        surname = self.surname_at(name, 0)
+        if surname is None or not 2 <= len(name) <= 4 or len(name) == len(surname):
+            return None
+        return lead + name
+
     def drop_explanations(self, text: str) -> str:
         """A name with its explanation taken out, the name kept once.
 
         People say the surname and then the full name ("曾，曾亮", "曾 曾亮"), explain the given
         name ("徐平卫，平卫是名字", "段诗，诗是名字") or one of its characters ("商莉平，平安的平",
         "王芳，芳是芬芳的芳"). An explanation repeats the end of the name just said; that is how
-        it is told apart from a name of its own (段诗诗 stays 段诗诗).
+        it is told apart from a name of its own (段诗诗 stays 段诗诗). A name told character by
+        character (`told_by_characters`) comes back as the name.
         """
+        told = self.told_by_characters(text)
+        if told is not None:
+            return told
         m = _EXPLAINED_GIVEN_RE.search(text)
         if m:  # "…X，X是名字" or, spaces dropped, "…XX是名字"
             before = text[:m.end(1)]

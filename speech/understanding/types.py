@@ -53,3 +53,6 @@ class Extraction:
     wants_human: bool = False  # 转人工 / 人工客服
     about: str | None = None  # the slot a correction names ("不对，我的手机号是…" → the phone's slot)
     refused: bool = False  # the caller declines the call (不方便 / 不想回答 / 别再打了)
+    # slots whose value the words say whose it is ("我叫刘婷": the caller's; "我爸叫…": the insured's),
+    # as opposed to a bare value ("不对，刘婷") the flow may have to place itself
+    introduced: frozenset[str] = frozenset()

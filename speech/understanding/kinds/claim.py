@@ -86,4 +86,5 @@ class ClaimBinding:
         rename = lambda items: {self.roles[k]: replace(v, slot=self.roles[k]) for k, v in items.items()  # noqa: E731
                                 if k in self.roles}
         return replace(found, values=rename(found.values), problems=rename(found.problems),
-                       about=self.roles.get(found.about or ""))
+                       about=self.roles.get(found.about or ""),
+                       introduced=frozenset(self.roles[k] for k in found.introduced if k in self.roles))
