@@ -430,10 +430,16 @@ def test_correction_of_relationship_to_self_derives_the_insured_name() -> None:
 
 
 def test_unclear_answers_at_confirm_end_in_transfer() -> None:
+    # the read-back again, then the yes or no alone, then the first item alone (twice at most):
+    # never the same question a third time, then a person
     d = at_confirm({})
-    for _ in range(FLOW.confirm.limit - 1):
+    p = last_prompt(d.on_text("嗯？"))
+    assert p.slot == "confirm" and "核对一下" in p.text
+    p = last_prompt(d.on_text("嗯？"))
+    assert p.slot == "confirm" and p.text.endswith(FLOW.confirm.yes_no) and p.dtmf
+    for _ in range(2):
         p = last_prompt(d.on_text("嗯？"))
-        assert p.slot == "confirm"
+        assert p.slot == "reporter_name" and p.text.startswith("我们一项一项确认")
     actions = d.on_text("嗯？")
     assert actions[0].status == "transferred" and actions[-1] == Transfer("no_match")
 

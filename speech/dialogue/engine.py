@@ -116,9 +116,11 @@ class Dialogue:
         self._asked_which = False  # the last prompt asked which item of the read-back is wrong
         self._which_asked = False  # ... at any time in this call
         self._partials: dict[frozenset[str], int] = {}  # items read back alone after "不对，<the same>"
+        self._unclear = 0  # read-back answers that were neither a yes nor a no we know
         # item-by-item confirmation, once the whole read-back and "which" failed: the items left
         self._items: list[str] | None = None
         self._item: str | None = None  # the item the last prompt asked to confirm
+        self._item_misses: dict[str, int] = {}  # item -> answers to it alone we could not place
         self._voice = False  # the caller speaks (recognized speech), rather than types
         self._id_guess: str | None = None  # digits of an ID heard but invalid, for a tolerant look-up
         self._deferred: set[str] = set()  # misheard numbers asked again last, once other slots may find the record
@@ -410,8 +412,9 @@ class Dialogue:
                     return self._give_up_rejected("no_match")
             # said again what the read-back had ("就用这个号码"): repeat that part, ask about the rest
             part = frozenset(mentioned)
-            if negative and self._partials.get(part, 0) >= 1:
-                # ... and again: that part read back a second time would get the same answer
+            if self._partials.get(part, 0) >= 1:
+                # ... and again (with a no, or with none we know): that part read back a second time
+                # would get the same answer
                 if not self._which_asked:
                     return self._ask_which()
                 if self.flow.confirm.item:
@@ -468,6 +471,15 @@ class Dialogue:
         if negative:
             return self._ask_which()
         prefix = self.flow.no_match_prefix[min(self._no_match[CONFIRM], len(self.flow.no_match_prefix)) - 1]
+        self._unclear += 1
+        if self._unclear >= 2 and self.flow.confirm.yes_no:
+            # neither a yes nor a no we know, twice: the read-back a third time would get the same
+            # answer; ask for the yes or no alone (and the keypad), then item by item
+            if self._unclear >= 3 and self.flow.confirm.item:
+                return self._start_items()
+            text = prefix + render(self.flow.confirm.yes_no, self.slots, self.flow.formats, self._today())
+            return self._question(lambda: self._prompt(text, CONFIRM, self.flow.confirm.hints,
+                                                       dtmf=self.flow.confirm.dtmf_yes is not None))
         return self._question(lambda: self._read_back(prefix))
 
     def _ask_which(self) -> list[Action]:
@@ -548,10 +560,10 @@ class Dialogue:
             if self._rejections[slot] > 2:
                 return self._give_up(slot, "no_match")
             return self._recheck(slot, correcting=True)  # asked alone, in its own words
-        self._no_match[slot] = self._no_match.get(slot, 0) + 1
-        if self._no_match[slot] > 2:
+        self._item_misses[slot] = self._item_misses.get(slot, 0) + 1
+        if self._item_misses[slot] >= 2:
             return self._transfer("no_match")
-        return self._next_item()  # not understood: the same item once more
+        return self._next_item()  # not understood: the same item once more (a third time would not do)
 
     # ------------------------------------------------------------------ filling
 
@@ -620,6 +632,8 @@ class Dialogue:
         if len(kinded) != 1:
             return extraction
         slot = kinded[0]
+        if slot in extraction.introduced:
+            return extraction  # "我叫刘婷": whose name it is was said
         found = extraction.values[slot]
         candidates = [
             other for other in self.flow.slot_names

@@ -197,6 +197,9 @@ class ConfirmSpec:
     # said before the closing when an item the caller rejected could not be got right (the call ends
     # with it marked unconfirmed); empty: such a call goes to an agent
     unresolved: str = ""
+    # asked instead of the whole read-back a third time when two answers to it were neither a yes
+    # nor a no we know (then item by item); empty: the read-back again
+    yes_no: str = ""
 
 
 NO_CONFIRM = ConfirmSpec("", "", "", (), "{changes}", "", None, None, None, 1)
@@ -887,7 +890,7 @@ def _leaf_texts(node: Any) -> list[str]:
 
 def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], formats: Mapping[str, Format]) -> ConfirmSpec:
     c = r.mapping(value, "confirm", {"intro", "question", "separator", "order", "changed", "which", "item", "hints",
-                                     "dtmf", "limit", "unresolved"},
+                                     "dtmf", "limit", "unresolved", "yes_no"},
                   {"question", "changed", "which"})
     order = tuple(names)
     if "order" in c:
@@ -923,6 +926,9 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
     if c.get("unresolved") is not None:
         unresolved = _check_template(r, r.text(c["unresolved"], "confirm.unresolved"), "confirm.unresolved", known,
                                      formats)
+    yes_no = ""
+    if c.get("yes_no") is not None:
+        yes_no = _check_template(r, r.text(c["yes_no"], "confirm.yes_no"), "confirm.yes_no", known, formats)
     return ConfirmSpec(
         intro=r.text(c.get("intro", ""), "confirm.intro", empty_ok=True),
         question=r.text(c["question"], "confirm.question"),
@@ -936,6 +942,7 @@ def _parse_confirm(r: _Reader, value: Any, names: list[str], known: set[str], fo
         limit=r.integer(c.get("limit", 4), "confirm.limit"),
         item=item,
         unresolved=unresolved,
+        yes_no=yes_no,
     )
 
 
