@@ -616,7 +616,6 @@ class ClaimReader:
 
 _BARE_DAY_RE = re.compile(r"[^月]+[号日]")
 _BARE_WEEKDAY_RE = re.compile(r"(?:周|星期|礼拜)[一二三四五六日天七]")
-_WEEKDAY_OF = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
 
 
 def _within(said: dates_mod.DateMention, fix: dates_mod.DateMention, now: datetime) -> dates_mod.DateMention:
@@ -629,7 +628,7 @@ def _within(said: dates_mod.DateMention, fix: dates_mod.DateMention, now: dateti
         with contextlib.suppress(ValueError):
             value = said.value.replace(day=fix.value.day)
     elif _BARE_WEEKDAY_RE.fullmatch(fix.span):
-        value = said.value + timedelta(days=_WEEKDAY_OF[fix.span[-1]] - said.value.weekday())
+        value = said.value + timedelta(days=dates_mod.WEEKDAYS[fix.span[-1]] - said.value.weekday())
     if value is None or value > now.date():
         return fix
     return dates_mod.DateMention(value, None, fix.span, fix.start, fix.end)

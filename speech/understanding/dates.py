@@ -18,7 +18,7 @@ from .numbers import parse_cardinal
 # speech synthesizer or a caller reading it off a form)
 _NUM = r"(?:\d{1,2}|[一二两三四五六七八九十]{1,3}|[零〇幺一二三四五六七八九][零〇幺一二三四五六七八九])"
 _YEAR = r"(?:\d{4}|[零〇一二三四五六七八九]{4}|\d{2}|[零〇一二三四五六七八九]{2})"
-_WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
+WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
 
 # Order matters only for readability: overlapping matches are resolved by length.
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -153,7 +153,7 @@ def _resolve(kind: str, m: re.Match[str], today: date) -> tuple[date | None, str
         return today - timedelta(days=int(delta.days)), None
     if kind == "week":
         rel = (g["rel"] or "").replace("个", "")
-        weekday = _WEEKDAYS[g["w"]]
+        weekday = WEEKDAYS[g["w"]]
         monday = today - timedelta(days=today.weekday())
         if rel == "上上":
             value = monday - timedelta(weeks=2) + timedelta(days=weekday)
